@@ -1,0 +1,256 @@
+"""Fastformer (Wu et al., 2021, "Fastformer: Additive Attention Can Be All You Need", arXiv 2108.09084).
+
+The math and the parameter layout follow the official code (github.com/wuch15/Fastformer): additive
+global query, element-wise query-key product, global key pooled from that product, value = query,
+`transform(global_key * q) + q`, BERT-style post-LayerNorm blocks and masked attention pooling.
+Shapes: B batch, L length, H hidden, N heads, D = H / N head size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple, Union
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddlenlp.transformers import PretrainedModel, register_base_model
+from paddlenlp.transformers.activations import ACT2FN
+from paddlenlp.transformers.model_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+
+from .configuration import FastformerConfig
+
+__all__ = [
+    "FastformerPretrainedModel",
+    "FastformerModel",
+    "FastformerForSequenceClassification",
+]
+
+# Additive mask value of the official code: exp(-1e4) underflows to exactly 0 in float32.
+MASK_VALUE = -10000.0
+
+
+def additive_mask(attention_mask: paddle.Tensor, dtype) -> paddle.Tensor:
+    """[B, L] 1/0 mask -> [B, 1, L] additive mask (0 keep, -1e4 drop)."""
+    return (1.0 - attention_mask.astype(dtype).unsqueeze(1)) * MASK_VALUE
+
+
+class FastformerEmbeddings(nn.Layer):
+    """Word + learned position embeddings, LayerNorm, dropout."""
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: paddle.Tensor) -> paddle.Tensor:
+        position_ids = paddle.arange(paddle.shape(input_ids)[1], dtype="int64").unsqueeze(0)  # [1, L]
+        x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)  # [B, L, H]
+        return self.dropout(self.layer_norm(x))
+
+
+class FastSelfAttention(nn.Layer):
+    """Additive attention: linear in L, no L x L matrix."""
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__()
+        h, n = config.hidden_size, config.num_attention_heads
+        self.num_heads, self.head_size = n, h // n
+        self.scale = 1.0 / math.sqrt(self.head_size)
+        self.query = nn.Linear(h, h)
+        self.query_att = nn.Linear(h, n)
+        self.key = nn.Linear(h, h)
+        self.key_att = nn.Linear(h, n)
+        self.value = nn.Linear(h, h) if config.use_value_projection else None
+        self.transform = nn.Linear(h, h)
+
+    def _pool(self, logits: paddle.Tensor, mask: paddle.Tensor, x: paddle.Tensor) -> paddle.Tensor:
+        """softmax over L of per-head logits [B, L, N], then weighted sum of x [B, L, H] -> [B, 1, H]."""
+        b, n, d = paddle.shape(x)[0], self.num_heads, self.head_size
+        weights = F.softmax(logits.transpose([0, 2, 1]) * self.scale + mask, axis=-1)  # [B, N, L]
+        heads = x.reshape([b, -1, n, d]).transpose([0, 2, 1, 3])  # [B, N, L, D]
+        pooled = paddle.matmul(weights.unsqueeze(2), heads)  # [B, N, 1, D]
+        return pooled.reshape([b, 1, n * d])
+
+    def forward(self, hidden_states: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+        q = self.query(hidden_states)  # [B, L, H]
+        k = self.key(hidden_states)  # [B, L, H]
+        # eq. 3-4: alpha_i = softmax(w_q . q_i / sqrt(d)); global query q = sum_i alpha_i q_i
+        global_query = self._pool(self.query_att(q), mask, q)  # [B, 1, H]
+        # eq. 5: p_i = q * k_i
+        p = k * global_query  # [B, L, H]
+        # eq. 6-7: beta_i = softmax(w_k . p_i / sqrt(d)); global key k = sum_i beta_i p_i
+        global_key = self._pool(self.key_att(p), mask, p)  # [B, 1, H]
+        # eq. 8: u_i = k * v_i, value = query unless a value projection is asked for
+        v = q if self.value is None else self.value(hidden_states)
+        # output r_i = transform(u_i) + q_i
+        return self.transform(global_key * v) + q  # [B, L, H]
+
+
+class FastformerSelfOutput(nn.Layer):
+    """BERT post-LayerNorm residual: LayerNorm(dropout(dense(x)) + input)."""
+
+    def __init__(self, config: FastformerConfig, in_size: int):
+        super().__init__()
+        self.dense = nn.Linear(in_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+
+    def forward(self, hidden_states: paddle.Tensor, input_tensor: paddle.Tensor) -> paddle.Tensor:
+        return self.layer_norm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class FastformerLayer(nn.Layer):
+    """Additive attention block + feed-forward block, each post-LayerNorm."""
+
+    def __init__(self, config: FastformerConfig, attention: Optional[FastSelfAttention] = None):
+        super().__init__()
+        self.attention = attention if attention is not None else FastSelfAttention(config)
+        self.attention_output = FastformerSelfOutput(config, config.hidden_size)
+        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.output = FastformerSelfOutput(config, config.intermediate_size)
+
+    def forward(self, hidden_states: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+        attention_output = self.attention_output(self.attention(hidden_states, mask), hidden_states)
+        return self.output(self.activation(self.intermediate(attention_output)), attention_output)
+
+
+class FastformerPooler(nn.Layer):
+    """Sequence vector from token states: masked additive attention (tanh MLP), masked mean or first token."""
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__()
+        self.pooler_type = config.pooler_type
+        if self.pooler_type == "attention":
+            self.att_fc1 = nn.Linear(config.hidden_size, config.hidden_size)
+            self.att_fc2 = nn.Linear(config.hidden_size, 1)
+
+    def attention_weights(self, hidden_states: paddle.Tensor, attention_mask: paddle.Tensor) -> paddle.Tensor:
+        """[B, L] weights summing to 1 over the real tokens, 0 on padding."""
+        logits = self.att_fc2(paddle.tanh(self.att_fc1(hidden_states))).squeeze(-1)  # [B, L]
+        return F.softmax(logits + (1.0 - attention_mask.astype(logits.dtype)) * MASK_VALUE, axis=-1)
+
+    def forward(self, hidden_states: paddle.Tensor, attention_mask: paddle.Tensor) -> paddle.Tensor:
+        if self.pooler_type == "first":
+            return hidden_states[:, 0]
+        if self.pooler_type == "attention":
+            weights = self.attention_weights(hidden_states, attention_mask)  # [B, L]
+        else:
+            mask = attention_mask.astype(hidden_states.dtype)
+            weights = mask / paddle.clip(mask.sum(axis=1, keepdim=True), min=1.0)  # [B, L]
+        return paddle.matmul(weights.unsqueeze(1), hidden_states).squeeze(1)  # [B, H]
+
+
+class FastformerPretrainedModel(PretrainedModel):
+    """Base class: config class, weight initialisation (as the official `init_weights`), file names."""
+
+    config_class = FastformerConfig
+    base_model_prefix = "fastformer"
+    model_config_file = "config.json"
+    resource_files_names = {"model_state": "model_state.pdparams"}
+    pretrained_init_configuration = {}
+    pretrained_resource_files_map = {"model_state": {}}
+
+    def _init_weights(self, layer: nn.Layer):
+        if isinstance(layer, (nn.Linear, nn.Embedding)):
+            weight = paddle.normal(mean=0.0, std=self.config.initializer_range, shape=layer.weight.shape)
+            if isinstance(layer, nn.Embedding) and layer._padding_idx is not None:
+                weight[layer._padding_idx] = 0.0
+            layer.weight.set_value(weight.astype(layer.weight.dtype))
+            if isinstance(layer, nn.Linear) and layer.bias is not None:
+                layer.bias.set_value(paddle.zeros_like(layer.bias))
+        elif isinstance(layer, nn.LayerNorm):
+            layer.weight.set_value(paddle.ones_like(layer.weight))
+            layer.bias.set_value(paddle.zeros_like(layer.bias))
+
+
+@register_base_model
+class FastformerModel(FastformerPretrainedModel):
+    """Fastformer encoder: embeddings, `num_hidden_layers` Fastformer layers and a pooler."""
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__(config)
+        self.embeddings = FastformerEmbeddings(config)
+        shared = FastSelfAttention(config) if config.share_attention_layers else None
+        self.layers = nn.LayerList([FastformerLayer(config, shared) for _ in range(config.num_hidden_layers)])
+        self.pooler = FastformerPooler(config)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: paddle.Tensor,
+        attention_mask: Optional[paddle.Tensor] = None,
+        output_hidden_states: bool = False,
+        return_dict: Optional[bool] = None,
+    ) -> Union[BaseModelOutputWithPooling, Tuple[paddle.Tensor, ...]]:
+        """
+        Args:
+            input_ids: [B, L] token ids.
+            attention_mask: [B, L], 1 for real tokens and 0 for padding; `input_ids != pad_token_id` if None.
+            output_hidden_states: also return the embeddings and every layer's output.
+            return_dict: return a `BaseModelOutputWithPooling` rather than a tuple; `config.return_dict` if None.
+        """
+        return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        if attention_mask is None:
+            attention_mask = (input_ids != self.config.pad_token_id).astype("int64")
+        hidden_states = self.embeddings(input_ids)  # [B, L, H]
+        mask = additive_mask(attention_mask, hidden_states.dtype)  # [B, 1, L]
+        all_hidden_states = [hidden_states] if output_hidden_states else None
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, mask)
+            if output_hidden_states:
+                all_hidden_states.append(hidden_states)
+        pooled = self.pooler(hidden_states, attention_mask)  # [B, H]
+        if not return_dict:
+            return (hidden_states, pooled) + ((tuple(all_hidden_states),) if output_hidden_states else ())
+        return BaseModelOutputWithPooling(
+            last_hidden_state=hidden_states,
+            pooler_output=pooled,
+            hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
+        )
+
+
+class FastformerForSequenceClassification(FastformerPretrainedModel):
+    """Fastformer with a linear classifier on the pooled vector (the official `dense_linear`)."""
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__(config)
+        self.fastformer = FastformerModel(config)
+        self.num_labels = config.num_labels
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(
+        self,
+        input_ids: paddle.Tensor,
+        attention_mask: Optional[paddle.Tensor] = None,
+        labels: Optional[paddle.Tensor] = None,
+        output_hidden_states: bool = False,
+        return_dict: Optional[bool] = None,
+    ) -> Union[SequenceClassifierOutput, Tuple[paddle.Tensor, ...]]:
+        """
+        Args:
+            input_ids, attention_mask, output_hidden_states: as in `FastformerModel`.
+            labels: [B] class ids; when given, the mean cross-entropy is returned as `loss`.
+            return_dict: return a `SequenceClassifierOutput` rather than a tuple; `config.return_dict` if None.
+        """
+        return_dict = self.config.use_return_dict if return_dict is None else return_dict
+        outputs = self.fastformer(
+            input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output))  # [B, C]
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits, labels.reshape([-1]).astype("int64"))
+        if not return_dict:
+            output = (logits,) + ((outputs.hidden_states,) if output_hidden_states else ())
+            return ((loss,) + output) if loss is not None else output
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
