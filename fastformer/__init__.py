@@ -12,10 +12,12 @@ from .modeling import (  # noqa: E402
     FastformerModel,
     FastformerPretrainedModel,
 )
+from .tokenizer import FastformerTokenizer  # noqa: E402
 
 __all__ = [
     "FastformerConfig",
     "FastformerPretrainedModel",
     "FastformerModel",
     "FastformerForSequenceClassification",
+    "FastformerTokenizer",
 ]

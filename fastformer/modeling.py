@@ -14,11 +14,20 @@ from typing import Optional, Tuple, Union
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
+from paddle.autograd import PyLayer
 from paddlenlp.transformers import PretrainedModel, register_base_model
 from paddlenlp.transformers.activations import ACT2FN
 from paddlenlp.transformers.model_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 
 from .configuration import FastformerConfig
+
+try:
+    from paddle.base.dygraph.base import in_sot_simulation_mode
+except ImportError:  # a Paddle without SOT
+
+    def in_sot_simulation_mode() -> bool:
+        return False
+
 
 __all__ = [
     "FastformerPretrainedModel",
@@ -26,13 +35,96 @@ __all__ = [
     "FastformerForSequenceClassification",
 ]
 
-# Additive mask value of the official code: exp(-1e4) underflows to exactly 0 in float32.
+# Additive mask value of the official code. Paddle's CPU softmax clips (x - max) at -64, so the masked
+# weights are also multiplied by the 0/1 mask to make them exactly 0, as exp(-1e4) is in PyTorch.
 MASK_VALUE = -10000.0
 
 
 def additive_mask(attention_mask: paddle.Tensor, dtype) -> paddle.Tensor:
     """[B, L] 1/0 mask -> [B, 1, L] additive mask (0 keep, -1e4 drop)."""
     return (1.0 - attention_mask.astype(dtype).unsqueeze(1)) * MASK_VALUE
+
+
+# CPU training speed. Paddle's CPU backward of a bias add (a column reduce) and of layer_norm are slow
+# single-threaded loops (benchmarks/README.md). `Linear` and `LayerNorm` below keep the parameters of
+# `nn.Linear` / `nn.LayerNorm` and Paddle's own forward kernels (bit-identical outputs) and compute the same
+# gradients from matmuls (column sums as a GEMV) and same-shape elementwise ops. Used only when a gradient is
+# needed, in dynamic mode, on CPU: export, inference, to_static and GPU run Paddle's own layers.
+
+
+def _custom_grad(x: paddle.Tensor, *params: paddle.Tensor) -> bool:
+    return (
+        paddle.in_dynamic_mode()
+        and not in_sot_simulation_mode()  # to_static's SOT tracing (the Trainer's `to_static`): Paddle's layers
+        and x.place.is_cpu_place()
+        and not x.stop_gradient
+        and all(p is not None and not p.stop_gradient for p in params)
+    )
+
+
+def _row_mean(x: paddle.Tensor) -> paddle.Tensor:
+    """[M, K] -> [M, 1] as x @ (ones[K, 1] / K) (a GEMV: twice as fast as Paddle's CPU mean over the last axis)."""
+    return paddle.matmul(x, paddle.full([x.shape[1], 1], 1.0 / x.shape[1], dtype=x.dtype))
+
+
+def _column_sum(x: paddle.Tensor) -> paddle.Tensor:
+    """[M, K] -> [K] as ones[1, M] @ x (a GEMV: many times faster than Paddle's CPU sum over axis 0)."""
+    return paddle.matmul(paddle.ones([1, x.shape[0]], dtype=x.dtype), x).reshape([-1])
+
+
+class _LinearFunction(PyLayer):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        out = paddle.addmm(bias, x.reshape([-1, x.shape[-1]]), weight)  # b + x W, bias added by the GEMM (beta 1)
+        return out.reshape(x.shape[:-1] + weight.shape[-1:])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensor()
+        grad_2d = grad.reshape([-1, grad.shape[-1]])  # [M, out]
+        grad_x = paddle.matmul(grad, weight, transpose_y=True)  # g W^T
+        grad_w = paddle.matmul(x.reshape([-1, x.shape[-1]]), grad_2d, transpose_x=True)  # x^T g
+        return grad_x, grad_w, _column_sum(grad_2d)  # db = sum over rows of g
+
+
+class _LayerNormFunction(PyLayer):
+    @staticmethod
+    def forward(ctx, x, weight, bias, epsilon):
+        ctx.save_for_backward(x, weight)
+        ctx.epsilon = epsilon
+        return F.layer_norm(x, x.shape[-1:], weight, bias, epsilon)  # x_hat * w + b
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensor()
+        x_2d, grad_2d = x.reshape([-1, x.shape[-1]]), grad.reshape([-1, x.shape[-1]])  # [M, H]
+        centred = x_2d - _row_mean(x_2d)
+        rstd = paddle.rsqrt(_row_mean(centred * centred) + ctx.epsilon)  # [M, 1]
+        x_hat = centred * rstd
+        g_hat = grad_2d * weight  # dL/dx_hat
+        # dL/dx = rstd * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat)), means over H
+        mean_g, mean_gx = _row_mean(g_hat), _row_mean(g_hat * x_hat)
+        grad_x = (g_hat - mean_g - x_hat * mean_gx) * rstd
+        return grad_x.reshape(x.shape), _column_sum(grad_2d * x_hat), _column_sum(grad_2d)
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` (same parameters, same output) with the fast CPU backward."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if _custom_grad(x, self.weight, self.bias):
+            return _LinearFunction.apply(x, self.weight, self.bias)
+        return super().forward(x)
+
+
+class LayerNorm(nn.LayerNorm):
+    """`nn.LayerNorm` over the last axis (same parameters, same output) with the fast CPU backward."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if len(self._normalized_shape) == 1 and _custom_grad(x, self.weight, self.bias):
+            return _LayerNormFunction.apply(x, self.weight, self.bias, self._epsilon)
+        return super().forward(x)
 
 
 class FastformerEmbeddings(nn.Layer):
@@ -42,11 +134,12 @@ class FastformerEmbeddings(nn.Layer):
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.layer_norm = LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: paddle.Tensor) -> paddle.Tensor:
-        position_ids = paddle.arange(paddle.shape(input_ids)[1], dtype="int64").unsqueeze(0)  # [1, L]
+        # [B, L] position ids (not [1, L] broadcast): a same-shape add, whose backward is not a slow reduce
+        position_ids = paddle.arange(paddle.shape(input_ids)[1], dtype="int64").unsqueeze(0).expand_as(input_ids)
         x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)  # [B, L, H]
         return self.dropout(self.layer_norm(x))
 
@@ -59,20 +152,23 @@ class FastSelfAttention(nn.Layer):
         h, n = config.hidden_size, config.num_attention_heads
         self.num_heads, self.head_size = n, h // n
         self.scale = 1.0 / math.sqrt(self.head_size)
-        self.query = nn.Linear(h, h)
-        self.query_att = nn.Linear(h, n)
-        self.key = nn.Linear(h, h)
-        self.key_att = nn.Linear(h, n)
-        self.value = nn.Linear(h, h) if config.use_value_projection else None
-        self.transform = nn.Linear(h, h)
+        self.query = Linear(h, h)
+        self.query_att = Linear(h, n)
+        self.key = Linear(h, h)
+        self.key_att = Linear(h, n)
+        self.value = Linear(h, h) if config.use_value_projection else None
+        self.transform = Linear(h, h)
 
     def _pool(self, logits: paddle.Tensor, mask: paddle.Tensor, x: paddle.Tensor) -> paddle.Tensor:
         """softmax over L of per-head logits [B, L, N], then weighted sum of x [B, L, H] -> [B, 1, H]."""
         b, n, d = paddle.shape(x)[0], self.num_heads, self.head_size
         weights = F.softmax(logits.transpose([0, 2, 1]) * self.scale + mask, axis=-1)  # [B, N, L]
-        heads = x.reshape([b, -1, n, d]).transpose([0, 2, 1, 3])  # [B, N, L, D]
-        pooled = paddle.matmul(weights.unsqueeze(2), heads)  # [B, N, 1, D]
-        return pooled.reshape([b, 1, n * d])
+        weights = weights * (mask == 0).astype(weights.dtype)  # exact 0 on padding
+        # Every head's weights against all H columns, then head n's own D columns (the block diagonal): one
+        # batched matmul on x as it lies, no [B, N, L, D] transpose (a slow strided copy on CPU); N x the FLOPs
+        # of the per-head product, still tiny next to the projections.
+        pooled = paddle.matmul(weights, x).reshape([b, n, n, d])  # [B, N, N, D]
+        return paddle.diagonal(pooled, axis1=1, axis2=2).transpose([0, 2, 1]).reshape([b, 1, n * d])
 
     def forward(self, hidden_states: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
         q = self.query(hidden_states)  # [B, L, H]
@@ -80,13 +176,13 @@ class FastSelfAttention(nn.Layer):
         # eq. 3-4: alpha_i = softmax(w_q . q_i / sqrt(d)); global query q = sum_i alpha_i q_i
         global_query = self._pool(self.query_att(q), mask, q)  # [B, 1, H]
         # eq. 5: p_i = q * k_i
-        p = k * global_query  # [B, L, H]
+        p = k * global_query.expand_as(k)  # [B, L, H] (expanded: same-shape multiply is fast on CPU)
         # eq. 6-7: beta_i = softmax(w_k . p_i / sqrt(d)); global key k = sum_i beta_i p_i
         global_key = self._pool(self.key_att(p), mask, p)  # [B, 1, H]
         # eq. 8: u_i = k * v_i, value = query unless a value projection is asked for
         v = q if self.value is None else self.value(hidden_states)
         # output r_i = transform(u_i) + q_i
-        return self.transform(global_key * v) + q  # [B, L, H]
+        return self.transform(global_key.expand_as(v) * v) + q  # [B, L, H]
 
 
 class FastformerSelfOutput(nn.Layer):
@@ -94,9 +190,9 @@ class FastformerSelfOutput(nn.Layer):
 
     def __init__(self, config: FastformerConfig, in_size: int):
         super().__init__()
-        self.dense = nn.Linear(in_size, config.hidden_size)
+        self.dense = Linear(in_size, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.layer_norm = LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
 
     def forward(self, hidden_states: paddle.Tensor, input_tensor: paddle.Tensor) -> paddle.Tensor:
         return self.layer_norm(self.dropout(self.dense(hidden_states)) + input_tensor)
@@ -109,7 +205,7 @@ class FastformerLayer(nn.Layer):
         super().__init__()
         self.attention = attention if attention is not None else FastSelfAttention(config)
         self.attention_output = FastformerSelfOutput(config, config.hidden_size)
-        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate = Linear(config.hidden_size, config.intermediate_size)
         self.activation = ACT2FN[config.hidden_act]
         self.output = FastformerSelfOutput(config, config.intermediate_size)
 
@@ -125,13 +221,14 @@ class FastformerPooler(nn.Layer):
         super().__init__()
         self.pooler_type = config.pooler_type
         if self.pooler_type == "attention":
-            self.att_fc1 = nn.Linear(config.hidden_size, config.hidden_size)
-            self.att_fc2 = nn.Linear(config.hidden_size, 1)
+            self.att_fc1 = Linear(config.hidden_size, config.hidden_size)
+            self.att_fc2 = Linear(config.hidden_size, 1)
 
     def attention_weights(self, hidden_states: paddle.Tensor, attention_mask: paddle.Tensor) -> paddle.Tensor:
         """[B, L] weights summing to 1 over the real tokens, 0 on padding."""
         logits = self.att_fc2(paddle.tanh(self.att_fc1(hidden_states))).squeeze(-1)  # [B, L]
-        return F.softmax(logits + (1.0 - attention_mask.astype(logits.dtype)) * MASK_VALUE, axis=-1)
+        mask = attention_mask.astype(logits.dtype)
+        return F.softmax(logits + (1.0 - mask) * MASK_VALUE, axis=-1) * mask  # exact 0 on padding
 
     def forward(self, hidden_states: paddle.Tensor, attention_mask: paddle.Tensor) -> paddle.Tensor:
         if self.pooler_type == "first":
@@ -226,7 +323,7 @@ class FastformerForSequenceClassification(FastformerPretrainedModel):
         self.fastformer = FastformerModel(config)
         self.num_labels = config.num_labels
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier = Linear(config.hidden_size, config.num_labels)
 
     def forward(
         self,

@@ -1,0 +1,314 @@
+"""Official PyTorch Fastformer checkpoint (github.com/wuch15/Fastformer, the notebook's `Model`) -> Paddle model folder.
+
+    python -m fastformer.convert --torch_checkpoint model.pt --output_dir DIR [--num_attention_heads N]
+        [--layer_norm_eps 1e-12] [--tokenizer_dir TOK]
+
+The checkpoint may be a raw state dict or a dict holding it under "state_dict" / "model_state_dict" (a
+"module." prefix from DataParallel is dropped). Linear weights are transposed (torch [out, in] -> Paddle
+[in, out]); embeddings and LayerNorm are copied. The config is read from the shapes; only the LayerNorm epsilon
+and dropout are not in the weights (the official values are the defaults). PyTorch is imported only to read a
+`.pt` file or torch tensors: the mapping itself works on numpy arrays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import warnings
+from typing import Dict, Iterable, Mapping, Optional, Tuple
+
+import numpy as np
+
+__all__ = [
+    "paddle_name",
+    "is_linear_weight",
+    "convert_state_dict",
+    "config_from_torch_state_dict",
+    "load_torch_state_dict",
+    "load_converted",
+    "convert_checkpoint",
+    "main",
+]
+
+# Official name (after the encoder-layer prefix) -> Paddle name (after `fastformer.layers.{i}.`).
+_LAYER_MAP = {
+    "attention.self.query": "attention.query",
+    "attention.self.query_att": "attention.query_att",
+    "attention.self.key": "attention.key",
+    "attention.self.key_att": "attention.key_att",
+    "attention.self.transform": "attention.transform",
+    "attention.output.dense": "attention_output.dense",
+    "attention.output.LayerNorm": "attention_output.layer_norm",
+    "intermediate.dense": "intermediate",
+    "output.dense": "output.dense",
+    "output.LayerNorm": "output.layer_norm",
+}
+_TOP_MAP = {
+    "dense_linear": "classifier",
+    "word_embedding": "fastformer.embeddings.word_embeddings",
+    "fastformer_model.position_embeddings": "fastformer.embeddings.position_embeddings",
+    "fastformer_model.LayerNorm": "fastformer.embeddings.layer_norm",
+    "fastformer_model.poolers.0.att_fc1": "fastformer.pooler.att_fc1",
+    "fastformer_model.poolers.0.att_fc2": "fastformer.pooler.att_fc2",
+}
+_LAYER_RE = re.compile(r"^fastformer_model\.encoders\.(\d+)\.(.+)\.(weight|bias)$")
+_TOP_RE = re.compile(r"^(.+)\.(weight|bias)$")
+# Official modules that are nn.Linear (their weights get transposed); every other weight is an Embedding or LayerNorm.
+_LINEAR_MODULES = {"dense_linear", "fastformer_model.poolers.0.att_fc1", "fastformer_model.poolers.0.att_fc2"} | {
+    name for name in _LAYER_MAP if not name.endswith("LayerNorm")
+}
+
+
+def _strip(name: str) -> str:
+    """Drop the `module.` prefix DataParallel / DistributedDataParallel adds."""
+    return name[len("module.") :] if name.startswith("module.") else name
+
+
+def paddle_name(torch_name: str) -> Optional[str]:
+    """Paddle state-dict name of an official parameter name, None for a name that has no Paddle counterpart."""
+    name = _strip(torch_name)
+    match = _LAYER_RE.match(name)
+    if match:
+        index, module, kind = match.groups()
+        if module in _LAYER_MAP:
+            return f"fastformer.layers.{index}.{_LAYER_MAP[module]}.{kind}"
+        return None
+    match = _TOP_RE.match(name)
+    if match and match.group(1) in _TOP_MAP:
+        return f"{_TOP_MAP[match.group(1)]}.{match.group(2)}"
+    return None
+
+
+def is_linear_weight(torch_name: str) -> bool:
+    """Whether an official parameter is an nn.Linear weight ([out, in] in torch, to be transposed)."""
+    name = _strip(torch_name)
+    if not name.endswith(".weight"):
+        return False
+    module = name[: -len(".weight")]
+    match = _LAYER_RE.match(name)
+    if match:
+        module = match.group(2)
+    return module in _LINEAR_MODULES
+
+
+def _to_numpy(value) -> np.ndarray:
+    """numpy array from a numpy array or a torch tensor (torch only touched when given one)."""
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "detach"):  # torch.Tensor
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def convert_state_dict(torch_state_dict: Mapping[str, object], strict: bool = True) -> Dict[str, np.ndarray]:
+    """Official state dict (numpy arrays or torch tensors) -> Paddle state dict of float32 numpy arrays.
+
+    Linear weights are transposed; embeddings, LayerNorm and biases are copied. With `strict`, any parameter
+    that has no Paddle counterpart (e.g. a second pooler `poolers.1.*`) raises a ValueError naming it.
+    """
+    converted, unknown = {}, []
+    for name, value in torch_state_dict.items():
+        target = paddle_name(name)
+        if target is None:
+            unknown.append(name)
+            continue
+        array = _to_numpy(value)
+        if is_linear_weight(name):
+            if array.ndim != 2:
+                raise ValueError(f"{name}: a Linear weight must be 2-D, got shape {list(array.shape)}")
+            array = array.T
+        converted[target] = np.ascontiguousarray(array, dtype=np.float32)
+    embedding = converted.get("fastformer.embeddings.word_embeddings.weight")
+    if embedding is not None and np.any(embedding[0] != 0):
+        # torch's padding_idx keeps row 0 at its stored value; Paddle's forces the looked-up vector to 0
+        warnings.warn(
+            "word_embedding row 0 (padding) is not zero: the official model reads it, Paddle's Embedding with "
+            "padding_idx=0 outputs zeros for it, so the converted model will differ on padded inputs"
+        )
+    if unknown and strict:
+        raise ValueError(
+            "these parameters of the PyTorch checkpoint have no Paddle counterpart (is it the official "
+            f"Fastformer `Model`?): {', '.join(sorted(unknown))}"
+        )
+    return converted
+
+
+def _shape(value) -> Tuple[int, ...]:
+    return tuple(int(s) for s in value.shape)
+
+
+def config_from_torch_state_dict(
+    torch_state_dict: Mapping[str, object],
+    num_attention_heads: Optional[int] = None,
+    **config_kwargs,
+):
+    """`FastformerConfig` of the model an official state dict belongs to.
+
+    Read from the shapes: vocab_size and hidden_size (`word_embedding`), num_hidden_layers (encoder indices),
+    intermediate_size, max_position_embeddings and num_labels (`dense_linear`). The number of heads is the
+    output width of `query_att` ([N, H] in torch); `num_attention_heads`, when given, must agree with it.
+    Padding id is 0 as in the official model. `config_kwargs` (e.g. layer_norm_eps, hidden_dropout_prob, id2label)
+    are passed on to `FastformerConfig`.
+    """
+    from .configuration import FastformerConfig
+
+    sd = {_strip(k): v for k, v in torch_state_dict.items()}
+
+    def get(name: str):
+        if name not in sd:
+            raise ValueError(f"{name!r} is not in the PyTorch state dict: not an official Fastformer `Model` checkpoint")
+        return sd[name]
+
+    vocab_size, hidden_size = _shape(get("word_embedding.weight"))
+    max_positions = _shape(get("fastformer_model.position_embeddings.weight"))[0]
+    num_labels = _shape(get("dense_linear.weight"))[0]
+    layers = sorted({int(m.group(1)) for m in map(_LAYER_RE.match, sd) if m})
+    if not layers or layers != list(range(len(layers))):
+        raise ValueError(f"encoder layers must be numbered 0..n-1, found {layers}")
+    intermediate_size = _shape(get("fastformer_model.encoders.0.intermediate.dense.weight"))[0]
+    heads = _shape(get("fastformer_model.encoders.0.attention.self.query_att.weight"))[0]
+    if num_attention_heads is not None and num_attention_heads != heads:
+        raise ValueError(
+            f"num_attention_heads={num_attention_heads} but the checkpoint's query_att has {heads} outputs (= heads)"
+        )
+    if "fastformer_model.poolers.0.att_fc1.weight" not in sd:
+        raise ValueError("the checkpoint has no attention pooler (fastformer_model.poolers.0.*): not supported")
+    kwargs = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=len(layers),
+        num_attention_heads=heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_positions,
+        pad_token_id=0,
+        pooler_type="attention",
+        use_value_projection=False,
+        share_attention_layers=False,
+    )
+    kwargs.update(config_kwargs)
+    if "id2label" not in kwargs:
+        kwargs["num_labels"] = num_labels
+    config = FastformerConfig(**kwargs)
+    if config.num_labels != num_labels:
+        raise ValueError(f"id2label has {config.num_labels} labels, the checkpoint's classifier {num_labels}")
+    return config
+
+
+def load_torch_state_dict(path: str) -> Dict[str, object]:
+    """Read a `.pt` file: a raw state dict, or a dict with it under "state_dict" / "model_state_dict"."""
+    import torch
+
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state_dict"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not all(hasattr(v, "shape") for v in obj.values()):
+        raise ValueError(
+            f"{path}: expected a state dict, or a dict with one under 'state_dict' or 'model_state_dict'"
+        )
+    return dict(obj)
+
+
+def _check_keys(model_sd: Mapping[str, object], converted: Mapping[str, np.ndarray]) -> None:
+    missing = sorted(set(model_sd) - set(converted))
+    unexpected = sorted(set(converted) - set(model_sd))
+    mismatched = sorted(
+        f"{k}: checkpoint {list(converted[k].shape)} vs model {list(model_sd[k].shape)}"
+        for k in set(model_sd) & set(converted)
+        if list(converted[k].shape) != list(model_sd[k].shape)
+    )
+    problems = []
+    for title, items in (("missing", missing), ("unexpected", unexpected), ("shape-mismatched", mismatched)):
+        if items:
+            problems.append(f"{title} keys ({len(items)}):\n    " + "\n    ".join(items))
+    if problems:
+        raise ValueError("the converted weights do not fit the Paddle model:\n  " + "\n  ".join(problems))
+
+
+def load_converted(model, converted: Mapping[str, np.ndarray]) -> None:
+    """Load converted weights into a Paddle model; a ValueError lists missing/unexpected/mismatched keys."""
+    import paddle
+
+    _check_keys(model.state_dict(), converted)
+    missing, unexpected = model.set_state_dict({k: paddle.to_tensor(v) for k, v in converted.items()})
+    if missing or unexpected:  # cannot happen after _check_keys; kept as a guard
+        raise ValueError(f"set_state_dict: missing {missing}, unexpected {unexpected}")
+
+
+def convert_checkpoint(
+    torch_state_dict: Mapping[str, object], num_attention_heads: Optional[int] = None, **config_kwargs
+):
+    """Official state dict -> `FastformerForSequenceClassification` (eval mode) holding its weights."""
+    from .modeling import FastformerForSequenceClassification
+
+    config = config_from_torch_state_dict(torch_state_dict, num_attention_heads, **config_kwargs)
+    model = FastformerForSequenceClassification(config)
+    load_converted(model, convert_state_dict(torch_state_dict))
+    model.eval()
+    return model
+
+
+def _parse_args(argv: Optional[Iterable[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m fastformer.convert",
+        description="Convert an official PyTorch Fastformer checkpoint into a Paddle model folder.",
+    )
+    parser.add_argument("--torch_checkpoint", required=True, help="the .pt file (state dict of the official Model)")
+    parser.add_argument("--output_dir", required=True, help="folder to write config.json and model_state.pdparams to")
+    parser.add_argument(
+        "--num_attention_heads",
+        type=int,
+        default=None,
+        help="heads; read from query_att's shape when left out (the official setting is 16)",
+    )
+    parser.add_argument("--layer_norm_eps", type=float, default=1e-12, help="not stored in the weights (official 1e-12)")
+    parser.add_argument("--hidden_dropout_prob", type=float, default=0.2, help="for fine-tuning (official 0.2)")
+    parser.add_argument(
+        "--tokenizer_dir",
+        default=None,
+        help="a FastformerTokenizer folder whose vocabulary the checkpoint uses; copied into output_dir",
+    )
+    return parser.parse_args(None if argv is None else list(argv))
+
+
+def main(argv: Optional[Iterable[str]] = None) -> int:
+    args = _parse_args(argv)
+    if not os.path.isfile(args.torch_checkpoint):
+        raise FileNotFoundError(f"{args.torch_checkpoint!r} does not exist")
+    torch_sd = load_torch_state_dict(args.torch_checkpoint)
+    tokenizer = None
+    if args.tokenizer_dir:
+        from .tokenizer import FastformerTokenizer
+
+        tokenizer = FastformerTokenizer.from_pretrained(args.tokenizer_dir)
+    model = convert_checkpoint(
+        torch_sd,
+        args.num_attention_heads,
+        layer_norm_eps=args.layer_norm_eps,
+        hidden_dropout_prob=args.hidden_dropout_prob,
+    )
+    if tokenizer is not None:
+        if len(tokenizer) != model.config.vocab_size:
+            raise ValueError(f"tokenizer has {len(tokenizer)} tokens, the checkpoint {model.config.vocab_size}")
+        if tokenizer.pad_token_id != 0:
+            raise ValueError(f"the official model pads with id 0, the tokenizer with {tokenizer.pad_token_id}")
+    os.makedirs(args.output_dir, exist_ok=True)
+    model.save_pretrained(args.output_dir)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(args.output_dir)
+    c = model.config
+    print(
+        f"converted {args.torch_checkpoint} -> {args.output_dir}: vocab {c.vocab_size}, hidden {c.hidden_size}, "
+        f"{c.num_hidden_layers} layers, {c.num_attention_heads} heads, {c.num_labels} labels"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
