@@ -1,0 +1,48 @@
+"""Initial word embeddings from a GloVe text file (`word v1 v2 ...` a line; plain or gzip) for a tokenizer's vocabulary."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from .reader import open_binary
+
+__all__ = ["load_glove_embeddings"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_glove_embeddings(tokenizer: Any, glove_txt_path: str, hidden_size: int, seed: int = 0) -> np.ndarray:
+    """A float32 [vocab size, hidden_size] matrix: GloVe vectors where found, normal(0, 0.02) elsewhere, [PAD] zero.
+
+    `tokenizer` needs `get_vocab()` and `pad_token_id`. A vocabulary token takes the vector of the same word, or
+    failing that of the first word equal to it once lower-cased (cased GloVe files list frequent forms first).
+    The coverage is logged. Raises ValueError naming the file and line when a vector has the wrong size.
+    """
+    vocab = tokenizer.get_vocab()
+    embeddings = np.random.default_rng(seed).normal(0.0, 0.02, size=(len(vocab), hidden_size)).astype(np.float32)
+    exact = np.zeros(len(vocab), dtype=bool)
+    found = np.zeros(len(vocab), dtype=bool)
+    with open_binary(glove_txt_path) as f:
+        for line_no, raw in enumerate(f, start=1):
+            word, _, vector = raw.rstrip(b"\r\n").partition(b" ")
+            text = word.decode("utf-8", errors="replace")
+            index = vocab.get(text)
+            is_exact = index is not None
+            if index is None:
+                index = vocab.get(text.lower())
+            if index is None or exact[index] or (found[index] and not is_exact):
+                continue
+            values = vector.split()
+            if len(values) != hidden_size:
+                if line_no == 1 and len(values) == 1:  # "count dim" header of the word2vec layout
+                    continue
+                raise ValueError(f"{glove_txt_path}, line {line_no}: vector of size {len(values)}, hidden_size is {hidden_size}")
+            embeddings[index] = np.asarray(values, dtype=np.float32)
+            found[index] = True
+            exact[index] = is_exact
+    embeddings[tokenizer.pad_token_id] = 0.0
+    logger.info("GloVe %s: %d of %d vocabulary tokens found (%.1f%%)", glove_txt_path, found.sum(), len(vocab), 100.0 * found.mean())
+    return embeddings

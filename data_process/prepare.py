@@ -1,0 +1,368 @@
+"""Draw a seeded sample of reviews from a raw Amazon file, split it and write a prepared dataset folder.
+
+Output folder (written by `prepare_dataset`, read back with `read_split`):
+
+* `train.jsonl`, `dev.jsonl`, `test.jsonl`: one JSON object a line, `{"text": str, "label": int}`, UTF-8,
+  label = stars - 1 (0..4).
+* `label.txt`: the label names, one a line, line i naming label i: "1".."5" (stars).
+* `stats.json`: the arguments (used to decide whether the folder can be reused), the source file and detected
+  release, records read / usable / skipped by reason with their first line numbers, duplicate texts, the rating
+  distribution of the usable records, and per split its size, class counts and length statistics
+  (words and characters: mean, median, p95, max).
+
+Sampling is bottom-K on a seeded 64-bit hash of the normalised text, in one streaming pass and bounded memory:
+the sample is the N distinct texts with the smallest keys (per class, N/5 each, with `balanced`). It depends only on
+the seed and the set of records, not on their order. Exact duplicate texts share a key, so each text is kept once;
+a text that occurs with different ratings has no single label and is left out of the sample. Both are counted with
+one 8-byte hash per usable record (about 160 MB for 20M records). The sample, in key order (a seeded shuffle), is cut
+into train/dev/test. The same input and arguments give byte-identical files.
+
+CLI: python -m data_process.prepare --input_file data/reviews_Electronics_5.json.gz --output_dir data/amazon
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import heapq
+import json
+import logging
+import os
+from array import array
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+
+from .reader import RATINGS, ReviewReader, check_text_fields, is_gzip
+
+__all__ = ["LABEL_NAMES", "SPLITS", "OUTPUT_FILES", "prepare_dataset", "read_split", "main"]
+
+logger = logging.getLogger(__name__)
+
+LABEL_NAMES = [str(stars) for stars in RATINGS]
+SPLITS = ("train", "dev", "test")
+OUTPUT_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl", "label.txt", "stats.json")
+DEFAULT_WEIGHTS = (8, 1, 1)  # train/dev/test 80/10/10
+FORMAT_VERSION = 1
+_NO_LIMIT = 1 << 64
+_CHUNK = 1 << 20
+
+
+class _BottomK:
+    """The records with the `capacity` smallest keys, one per key (max-heap on the key)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.heap: List[tuple] = []
+        self.keys: Set[int] = set()
+        self.limit = _NO_LIMIT  # keys >= limit cannot enter
+
+    def offer(self, key: int, text: str, rating: int) -> None:
+        if key in self.keys:
+            return
+        if len(self.heap) < self.capacity:
+            heapq.heappush(self.heap, (-key, rating, text))
+        else:
+            self.keys.discard(-heapq.heapreplace(self.heap, (-key, rating, text))[0])
+        self.keys.add(key)
+        if len(self.heap) == self.capacity:
+            self.limit = -self.heap[0][0]
+
+    def sorted_items(self) -> List[Tuple[int, int, str]]:
+        """(key, rating, text) by increasing key."""
+        return sorted((-k, rating, text) for k, rating, text in self.heap)
+
+
+def _hash_summary(values: np.ndarray) -> Tuple[int, Set[int], Dict[int, int]]:
+    """From sorted `text hash | rating` values: distinct texts, keys of texts with several ratings, rating counts."""
+    distinct, conflicting, ratings = 0, set(), np.zeros(8, dtype=np.int64)
+    for start in range(0, len(values), _CHUNK):
+        ratings += np.bincount((values[start : start + _CHUNK] & 7).astype(np.intp), minlength=8)
+        chunk = values[start : start + _CHUNK + 1]
+        same_text = (chunk[1:] ^ chunk[:-1]) < 8
+        distinct += int(np.count_nonzero(~same_text))
+        changed = same_text & (chunk[1:] != chunk[:-1])
+        conflicting.update((chunk[:-1][changed] & ~np.uint64(7)).tolist())
+    return distinct + 1, conflicting, {r: int(ratings[r]) for r in RATINGS}
+
+
+def _split_sizes(n: int, weights: Sequence[int]) -> List[int]:
+    """Sizes summing to n in proportion to `weights` (rounded down, rest to train); dev/test get at least one
+    each (unless their weight is 0) when n allows."""
+    rest = [n * w // sum(weights) for w in weights[1:]]
+    if n >= len(weights):
+        rest = [max(1, size) if w else size for size, w in zip(rest, weights[1:])]
+    return [n - sum(rest)] + rest
+
+
+def _length_stats(values: List[int]) -> Dict[str, float]:
+    if not values:
+        return {}
+    arr = np.asarray(values)
+    return {
+        "mean": round(float(arr.mean()), 1),
+        "median": float(np.median(arr)),
+        "p95": round(float(np.percentile(arr, 95)), 1),
+        "max": int(arr.max()),
+    }
+
+
+def _split_stats(rows: List[Tuple[str, int]]) -> dict:
+    labels = [label for _, label in rows]
+    return {
+        "size": len(rows),
+        "labels": {name: labels.count(i) for i, name in enumerate(LABEL_NAMES)},
+        "words": _length_stats([len(text.split()) for text, _ in rows]),
+        "chars": _length_stats([len(text) for text, _ in rows]),
+    }
+
+
+def _check_args(num_samples: int, split_sizes: Optional[Sequence[int]], seed: int) -> Optional[List[int]]:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if split_sizes is None:
+        return None
+    sizes = list(split_sizes)
+    if len(sizes) != len(SPLITS) or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in sizes) or sizes[0] < 1:
+        raise ValueError(f"split_sizes must be 3 non-negative integers (train, dev, test) with train >= 1, got {split_sizes!r}")
+    if sum(sizes) != num_samples:
+        raise ValueError(f"split_sizes {tuple(sizes)} must add up to num_samples ({num_samples})")
+    return sizes
+
+
+def _reusable(output_dir: str, args: dict, overwrite: bool) -> Optional[dict]:
+    """Stats of a complete dataset in `output_dir` made with `args`; None if the folder may be (over)written."""
+    if not os.path.isdir(output_dir) or not os.listdir(output_dir):
+        return None
+    stats_path = os.path.join(output_dir, "stats.json")
+    stats = None
+    if all(os.path.isfile(os.path.join(output_dir, name)) for name in OUTPUT_FILES):
+        try:
+            with open(stats_path, encoding="utf-8") as f:
+                stats = json.load(f)
+        except (OSError, ValueError):
+            stats = None
+    if isinstance(stats, dict) and stats.get("args") == args and stats.get("format_version") == FORMAT_VERSION:
+        return stats
+    if overwrite:
+        return None
+    raise FileExistsError(
+        f"output folder {output_dir!r} is not empty and holds no complete dataset prepared with the same arguments "
+        f"({args}); choose another folder or pass overwrite=True (only the files {', '.join(OUTPUT_FILES)} are replaced)"
+    )
+
+
+def _sample(reader: ReviewReader, num_samples: int, seed: int, balanced: bool) -> Tuple[List[Tuple[int, int, str]], dict, List[str]]:
+    """One pass over `reader`: the sample as (key, rating, text) by increasing key, duplicate statistics, warnings."""
+    if balanced:
+        quotas = {r: num_samples // len(RATINGS) + (i < num_samples % len(RATINGS)) for i, r in enumerate(RATINGS)}
+    else:
+        quotas = {0: num_samples}
+    # A margin of extra candidates replaces the texts left out at the end for having several ratings.
+    buckets = {c: _BottomK(q + q // 10 + 10) for c, q in quotas.items()}
+    hashes = array("Q")
+    salt = hashlib.blake2b(str(seed).encode(), digest_size=16).digest()
+    blake2b, from_bytes, mask = hashlib.blake2b, int.from_bytes, ~7
+    for review in reader:
+        key = from_bytes(blake2b(review.text.encode("utf-8"), digest_size=8, salt=salt).digest(), "little") & mask
+        hashes.append(key | review.rating)
+        bucket = buckets[review.rating if balanced else 0]
+        if key < bucket.limit:
+            bucket.offer(key, review.text, review.rating)
+    if not reader.usable:
+        raise ValueError(f"no usable review: {reader.skipped_summary()}")
+    values = np.frombuffer(hashes, dtype=np.uint64)
+    values.sort()
+    distinct, conflicting, ratings = _hash_summary(values)
+    del values
+    sample: List[Tuple[int, int, str]] = []
+    warnings = []
+    for c, bucket in buckets.items():
+        items = [item for item in bucket.sorted_items() if item[0] not in conflicting][: quotas[c]]
+        if len(items) < quotas[c] and len(bucket.heap) == bucket.capacity:
+            warnings.append("more texts with conflicting ratings than the sampling margin: the sample is smaller than it could be")
+        elif len(items) < quotas[c] and balanced:
+            warnings.append(f"only {len(items)} distinct reviews with {c} stars, fewer than the {quotas[c]} of a balanced sample")
+        sample.extend(items)
+    sample.sort()
+    dup_stats = {
+        "distinct_texts": distinct,
+        "duplicates_dropped": reader.usable - distinct,
+        "conflicting_rating_texts": len(conflicting),
+        "ratings_of_usable": {str(r): ratings[r] for r in RATINGS},
+    }
+    return sample, dup_stats, warnings
+
+
+def _write(output_dir: str, splits: Dict[str, List[Tuple[str, int]]], stats: dict) -> None:
+    """Write all output files through temporary names, stats.json last, so a folder is complete or untouched."""
+    os.makedirs(output_dir, exist_ok=True)
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    contents = {f"{name}.jsonl": "".join(encode({"text": t, "label": l}) + "\n" for t, l in rows) for name, rows in splits.items()}
+    contents["label.txt"] = "".join(name + "\n" for name in LABEL_NAMES)
+    contents["stats.json"] = json.dumps(stats, indent=2, ensure_ascii=False) + "\n"
+    temporary = {name: os.path.join(output_dir, f".{name}.tmp") for name in OUTPUT_FILES}
+    try:
+        for name in OUTPUT_FILES:
+            with open(temporary[name], "w", encoding="utf-8", newline="\n") as f:
+                f.write(contents[name])
+        for name in OUTPUT_FILES:
+            os.replace(temporary[name], os.path.join(output_dir, name))
+    finally:
+        for path in temporary.values():
+            if os.path.exists(path):
+                os.remove(path)
+
+
+def prepare_dataset(
+    input_path: str,
+    output_dir: str,
+    num_samples: int = 50000,
+    split_sizes: Optional[Sequence[int]] = None,
+    seed: int = 42,
+    balanced: bool = False,
+    text_fields: Sequence[str] = ("text",),
+    show_progress: bool = True,
+    overwrite: bool = False,
+) -> dict:
+    """Sample `num_samples` reviews from `input_path`, split them and write the dataset folder; returns the stats.
+
+    `split_sizes` (train, dev, test) must add up to `num_samples`; None means 80/10/10 (40000/5000/5000 for 50000).
+    When fewer distinct usable reviews exist, everything usable is taken and split in the same proportions.
+    `balanced` draws num_samples/5 per star rating (fewer if a class has fewer). `text_fields`: ("text",) for the
+    review text, ("title", "text") for "title. text". A folder already holding a complete dataset prepared with the
+    same arguments is reused as is; another non-empty folder is an error unless `overwrite` (which replaces only
+    the files of `OUTPUT_FILES`). Raises ValueError naming the file when no record is usable.
+    """
+    sizes = _check_args(num_samples, split_sizes, seed)
+    fields = check_text_fields(text_fields)
+    if not os.path.isfile(input_path):
+        raise FileNotFoundError(f"input file {input_path!r} does not exist")
+    args = {
+        "input_file": os.path.basename(input_path),
+        "input_bytes": os.path.getsize(input_path),
+        "num_samples": num_samples,
+        "split_sizes": sizes,
+        "seed": seed,
+        "balanced": bool(balanced),
+        "text_fields": list(fields),
+    }
+    previous = _reusable(output_dir, args, overwrite)
+    if previous is not None:
+        logger.info("reusing the dataset prepared with the same arguments in %s", output_dir)
+        return previous
+
+    reader = ReviewReader(input_path, fields, show_progress)
+    sample, dup_stats, warnings = _sample(reader, num_samples, seed, balanced)
+    read_stats = reader.stats()
+    if read_stats["skipped_total"]:
+        logger.warning("%s", reader.skipped_summary())
+    if len(read_stats["formats"]) > 1:
+        warnings.append(f"records of several releases in one file: {read_stats['formats']}")
+    if dup_stats["duplicates_dropped"] or dup_stats["conflicting_rating_texts"]:
+        logger.info(
+            "%s: %d duplicate texts dropped, %d texts with conflicting ratings left out",
+            input_path, dup_stats["duplicates_dropped"], dup_stats["conflicting_rating_texts"],
+        )
+    if len(sample) < num_samples:
+        warnings.append(f"only {len(sample)} of the {num_samples} requested reviews could be drawn")
+    counts = _split_sizes(len(sample), sizes or DEFAULT_WEIGHTS)
+    for message in warnings:
+        logger.warning("%s: %s", input_path, message)
+
+    rows = [(text, rating - 1) for _, rating, text in sample]
+    bounds = np.cumsum([0] + counts).tolist()
+    splits = {name: rows[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLITS)}
+    stats = {
+        "format_version": FORMAT_VERSION,
+        "args": args,
+        "source": {
+            "path": os.path.abspath(input_path),
+            "compression": "gzip" if is_gzip(input_path) else "none",
+            "detected_format": read_stats["detected_format"],
+            "formats": read_stats["formats"],
+            "python_literal_lines": read_stats["python_literal_lines"],
+        },
+        "records": {
+            "lines_read": read_stats["lines_read"],
+            "usable": read_stats["usable"],
+            "skipped_total": read_stats["skipped_total"],
+            "skipped": read_stats["skipped"],
+            **dup_stats,
+        },
+        "sample": {
+            "requested": num_samples,
+            "drawn": len(sample),
+            "balanced": bool(balanced),
+            "split_sizes": dict(zip(SPLITS, counts)),
+            "warnings": warnings,
+        },
+        "splits": {name: _split_stats(split) for name, split in splits.items()},
+        "label_names": LABEL_NAMES,
+    }
+    _write(output_dir, splits, stats)
+    return stats
+
+
+def read_split(path: str) -> Tuple[List[str], List[int]]:
+    """(texts, labels) of a split file written by `prepare_dataset`; ValueError naming file and line on a bad line."""
+    texts: List[str] = []
+    labels: List[int] = []
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            where = f"{path}, line {line_no}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{where}: not valid UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                raise ValueError(f"{where}: not valid JSON ({err})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: expected a JSON object with 'text' and 'label'")
+            text, label = row.get("text"), row.get("label")
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"{where}: 'text' must be a non-empty string, got {text!r}")
+            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(LABEL_NAMES):
+                raise ValueError(f"{where}: 'label' must be an integer 0..{len(LABEL_NAMES) - 1}, got {label!r}")
+            texts.append(text)
+            labels.append(label)
+    return texts, labels
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """CLI entry point; returns the stats of `prepare_dataset`."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input_file", required=True, help="raw review file: 2014/2018 .json(.gz) or 2023 .jsonl(.gz)")
+    parser.add_argument("--output_dir", required=True, help="folder for train/dev/test.jsonl, label.txt, stats.json")
+    parser.add_argument("--num_samples", type=int, default=50000, help="reviews to draw (default 50000)")
+    parser.add_argument("--split_sizes", type=int, nargs=3, metavar=("TRAIN", "DEV", "TEST"), default=None,
+                        help="split sizes adding up to num_samples (default 80/10/10)")
+    parser.add_argument("--seed", type=int, default=42, help="sampling seed (default 42)")
+    parser.add_argument("--balanced", action="store_true", help="draw num_samples/5 reviews per star rating")
+    parser.add_argument("--text_fields", nargs="+", choices=("title", "text"), default=["text"],
+                        help="fields joined into the text, e.g. --text_fields title text (default: text)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace a dataset prepared with other arguments")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    stats = prepare_dataset(
+        args.input_file, args.output_dir, args.num_samples, args.split_sizes, args.seed, args.balanced,
+        args.text_fields, show_progress=not args.no_progress, overwrite=args.overwrite,
+    )
+    records, sample = stats["records"], stats["sample"]
+    print(
+        f"{stats['source']['path']} (release {stats['source']['detected_format']}): {records['lines_read']} lines, "
+        f"{records['usable']} usable, {records['skipped_total']} skipped, {records['duplicates_dropped']} duplicates; "
+        f"wrote {sample['split_sizes']} to {args.output_dir}"
+    )
+    return stats
+
+
+if __name__ == "__main__":
+    main()
