@@ -1,0 +1,194 @@
+"""Evaluate a trained or exported Fastformer rating classifier on a labelled split.
+
+    python evaluate.py --model_dir output/demo/model                       # test split of output/demo/data
+    python evaluate.py --model_dir output/demo/export --split dev          # the exported model (Paddle Inference)
+    python evaluate.py --model_dir output/demo/model --data_file my.jsonl --output_dir output/demo/eval_my
+
+Data: `--data_dir DIR --split test|dev|train` (a folder written by data_process / train.py; default: the `data`
+folder next to the model folder, i.e. <output_dir>/data of train.py) or `--data_file FILE.jsonl` (lines
+{"text": ..., "label": 0..4}, label = stars - 1).
+
+Model: a trained model folder (train.py's <output_dir>/model, run as a dygraph model) or an export folder
+(export_model.py, run by Paddle Inference); `--backend auto` tells them apart. Texts are truncated to the training
+max_length (read from the model folder's training_args.json, or the export's manifest) unless --max_length is given.
+
+Writes to --output_dir (default: eval_<split> next to the model folder): eval_results.json (accuracy, macro-F1,
+per-class precision/recall/F1/support, confusion matrix, the classification report), confusion_matrix.png; prints
+the report and the matrix.
+"""
+
+import os
+
+import fastformer  # noqa: F401  (before paddle: sets MKL_DEBUG_CPU_TYPE)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import List, Optional, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support  # noqa: E402
+
+from data_process import read_split  # noqa: E402
+from fastformer.training import classification_metrics  # noqa: E402
+
+SPLITS = ("test", "dev", "train")
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", required=True, help="trained model folder (train.py) or export folder")
+    parser.add_argument("--split", choices=SPLITS, default="test", help="split of --data_dir to evaluate")
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument("--data_dir", default=None,
+                      help="prepared dataset folder (default: 'data' next to the model folder)")
+    data.add_argument("--data_file", default=None, help="a JSON-lines file of {'text', 'label'} instead of a split")
+    parser.add_argument("--output_dir", default=None,
+                        help="where eval_results.json and confusion_matrix.png go (default: eval_<split> next to "
+                        "the model folder)")
+    parser.add_argument("--backend", choices=("auto", "inference", "dynamic"), default="auto",
+                        help="auto: inference for an export folder, dynamic for a trained model folder")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--num_threads", type=int, default=None, help="CPU threads (default: every core)")
+    parser.add_argument("--batch_size", type=int, default=64, help="texts per forward pass")
+    parser.add_argument("--max_length", type=int, default=None,
+                        help="tokens kept per review (default: the training max_length)")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch_size must be positive")
+    return args
+
+
+def _parent(model_dir: str) -> str:
+    return os.path.dirname(os.path.abspath(model_dir.rstrip("/\\")))
+
+
+def training_max_length(model_dir: str) -> Optional[int]:
+    """max_length of the run that wrote `model_dir` (its training_args.json), None when unknown."""
+    path = os.path.join(model_dir, "training_args.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return int(json.load(f)["data"]["max_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: List[str], path: str, title: str) -> None:
+    """Counts in each cell, colour = share of the true class (row-normalised); labelled axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(6.2, 5.2), dpi=120)
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    ticks = np.arange(len(labels))
+    ax.set_xticks(ticks, labels)
+    ax.set_yticks(ticks, labels)
+    ax.set_xlabel("Predicted rating (stars)")
+    ax.set_ylabel("True rating (stars)")
+    ax.set_title(title, fontsize=10)
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, f"{matrix[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=8,
+                    color="white" if share[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def evaluate(labels: Sequence[int], predictions: Sequence[int], names: List[str]) -> dict:
+    """Metrics of `predictions` against `labels` for classes 0..len(names)-1."""
+    classes = list(range(len(names)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predictions, labels=classes, zero_division=0
+    )
+    matrix = confusion_matrix(labels, predictions, labels=classes)
+    return {
+        **classification_metrics(labels, predictions),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(names, precision, recall, f1, support)
+        },
+        "labels": names,
+        "confusion_matrix": matrix.tolist(),
+        "report": classification_report(labels, predictions, labels=classes, target_names=names, digits=4,
+                                        zero_division=0),
+    }
+
+
+def format_matrix(matrix: Sequence[Sequence[int]], names: List[str]) -> str:
+    width = max(6, max(len(str(v)) for row in matrix for v in row) + 1)
+    lines = ["true \\ predicted".ljust(18) + "".join(n.rjust(width) for n in names)]
+    lines += [f"{name} star(s)".ljust(18) + "".join(str(v).rjust(width) for v in row) for name, row in zip(names, matrix)]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """Run the evaluation as on the command line (`argv` without the program name); returns the results."""
+    args = parse_args(argv)
+    if args.data_file:
+        data_file, name = args.data_file, os.path.splitext(os.path.basename(args.data_file))[0]
+    else:
+        data_dir = args.data_dir or os.path.join(_parent(args.model_dir), "data")
+        data_file, name = os.path.join(data_dir, f"{args.split}.jsonl"), args.split
+    if not os.path.isfile(data_file):
+        raise FileNotFoundError(f"evaluation data {data_file!r} not found (give --data_dir or --data_file)")
+    output_dir = args.output_dir or os.path.join(_parent(args.model_dir), f"eval_{name}")
+
+    from fastformer.predictor import Predictor
+
+    max_length = args.max_length or training_max_length(args.model_dir)
+    predictor = Predictor(args.model_dir, backend=args.backend, device=args.device, num_threads=args.num_threads,
+                          batch_size=args.batch_size, max_length=max_length)
+    texts, labels = read_split(data_file)
+    if not texts:
+        raise ValueError(f"{data_file!r} holds no examples")
+    names = predictor.labels
+    if max(labels) >= len(names):
+        raise ValueError(f"{data_file!r} has labels up to {max(labels)}, the model knows {len(names)} classes")
+
+    start = time.perf_counter()
+    probabilities = predictor.predict_proba(texts)
+    seconds = time.perf_counter() - start
+    predictions = probabilities.argmax(axis=-1)
+    results = {
+        "model_dir": os.path.abspath(args.model_dir),
+        "backend": predictor.backend,
+        "data_file": os.path.abspath(data_file),
+        "split": None if args.data_file else args.split,
+        "num_examples": len(texts),
+        "max_length": predictor.max_length,
+        **evaluate(labels, predictions, names),
+        "predicted_distribution": {n: int(c) for n, c in zip(names, np.bincount(predictions, minlength=len(names)))},
+        "seconds": round(seconds, 3),
+        "examples_per_second": round(len(texts) / seconds, 1) if seconds > 0 else None,
+    }
+
+    os.makedirs(output_dir, exist_ok=True)
+    png = os.path.join(output_dir, "confusion_matrix.png")
+    plot_confusion_matrix(
+        np.asarray(results["confusion_matrix"]), names, png,
+        f"{name}: accuracy {results['accuracy']:.4f}, macro-F1 {results['macro_f1']:.4f} (n={len(texts)})",
+    )
+    results["confusion_matrix_png"] = os.path.abspath(png)
+    with open(os.path.join(output_dir, "eval_results.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+    print(f"{results['model_dir']} ({predictor.backend}) on {data_file}: {len(texts)} reviews")
+    print(f"accuracy {results['accuracy']:.4f}   macro-F1 {results['macro_f1']:.4f}\n")
+    print(results["report"])
+    print("confusion matrix (rows: true rating, columns: predicted rating)")
+    print(format_matrix(results["confusion_matrix"], names))
+    print(f"\nwrote {os.path.join(output_dir, 'eval_results.json')} and {png}")
+    sys.stdout.flush()
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""evaluate.py on a tiny trained model: metrics against sklearn, JSON + PNG, data options, the exported model."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from sklearn.metrics import confusion_matrix, f1_score
+
+import fastformer  # noqa: F401  (before paddle)
+from data_process import generate_demo_reviews, read_split
+from fastformer.predictor import Predictor
+
+import evaluate
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(ROOT, "configs", "tiny.json")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    raw = str(root / "raw.json.gz")
+    generate_demo_reviews(raw, 400, seed=11)
+    results = train.main([TINY, "--output_dir", str(root / "run"), "--input_file", raw, "--num_train_epochs", "1",
+                          "--disable_tqdm", "true", "--report_to", "none"])
+    return root, results
+
+
+def test_evaluate_writes_json_and_png_with_sklearn_metrics(trained):
+    root, train_results = trained
+    model_dir = str(root / "run" / "model")
+    results = evaluate.main(["--model_dir", model_dir, "--split", "test"])
+    out = root / "run" / "eval_test"  # default: next to the model folder
+    saved = json.loads((out / "eval_results.json").read_text())
+    png = out / "confusion_matrix.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert saved["accuracy"] == results["accuracy"] and saved["backend"] == "dynamic"
+
+    texts, labels = read_split(str(root / "run" / "data" / "test.jsonl"))
+    assert saved["num_examples"] == len(texts) == 50 and saved["max_length"] == 64  # the training max_length
+    pred = Predictor(model_dir, max_length=64).predict_proba(texts).argmax(-1)
+    assert saved["accuracy"] == pytest.approx(float(np.mean(pred == np.asarray(labels))))
+    assert saved["macro_f1"] == pytest.approx(f1_score(labels, pred, average="macro"))
+    assert saved["confusion_matrix"] == confusion_matrix(labels, pred, labels=range(5)).tolist()
+    assert saved["labels"] == ["1", "2", "3", "4", "5"]
+    assert {k: v["support"] for k, v in saved["per_class"].items()} == {str(c + 1): labels.count(c) for c in range(5)}
+    assert all(0.0 <= v[m] <= 1.0 for v in saved["per_class"].values() for m in ("precision", "recall", "f1"))
+    assert "macro avg" in saved["report"]
+    # the same model and split as train.py's final test evaluation
+    assert saved["macro_f1"] == pytest.approx(train_results["test_macro_f1"], abs=1e-6)
+    assert saved["accuracy"] == pytest.approx(train_results["test_accuracy"], abs=1e-6)
+
+
+def test_evaluate_a_data_file_and_a_data_dir(trained, tmp_path):
+    root, _ = trained
+    model_dir = str(root / "run" / "model")
+    lines = [json.dumps({"text": "great product , works perfectly", "label": 4}),
+             json.dumps({"text": "broke after two days , waste of money", "label": 0}),
+             json.dumps({"text": "it is ok", "label": 2})]
+    data_file = tmp_path / "mine.jsonl"
+    data_file.write_text("\n".join(lines) + "\n")
+    results = evaluate.main(["--model_dir", model_dir, "--data_file", str(data_file), "--output_dir", str(tmp_path / "a")])
+    assert results["num_examples"] == 3 and results["split"] is None
+    assert sum(map(sum, results["confusion_matrix"])) == 3
+    assert (tmp_path / "a" / "eval_results.json").is_file() and (tmp_path / "a" / "confusion_matrix.png").is_file()
+
+    dev = evaluate.main(["--model_dir", model_dir, "--data_dir", str(root / "run" / "data"), "--split", "dev",
+                         "--output_dir", str(tmp_path / "b")])
+    assert dev["num_examples"] == 50 and dev["split"] == "dev"
+
+    with pytest.raises(FileNotFoundError):
+        evaluate.main(["--model_dir", model_dir, "--data_file", str(tmp_path / "none.jsonl"),
+                       "--output_dir", str(tmp_path / "c")])
+
+
+def test_evaluate_the_exported_model(trained, tmp_path):
+    export_script = pytest.importorskip("export_model")
+    root, _ = trained
+    model_dir, export_dir = str(root / "run" / "model"), str(tmp_path / "export")
+    assert export_script.main(["--model_dir", model_dir, "--output_dir", export_dir]) == 0
+    data_dir = str(root / "run" / "data")
+    exported = evaluate.main(["--model_dir", export_dir, "--data_dir", data_dir, "--output_dir", str(tmp_path / "e")])
+    dynamic = evaluate.main(["--model_dir", model_dir, "--data_dir", data_dir, "--output_dir", str(tmp_path / "d")])
+    assert exported["backend"] == "inference" and exported["max_length"] == 64
+    assert exported["num_examples"] == dynamic["num_examples"]
+    assert abs(exported["accuracy"] - dynamic["accuracy"]) <= 0.02  # parity 1e-4 on logits: at most a near-tie flips

@@ -1,0 +1,236 @@
+"""train.py: sampler, metrics, weighted loss, and tiny end-to-end runs (train, resume, reproducibility)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+import fastformer  # noqa: F401  (before paddle)
+import paddle
+import paddle.nn.functional as F
+from data_process import generate_demo_reviews
+from fastformer import task
+from fastformer.tokenizer import FastformerTokenizer
+from fastformer.training import (
+    EncodedDataset,
+    EpochBatchSampler,
+    FastformerTrainer,
+    class_weights,
+    classification_metrics,
+    compute_metrics,
+    parse_args,
+)
+
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(ROOT, "configs", "tiny.json")
+# Amazon-like imbalance: 7% / 5% / 8% / 20% / 60%
+LABELS = np.repeat(np.arange(5), [70, 50, 80, 200, 600])
+
+
+# ------------------------------------------------------------------------------------------------------ sampler
+def _epoch(sampler, epoch):
+    sampler.set_epoch(epoch)
+    return [i for batch in sampler for i in batch]
+
+
+def test_balanced_sampler_draws_every_class_equally_often():
+    sampler = EpochBatchSampler(LABELS, batch_size=32, seed=42)
+    for epoch in range(3):
+        indices = _epoch(sampler, epoch)
+        assert len(indices) == len(LABELS)  # epoch size = training-set size
+        counts = Counter(LABELS[indices].tolist())
+        assert sorted(counts.values()) == [200] * 5
+    # per batch the classes are mixed: about 1/5 of each in a 32-example batch (fixed seed, loose bound)
+    sampler.set_epoch(0)
+    shares = np.array([np.bincount(LABELS[b], minlength=5) / len(b) for b in sampler])
+    assert np.allclose(shares.mean(axis=0), 0.2, atol=0.02)
+    assert shares.std(axis=0).max() < 0.15
+
+
+def test_balanced_sampler_covers_large_classes_and_repeats_small_ones_evenly():
+    sampler = EpochBatchSampler(LABELS, batch_size=50, seed=1)
+    seen = Counter(i for epoch in range(3) for i in _epoch(sampler, epoch))
+    big = np.flatnonzero(LABELS == 4)  # 600 examples, 200 per epoch: each exactly once in 3 epochs
+    assert all(seen[i] == 1 for i in big)
+    small = np.flatnonzero(LABELS == 1)  # 50 examples, 600 draws: each exactly 12 times
+    assert all(seen[i] == 12 for i in small)
+
+
+def test_balanced_sampler_remainder_and_missing_classes():
+    labels = np.array([0] * 10 + [2] * 3 + [4] * 4)  # classes 1 and 3 absent, 17 = 3 * 5 + 2
+    sampler = EpochBatchSampler(labels, batch_size=4, seed=0)
+    for epoch in range(3):
+        counts = Counter(labels[_epoch(sampler, epoch)].tolist())
+        assert set(counts) == {0, 2, 4} and sum(counts.values()) == 17
+        assert max(counts.values()) - min(counts.values()) <= 1
+    assert len(sampler) == 5 and len(list(sampler)) == 5
+
+
+def test_sampler_is_a_function_of_seed_and_epoch():
+    a = EpochBatchSampler(LABELS, batch_size=32, seed=42)
+    b = EpochBatchSampler(LABELS, batch_size=32, seed=42)
+    a.set_epoch(2)
+    b.set_epoch(2)
+    assert list(a) == list(b) == list(a)  # iterating again gives the same epoch
+    assert a.epoch_batches(1) != a.epoch_batches(2)
+    assert EpochBatchSampler(LABELS, batch_size=32, seed=43).epoch_batches(2) != a.epoch_batches(2)
+    assert isinstance(a, paddle.io.DistributedBatchSampler)  # so that PaddleNLP's Trainer calls set_epoch
+
+
+def test_unbalanced_sampler_is_a_seeded_permutation():
+    sampler = EpochBatchSampler(LABELS, batch_size=64, seed=3, balanced=False, drop_last=True)
+    indices = _epoch(sampler, 0)
+    assert len(indices) == len(LABELS) // 64 * 64 and len(set(indices)) == len(indices)
+    assert len(sampler) == len(LABELS) // 64
+    assert indices != _epoch(sampler, 1)
+
+
+def test_group_by_length_keeps_the_sample_and_groups_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 300, size=len(LABELS))
+    plain = EpochBatchSampler(LABELS, batch_size=16, seed=5)
+    grouped = EpochBatchSampler(LABELS, batch_size=16, seed=5, lengths=lengths, group_size=10)
+    assert sorted(_epoch(plain, 1)) == sorted(_epoch(grouped, 1))
+    padded = lambda s: sum(len(b) * lengths[b].max() for b in s)  # noqa: E731
+    assert padded(grouped) < 0.7 * padded(plain)
+
+
+# ------------------------------------------------------------------------------------------------------ metrics
+def test_compute_metrics_equals_sklearn():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, size=300)
+    logits = rng.normal(size=(300, 5)) + 2 * np.eye(5)[labels] * (rng.random(300) < 0.5)[:, None]
+    pred = logits.argmax(-1)
+
+    class EvalPrediction:
+        predictions, label_ids = logits, labels
+
+    metrics = compute_metrics(EvalPrediction)
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(labels, pred), abs=1e-12)
+    assert metrics["macro_f1"] == pytest.approx(f1_score(labels, pred, average="macro"), abs=1e-12)
+    assert classification_metrics(labels, pred) == metrics
+
+
+def test_class_weights():
+    w = class_weights([0, 0, 0, 1, 4], 5)
+    np.testing.assert_allclose(w, [5 / 9, 5 / 3, 0, 0, 5 / 3], rtol=1e-6)
+
+
+def test_weighted_loss_is_class_weighted_cross_entropy(tmp_path):
+    tokenizer = FastformerTokenizer.build_from_corpus(["good bad ok fine"], min_freq=1)
+    paddle.seed(0)
+    model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=16,
+                             num_hidden_layers=1, max_position_embeddings=16, hidden_dropout_prob=0.0)
+    labels = [0, 0, 0, 1, 4, 4]
+    dataset = EncodedDataset([[2, 3], [3], [4, 5, 2], [5], [2, 2], [3, 4]], labels)
+    _, _, args = parse_args([TINY, "--output_dir", str(tmp_path), "--sampling", "weighted_loss", "--report_to", "none"])
+    trainer = FastformerTrainer(model=model, args=args, train_dataset=dataset, num_labels=5,
+                                data_collator=task.DataCollator())
+    batch = {k: paddle.to_tensor(v) for k, v in task.DataCollator()([dataset[i] for i in range(6)]).items()}
+    model.train()  # no dropout in this model: the same logits in both calls
+    logits = model(batch["input_ids"], batch["attention_mask"]).logits
+    loss = trainer.compute_loss(model, dict(batch))
+    w = class_weights(labels, 5)
+    per = F.cross_entropy(logits, batch["labels"], reduction="none").numpy().reshape(-1)
+    assert float(loss) == pytest.approx(float((w[labels] * per).sum() / w[labels].sum()), rel=1e-5)
+    # evaluation keeps the plain mean, comparable across sampling modes
+    model.eval()
+    plain = trainer.compute_loss(model, dict(batch))
+    assert float(plain) == pytest.approx(float(per.mean()), rel=1e-5)
+
+
+# -------------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def raw_file(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("raw") / "reviews.json.gz")
+    generate_demo_reviews(path, 400, seed=3)
+    return path
+
+
+def _run(raw_file, output_dir, *extra):
+    return train.main([TINY, "--output_dir", str(output_dir), "--input_file", raw_file, "--disable_tqdm", "true",
+                       *extra])
+
+
+@pytest.fixture(scope="module")
+def one_epoch(raw_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    results = _run(raw_file, out, "--num_train_epochs", "1", "--learning_rate", "0.002")
+    return out, results
+
+
+def _weights(path):
+    return paddle.load(os.path.join(path, "model_state.pdparams"), return_numpy=True)
+
+
+def test_training_writes_a_complete_output_folder(one_epoch):
+    out, results = one_epoch
+    steps = -(-300 // 32)  # 300 training reviews, batch 32
+    assert results["global_step"] == steps and os.path.isdir(out / f"checkpoint-{steps}")
+    model_dir = out / "model"
+    task.check_model_dir(str(model_dir))
+    model, tokenizer = task.load_model_dir(str(model_dir))
+    assert model.config.id2label == {0: "1", 1: "2", 2: "3", 3: "4", 4: "5"} or \
+        {int(k): v for k, v in model.config.id2label.items()} == {0: "1", 1: "2", 2: "3", 3: "4", 4: "5"}
+    assert model.config.hidden_size == 16 and model.config.max_position_embeddings == 64
+    assert len(tokenizer) == model.config.vocab_size == results["vocab_size"]
+    # the kept (best) model is the one in model/
+    best = _weights(results["best_checkpoint"])
+    saved = _weights(str(model_dir))
+    assert all(np.array_equal(best[k], saved[k]) for k in best)
+
+    # resolved arguments, with the command-line overrides
+    for path in (out / "resolved_args.json", model_dir / "training_args.json"):
+        resolved = json.loads(path.read_text())
+        assert resolved["training"]["learning_rate"] == 0.002 and resolved["training"]["num_train_epochs"] == 1
+        assert resolved["model"]["hidden_size"] == 16 and resolved["data"]["max_length"] == 64
+
+    # results: dev and test metrics, throughput
+    saved_results = json.loads((out / "test_results.json").read_text())
+    for key in ("dev_accuracy", "dev_macro_f1", "test_accuracy", "test_macro_f1"):
+        assert 0.0 <= saved_results[key] <= 1.0
+    assert saved_results["sizes"] == {"train": 300, "dev": 50, "test": 50}
+    assert saved_results["train_real_tokens"] > 0
+    assert saved_results["train_padded_tokens"] >= saved_results["train_real_tokens"]
+    assert saved_results["train_real_tokens_per_second"] > 0
+    assert json.loads((out / "train_results.json").read_text())["train_real_tokens_per_second"] > 0
+    # prepared data and VisualDL logs
+    assert all(os.path.isfile(out / "data" / f) for f in ("train.jsonl", "dev.jsonl", "test.jsonl", "stats.json"))
+    logs = [f for _, _, files in os.walk(out / "runs") for f in files]
+    assert any("vdlrecords" in f for f in logs)
+
+
+def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_run(one_epoch, raw_file, tmp_path):
+    out, first = one_epoch
+    steps = first["global_step"]
+    resumed = _run(raw_file, out, "--num_train_epochs", "2", "--learning_rate", "0.002")
+    assert resumed["resumed_from"].endswith(f"checkpoint-{steps}")
+    assert resumed["global_step"] == 2 * steps
+    assert resumed["train_samples_seen"] == 300  # only the second epoch was trained
+    assert os.path.isdir(out / f"checkpoint-{steps}") and os.path.isdir(out / f"checkpoint-{2 * steps}")
+    state = json.loads((out / f"checkpoint-{2 * steps}" / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["log_history"] if "eval_macro_f1" in e] == [steps, 2 * steps]
+
+    # the same two epochs without the interruption give the same weights (sampler and RNG state restored)
+    straight = tmp_path / "straight"
+    _run(raw_file, straight, "--num_train_epochs", "2", "--learning_rate", "0.002")
+    a, b = _weights(out / f"checkpoint-{2 * steps}"), _weights(straight / f"checkpoint-{2 * steps}")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+    # --overwrite_output_dir starts again from scratch (and deletes nothing)
+    again = _run(raw_file, out, "--num_train_epochs", "1", "--learning_rate", "0.002", "--overwrite_output_dir")
+    assert again["resumed_from"] is None and again["global_step"] == steps
+    assert os.path.isdir(out / f"checkpoint-{2 * steps}")
+
+
+def test_missing_raw_file_without_demo_data_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        train.main([TINY, "--output_dir", str(tmp_path), "--input_file", str(tmp_path / "nope.json.gz"),
+                    "--demo_data", "false"])
