@@ -1,0 +1,300 @@
+"""Export a trained model folder to a static graph for Paddle Inference, check it, and optionally to ONNX.
+
+    python export_model.py --model_dir output/demo/model --output_dir output/demo/export [--max_length 256] [--onnx]
+
+The export folder holds the static model (`model.json` + `model.pdiparams` under Paddle 3, PIR; a legacy
+`model.pdmodel` is still read by `fastformer.predictor`), `config.json` (with the labels), the tokenizer files
+and `manifest.json`. The manifest is written last, only once the exported model has matched the dynamic model
+(max abs logits difference <= 1e-5 on a padded batch of reviews of varied lengths), so a folder without it is
+not a usable export. The graph takes `input_ids` and `attention_mask` (int64, [batch, length], both dynamic)
+and returns the logits [batch, num_labels].
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from . import task
+from .predictor import INPUT_NAMES, MANIFEST_FILE, MODEL_PREFIX, InferenceRunner
+
+__all__ = [
+    "LogitsModel",
+    "ExportParityError",
+    "PARITY_TOLERANCE",
+    "PARITY_TEXTS",
+    "export_model",
+    "check_parity",
+    "export_onnx",
+]
+
+PARITY_TOLERANCE = 1e-5
+FORMAT_VERSION = 1
+
+# Review-like texts of very different lengths: one padded batch of them exercises padding, masking and the
+# dynamic length; the last one is longer than any max_length and is truncated to it.
+PARITY_TEXTS = [
+    "Great!",
+    "Works fine.",
+    "Stopped working after two days, waste of money.",
+    "Great sound, works perfectly and the battery lasts all day.",
+    "The cable is too short and the plug feels cheap, but it charges my phone quickly enough for the price.",
+    "I bought this keyboard for my home office. The keys are quiet, the battery lasted three months and the "
+    "receiver is tiny. After a year two keys started to stick, so four stars instead of five. Customer service "
+    "answered within a day and offered a replacement, which I appreciated. Would buy again.",
+    " ".join(["The screen is bright and sharp, the speakers are weak, and the remote stopped pairing twice."] * 60),
+]
+
+# Operators of this model that paddle2onnx (2.1.0) cannot convert; the conversion aborts the process on them.
+ONNX_UNSUPPORTED_OPS = {
+    "diagonal": "pd_op.diagonal (FastSelfAttention._pool in fastformer/modeling.py takes the per-head block "
+    "diagonal of one batched matmul)",
+}
+
+
+class ExportParityError(RuntimeError):
+    """The exported model does not reproduce the dynamic model's logits."""
+
+
+class LogitsModel(nn.Layer):
+    """The classifier as a graph of two named inputs and one output, the logits [B, C]."""
+
+    def __init__(self, model: nn.Layer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids, attention_mask, return_dict=False)[0]
+
+
+def _dynamic_logits(model: nn.Layer, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    with paddle.no_grad():
+        out = model(paddle.to_tensor(input_ids), paddle.to_tensor(attention_mask), return_dict=False)[0]
+    return out.numpy()
+
+
+def check_parity(
+    model: nn.Layer,
+    tokenizer,
+    model_file: str,
+    params_file: str,
+    max_length: int,
+    texts: Sequence[str] = PARITY_TEXTS,
+    enable_mkldnn_options: Sequence[bool] = (True, False),
+) -> Dict[str, object]:
+    """Max abs logits difference between the exported model (Paddle Inference, CPU) and the dynamic model.
+
+    Inputs: one batch of all `texts` padded to the longest (varied lengths, padding), and each text alone (no
+    padding), each through Paddle Inference with oneDNN on and off.
+    """
+    ids = task.encode_texts(tokenizer, texts, max_length)
+    pad = tokenizer.pad_token_id
+    batches = [task.pad_batch(ids, pad)] + [task.pad_batch([seq], pad) for seq in ids]
+    model.eval()
+    references = [_dynamic_logits(model, *batch) for batch in batches]
+    diffs = {}
+    for mkldnn in enable_mkldnn_options:
+        runner = InferenceRunner(model_file, params_file, device="cpu", enable_mkldnn=mkldnn)
+        worst = 0.0
+        for batch, ref in zip(batches, references):
+            out = runner.run(*batch)
+            if out.shape != ref.shape or not np.all(np.isfinite(out)):
+                raise ExportParityError(f"exported model returned shape {out.shape} (all finite: "
+                                        f"{bool(np.all(np.isfinite(out)))}), expected {ref.shape}")
+            worst = max(worst, float(np.abs(out - ref).max()))
+        diffs["onednn" if mkldnn else "plain"] = worst
+    return {
+        "max_abs_logits_diff": max(diffs.values()),
+        "by_backend": diffs,
+        "num_texts": len(texts),
+        "token_lengths": [len(seq) for seq in ids],
+        "padded_batch_shape": list(batches[0][0].shape),
+    }
+
+
+def _op_names(model_file: str) -> List[str]:
+    """Paddle operator names of a PIR `.json` program (empty for a legacy `.pdmodel`)."""
+    if not model_file.endswith(".json"):
+        return []
+    with open(model_file, encoding="utf-8") as f:
+        return sorted(set(re.findall(r'"#":"1\.([A-Za-z0-9_]+)"', f.read())))
+
+
+_ONNX_CHILD = r"""
+import sys
+import paddle2onnx
+paddle2onnx.export(sys.argv[1], sys.argv[2], sys.argv[3], opset_version=int(sys.argv[4]), enable_onnx_checker=True,
+                   enable_optimize=True)
+"""
+
+
+def export_onnx(
+    model_file: str,
+    params_file: str,
+    save_file: str,
+    opset_version: int = 13,
+    check_inputs: Optional[Sequence[np.ndarray]] = None,
+    reference_logits: Optional[np.ndarray] = None,
+    tolerance: float = PARITY_TOLERANCE,
+    timeout: float = 600,
+) -> Dict[str, object]:
+    """Convert the exported static model to ONNX with paddle2onnx, in a child process.
+
+    paddle2onnx aborts its process (SIGABRT) on an operator it cannot convert, hence the child. Returns
+    {"status": "ok", "file", "paddle2onnx_version", "opset_version", "max_abs_logits_diff"?} or
+    {"status": "unsupported" | "failed", "reason"}; never raises on a conversion failure. When `check_inputs`
+    and `reference_logits` are given, the ONNX file is run with onnx's reference evaluator (pure numpy; no
+    onnxruntime needed) and compared.
+    """
+    try:
+        import paddle2onnx
+
+        version = paddle2onnx.__version__
+    except ImportError as exc:
+        return {"status": "unsupported", "reason": f"paddle2onnx is not installed ({exc})"}
+    if os.path.exists(save_file):
+        os.remove(save_file)
+    env = dict(os.environ, GLOG_minloglevel="2")
+    proc = subprocess.run(
+        [sys.executable, "-c", _ONNX_CHILD, model_file, params_file, save_file, str(opset_version)],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    if proc.returncode != 0 or not os.path.isfile(save_file):
+        log = (proc.stdout + "\n" + proc.stderr).strip().splitlines()
+        known = [ONNX_UNSUPPORTED_OPS[op] for op in _op_names(model_file) if op in ONNX_UNSUPPORTED_OPS]
+        lines = [line for line in log if "ERROR" in line or "not supported" in line.lower()] or log[-3:]
+        reason = (f"paddle2onnx {version} could not convert {os.path.basename(model_file)} "
+                  f"(exit code {proc.returncode}): ")
+        reason += " | ".join(line.strip().rstrip(".") for line in lines[-3:])
+        if known:
+            reason += f". The model uses operators paddle2onnx {version} has no converter for: {'; '.join(known)}"
+        return {"status": "unsupported" if known else "failed", "reason": reason, "paddle2onnx_version": version}
+    result: Dict[str, object] = {
+        "status": "ok",
+        "file": os.path.basename(save_file),
+        "paddle2onnx_version": version,
+        "opset_version": opset_version,
+    }
+    if check_inputs is not None and reference_logits is not None:
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
+        try:
+            onnx_model = onnx.load(save_file)
+            onnx.checker.check_model(onnx_model)
+            names = [i.name for i in onnx_model.graph.input]
+            out = ReferenceEvaluator(onnx_model).run(None, dict(zip(names, check_inputs)))[0]
+            diff = float(np.abs(np.asarray(out, dtype=np.float32) - reference_logits).max())
+        except Exception as exc:  # noqa: BLE001 - any failure to run the file means the conversion is unusable
+            diff, problem = None, f"{type(exc).__name__}: {exc}"
+        else:
+            problem = None if diff <= tolerance else f"max abs logits difference {diff:.3g} > {tolerance:g}"
+        if problem:
+            os.remove(save_file)  # a file that does not reproduce the model is not left behind
+            return {"status": "failed", "paddle2onnx_version": version,
+                    "reason": f"paddle2onnx {version} wrote an ONNX file that does not reproduce the model when run "
+                              f"by onnx's reference evaluator ({problem}); removed"}
+        result["max_abs_logits_diff"] = diff
+    return result
+
+
+def export_model(
+    model_dir: str,
+    output_dir: str,
+    max_length: Optional[int] = None,
+    onnx: bool = False,
+    tolerance: float = PARITY_TOLERANCE,
+    parity_texts: Sequence[str] = PARITY_TEXTS,
+    log=print,
+) -> Dict[str, object]:
+    """Export `model_dir` (a `task.save_model_dir` / train.py folder) to `output_dir`; returns the manifest.
+
+    Raises `ExportParityError` (and writes no manifest) when the exported model's logits differ from the dynamic
+    model's by more than `tolerance`. An ONNX conversion failure does not raise: the manifest's "onnx" entry
+    says what happened.
+    """
+    model, tokenizer = task.load_model_dir(model_dir)
+    config = model.config
+    max_length = int(max_length or config.max_position_embeddings)
+    if not 1 <= max_length <= config.max_position_embeddings:
+        raise ValueError(f"max_length must be in [1, {config.max_position_embeddings}] (the model's "
+                         f"max_position_embeddings), got {max_length}")
+    os.makedirs(output_dir, exist_ok=True)
+    manifest_path = os.path.join(output_dir, MANIFEST_FILE)
+    if os.path.exists(manifest_path):  # an older export here stays unusable until this one has passed its check
+        os.remove(manifest_path)
+
+    wrapper = LogitsModel(model)
+    wrapper.eval()
+    input_spec = [paddle.static.InputSpec(shape=[None, None], dtype="int64", name=name) for name in INPUT_NAMES]
+    static = paddle.jit.to_static(wrapper, input_spec=input_spec, full_graph=True)
+    prefix = os.path.join(output_dir, MODEL_PREFIX)
+    paddle.jit.save(static, prefix)
+    model_file = next((prefix + ext for ext in (".json", ".pdmodel") if os.path.isfile(prefix + ext)), None)
+    params_file = prefix + ".pdiparams"
+    if model_file is None or not os.path.isfile(params_file):
+        raise RuntimeError(f"paddle.jit.save wrote none of {MODEL_PREFIX}.json / {MODEL_PREFIX}.pdmodel + "
+                           f"{MODEL_PREFIX}.pdiparams in {output_dir!r}: {sorted(os.listdir(output_dir))}")
+    config.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+
+    runner = InferenceRunner(model_file, params_file, device="cpu")
+    parity = check_parity(model, tokenizer, model_file, params_file, max_length, parity_texts)
+    parity["tolerance"] = tolerance
+    log(f"export parity: max abs logits difference {parity['max_abs_logits_diff']:.3g} "
+        f"(oneDNN {parity['by_backend'].get('onednn', float('nan')):.3g}, "
+        f"plain {parity['by_backend'].get('plain', float('nan')):.3g}; tolerance {tolerance:g})")
+    if not parity["max_abs_logits_diff"] <= tolerance:
+        raise ExportParityError(
+            f"exported model in {output_dir!r} does not match the dynamic model: max abs logits difference "
+            f"{parity['max_abs_logits_diff']:.3g} > {tolerance:g} ({parity['by_backend']}); no manifest written"
+        )
+
+    import paddlenlp
+
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    manifest: Dict[str, object] = {
+        "format": "fastformer-paddle-inference",
+        "format_version": FORMAT_VERSION,
+        "paddle_version": paddle.__version__,
+        "paddlenlp_version": paddlenlp.__version__,
+        "model_file": os.path.basename(model_file),
+        "params_file": os.path.basename(params_file),
+        "program_format": "pir-json" if model_file.endswith(".json") else "legacy-pdmodel",
+        "input_names": list(runner.input_names),
+        "input_dtype": "int64",
+        "input_shape": ["batch", "length"],
+        "output_name": runner.output_name,
+        "output": "logits",
+        "labels": labels,
+        "max_length": max_length,
+        "max_position_embeddings": config.max_position_embeddings,
+        "pad_token_id": tokenizer.pad_token_id,
+        "vocab_size": config.vocab_size,
+        "parity": parity,
+        "onnx": None,
+    }
+    if onnx:
+        check = task.pad_batch(task.encode_texts(tokenizer, parity_texts, max_length), tokenizer.pad_token_id)
+        manifest["onnx"] = export_onnx(
+            model_file, params_file, os.path.join(output_dir, MODEL_PREFIX + ".onnx"),
+            check_inputs=check, reference_logits=_dynamic_logits(model, *check), tolerance=tolerance,
+        )
+        if manifest["onnx"]["status"] == "ok":
+            diff = manifest["onnx"].get("max_abs_logits_diff")
+            log(f"ONNX: wrote {manifest['onnx']['file']} (max abs logits difference {diff:.3g} with onnx's reference "
+                "evaluator)" if diff is not None else f"ONNX: wrote {manifest['onnx']['file']}")
+        else:
+            log(f"ONNX export not supported with this combination: {manifest['onnx']['reason']}")
+    with open(manifest_path, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    return manifest

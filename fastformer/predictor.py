@@ -1,0 +1,374 @@
+"""`Predictor`: review texts -> star-rating probabilities, behind predict.py, evaluate.py and serve.py.
+
+Two backends read two kinds of folder:
+
+* "inference": an export folder written by `export_model.py` (`manifest.json`, `model.json` + `model.pdiparams`
+  or a legacy `model.pdmodel`, `config.json`, tokenizer), run by Paddle Inference; on CPU with oneDNN by default,
+  the fast path.
+* "dynamic": a trained model folder (`task.save_model_dir` / train.py: `config.json`, `model_state.pdparams`,
+  tokenizer), run by the Paddle dygraph model.
+
+"auto" (the default) picks "inference" when the folder has `manifest.json`, "dynamic" when it has
+`model_state.pdparams`. Texts are tokenized, truncated to `max_length`, sorted by length and batched (little
+padding), and the results are returned in input order.
+
+    predictor = Predictor("output/demo/export")
+    predictor.predict(["Great sound.", "Broke after a week."])   # [{"rating": 5, "label": "5", ...}, ...]
+    predictor.predict_proba(texts)                                 # float32 [N, num_labels]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import task
+
+__all__ = [
+    "Predictor",
+    "InferenceRunner",
+    "DynamicRunner",
+    "MANIFEST_FILE",
+    "MODEL_PREFIX",
+    "INPUT_NAMES",
+    "BACKENDS",
+    "find_model_files",
+    "detect_backend",
+    "softmax",
+]
+
+MANIFEST_FILE = "manifest.json"
+MODEL_PREFIX = "model"
+INPUT_NAMES = ("input_ids", "attention_mask")
+BACKENDS = ("auto", "inference", "dynamic")
+DEVICES = ("cpu", "gpu")
+PAD_MULTIPLE = 8  # padded lengths rounded up to a multiple of 8: fewer distinct shapes for oneDNN's caches
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, float32."""
+    logits = np.asarray(logits, dtype=np.float32)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _read_manifest(path: str) -> Optional[dict]:
+    file = os.path.join(path, MANIFEST_FILE)
+    if not os.path.isfile(file):
+        return None
+    try:
+        with open(file, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{file!r} is not a readable JSON manifest: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{file!r} is not a JSON object")
+    return manifest
+
+
+def find_model_files(path: str, manifest: Optional[dict] = None) -> Tuple[str, str]:
+    """(model file, params file) names of an export folder: the manifest's, else `model.json` (Paddle 3, PIR)
+    when it exists, else the legacy `model.pdmodel`. The files need not exist (`check_model_dir` says so)."""
+    manifest = manifest or {}
+    if manifest.get("model_file") and manifest.get("params_file"):
+        return str(manifest["model_file"]), str(manifest["params_file"])
+    for ext in (".json", ".pdmodel"):
+        if os.path.isfile(os.path.join(path, MODEL_PREFIX + ext)):
+            return MODEL_PREFIX + ext, MODEL_PREFIX + ".pdiparams"
+    return MODEL_PREFIX + ".json", MODEL_PREFIX + ".pdiparams"
+
+
+def detect_backend(path: str) -> str:
+    """"inference" for an export folder (manifest.json), "dynamic" for a trained model folder."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"model folder {path!r} does not exist")
+    if os.path.isfile(os.path.join(path, MANIFEST_FILE)):
+        return "inference"
+    if os.path.isfile(os.path.join(path, task.MODEL_FILES[-1])):
+        return "dynamic"
+    if any(os.path.isfile(os.path.join(path, MODEL_PREFIX + ext)) for ext in (".json", ".pdmodel")):
+        return "inference"  # an export without its manifest: check_model_dir names what is missing
+    raise FileNotFoundError(
+        f"model folder {path!r} is neither an export ({MANIFEST_FILE}, from export_model.py) nor a trained model "
+        f"({task.MODEL_FILES[-1]}, from train.py); it holds {sorted(os.listdir(path))}"
+    )
+
+
+def _check_device(device: str) -> str:
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "gpu":
+        import paddle
+
+        if not paddle.device.is_compiled_with_cuda():
+            raise RuntimeError(
+                f"device='gpu' was asked for, but this Paddle ({paddle.__version__}) is a CPU-only build: install "
+                "paddlepaddle-gpu or use device='cpu'"
+            )
+        if paddle.device.cuda.device_count() < 1:
+            raise RuntimeError("device='gpu' was asked for, but no CUDA device is visible; use device='cpu'")
+    return device
+
+
+class InferenceRunner:
+    """A Paddle Inference predictor of an exported model: (input_ids, attention_mask) -> logits (numpy)."""
+
+    def __init__(
+        self,
+        model_file: str,
+        params_file: str,
+        device: str = "cpu",
+        num_threads: Optional[int] = None,
+        enable_mkldnn: bool = True,
+        gpu_id: int = 0,
+        mkldnn_cache_capacity: int = 0,
+    ):
+        from paddle import inference
+
+        _check_device(device)
+        config = inference.Config(model_file, params_file)
+        if device == "gpu":
+            config.enable_use_gpu(256, gpu_id)
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(int(num_threads or os.cpu_count() or 1))
+            if enable_mkldnn:
+                config.enable_mkldnn()
+                if mkldnn_cache_capacity:
+                    config.set_mkldnn_cache_capacity(mkldnn_cache_capacity)
+            else:
+                config.disable_mkldnn()
+        config.switch_ir_optim(True)
+        config.disable_glog_info()
+        self.device = device
+        self.enable_mkldnn = bool(enable_mkldnn and device == "cpu")
+        self._predictor = inference.create_predictor(config)
+        self.input_names = list(self._predictor.get_input_names())
+        unknown = set(self.input_names) - set(INPUT_NAMES)
+        if unknown:
+            raise ValueError(f"{model_file!r} takes inputs {self.input_names}, expected {list(INPUT_NAMES)}")
+        self.output_name = self._predictor.get_output_names()[0]
+        self._inputs = {name: self._predictor.get_input_handle(name) for name in self.input_names}
+        self._output = self._predictor.get_output_handle(self.output_name)
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        arrays = {"input_ids": input_ids, "attention_mask": attention_mask}
+        for name, handle in self._inputs.items():
+            array = np.ascontiguousarray(arrays[name], dtype=np.int64)
+            handle.reshape(list(array.shape))
+            handle.copy_from_cpu(array)
+        self._predictor.run()
+        return self._output.copy_to_cpu()
+
+
+class DynamicRunner:
+    """The dygraph model of a trained model folder: (input_ids, attention_mask) -> logits (numpy)."""
+
+    def __init__(self, model, device: str = "cpu", num_threads: Optional[int] = None):
+        import paddle
+
+        _check_device(device)
+        if num_threads:
+            try:
+                paddle.base.core.set_num_threads(int(num_threads))
+            except AttributeError:  # pragma: no cover - older Paddle
+                pass
+        self._paddle = paddle
+        self._place = paddle.CUDAPlace(0) if device == "gpu" else paddle.CPUPlace()
+        if device == "gpu":
+            model.to(device="gpu")
+        model.eval()
+        self.model = model
+        self.device = device
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        paddle = self._paddle
+        with paddle.no_grad():
+            logits = self.model(
+                paddle.to_tensor(input_ids, place=self._place),
+                paddle.to_tensor(attention_mask, place=self._place),
+                return_dict=False,
+            )[0]
+        return logits.numpy()
+
+
+class Predictor:
+    """Star-rating predictions from raw review texts, through Paddle Inference or the dygraph model.
+
+    Args:
+        model_dir: an export folder (export_model.py) or a trained model folder (train.py).
+        backend: "inference", "dynamic" or "auto" (from the folder's contents).
+        device: "cpu" or "gpu" (a clear error when Paddle has no CUDA or no GPU is visible).
+        num_threads: CPU math threads (default: every core).
+        batch_size: texts per forward pass.
+        max_length: tokens kept per text (default: the export's max_length, or the model's
+            max_position_embeddings); longer texts are truncated and say so (`truncated_tokens`).
+        enable_mkldnn: oneDNN for Paddle Inference on CPU.
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        backend: str = "auto",
+        device: str = "cpu",
+        num_threads: Optional[int] = None,
+        batch_size: int = 64,
+        max_length: Optional[int] = None,
+        enable_mkldnn: bool = True,
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        _check_device(device)
+        if backend == "auto":
+            backend = detect_backend(model_dir)
+        self.model_dir = model_dir
+        self.backend = backend
+        self.device = device
+        self.batch_size = int(batch_size)
+        self._lock = threading.Lock()  # Paddle Inference predictors are not thread-safe (serve.py's thread pool)
+
+        from .configuration import FastformerConfig
+        from .tokenizer import FastformerTokenizer
+
+        if backend == "inference":
+            self.manifest = _read_manifest(model_dir) if os.path.isdir(model_dir) else None
+            model_file, params_file = find_model_files(model_dir, self.manifest)
+            task.check_model_dir(model_dir, required=(MANIFEST_FILE, "config.json", model_file, params_file))
+            config = FastformerConfig.from_pretrained(model_dir)
+            self.tokenizer = FastformerTokenizer.from_pretrained(model_dir)
+            self._runner = InferenceRunner(
+                os.path.join(model_dir, model_file), os.path.join(model_dir, params_file),
+                device=device, num_threads=num_threads, enable_mkldnn=enable_mkldnn,
+            )
+            default_length = int(self.manifest.get("max_length") or config.max_position_embeddings)
+        else:
+            self.manifest = None
+            model, self.tokenizer = task.load_model_dir(model_dir)
+            config = model.config
+            self._runner = DynamicRunner(model, device=device, num_threads=num_threads)
+            default_length = config.max_position_embeddings
+        self.config = config
+        self.enable_mkldnn = getattr(self._runner, "enable_mkldnn", False)
+        self.max_length = int(max_length or default_length)
+        if not 1 <= self.max_length <= config.max_position_embeddings:
+            raise ValueError(f"max_length must be in [1, {config.max_position_embeddings}] (the model's "
+                             f"max_position_embeddings), got {self.max_length}")
+        self._labels = [str(config.id2label[i]) for i in range(config.num_labels)]
+        if self.manifest and self.manifest.get("labels") and list(self.manifest["labels"]) != self._labels:
+            raise ValueError(f"{model_dir!r}: the labels of {MANIFEST_FILE} ({self.manifest['labels']}) and "
+                             f"config.json ({self._labels}) differ")
+        self._ratings = [int(name) if name.strip().isdigit() else i + 1 for i, name in enumerate(self._labels)]
+
+    # ------------------------------------------------------------------------------------------------ properties
+    @property
+    def labels(self) -> List[str]:
+        """Label names in class-id order ("1" .. "5": star ratings)."""
+        return list(self._labels)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self._labels)
+
+    def info(self) -> Dict[str, object]:
+        return {
+            "backend": self.backend,
+            "device": self.device,
+            "onednn": self.enable_mkldnn,
+            "max_length": self.max_length,
+            "batch_size": self.batch_size,
+            "labels": self.labels,
+        }
+
+    # ------------------------------------------------------------------------------------------------ internals
+    def _encode(self, texts: Sequence[str]) -> Tuple[List[List[int]], List[int]]:
+        """Token ids truncated to max_length, and the number of tokens dropped from each text."""
+        ids = task.encode_texts(self.tokenizer, texts, self.max_length)
+        truncated = [0] * len(ids)
+        for i, seq in enumerate(ids):
+            if len(seq) >= self.max_length:  # only a text at the limit can have lost tokens
+                truncated[i] = task.count_truncated(self.tokenizer, texts[i], self.max_length) or 0
+        return ids, truncated
+
+    def _logits(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Logits [N, C] of id lists, batched by length (sorted), in input order."""
+        out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        pad_id = self.tokenizer.pad_token_id
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            input_ids, attention_mask = task.pad_batch([ids[i] for i in rows], pad_id, PAD_MULTIPLE)
+            with self._lock:
+                logits = self._runner.run(input_ids, attention_mask)
+            out[rows] = logits
+        return out
+
+    # -------------------------------------------------------------------------------------------------- public
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Softmax probabilities, float32 [len(texts), num_labels], in input order.
+
+        Every text must be a non-blank string (ValueError naming the first bad ones otherwise); `predict` reports
+        bad texts per item instead.
+        """
+        texts = list(texts)
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            raise ValueError(f"{len(bad)} text(s) are empty, blank or not strings (indices {bad[:10]}"
+                             f"{' ...' if len(bad) > 10 else ''})")
+        if not texts:
+            return np.zeros((0, self.num_labels), dtype=np.float32)
+        ids, _ = self._encode(texts)
+        return softmax(self._logits(ids))
+
+    def predict(self, texts: Sequence[str]) -> List[Dict[str, object]]:
+        """One result per text, in input order:
+
+        {"rating": stars (int), "label": name, "probabilities": {label: p}, "truncated_tokens": tokens dropped
+        (0 when none), "error": None}; a text that is not a string, empty, blank or without any token gets
+        {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0, "error": message} and the
+        others are still predicted.
+        """
+        texts = list(texts)
+        results: List[Optional[Dict[str, object]]] = [None] * len(texts)
+        good = []
+        for i, text in enumerate(texts):
+            error = None
+            if not isinstance(text, str):
+                error = f"text must be a string, got {type(text).__name__}"
+            elif not text.strip():
+                error = "empty text" if not text else "text is only whitespace"
+            if error:
+                results[i] = self._error(error)
+            else:
+                good.append(i)
+        if good:
+            ids, truncated = self._encode([texts[i] for i in good])
+            empty = {k for k, seq in enumerate(ids) if not seq}
+            for k in empty:  # e.g. only characters the tokenizer drops
+                results[good[k]] = self._error("text has no tokens")
+            keep = [k for k in range(len(good)) if k not in empty]
+            probs = softmax(self._logits([ids[k] for k in keep])) if keep else np.zeros((0, self.num_labels))
+            for row, k in enumerate(keep):
+                p = probs[row]
+                best = int(p.argmax())
+                results[good[k]] = {
+                    "rating": self._ratings[best],
+                    "label": self._labels[best],
+                    "probabilities": {name: float(p[c]) for c, name in enumerate(self._labels)},
+                    "truncated_tokens": int(truncated[k]),
+                    "error": None,
+                }
+        return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _error(message: str) -> Dict[str, object]:
+        return {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0, "error": message}
+
+    def __repr__(self) -> str:
+        return (f"Predictor({self.model_dir!r}, backend={self.backend!r}, device={self.device!r}, "
+                f"max_length={self.max_length}, batch_size={self.batch_size})")

@@ -1,0 +1,147 @@
+"""A minimal HTTP endpoint for star-rating predictions (FastAPI + uvicorn).
+
+    python serve.py --model_dir output/demo/export --host 127.0.0.1 --port 8000
+    curl -s localhost:8000/health
+    curl -s -X POST localhost:8000/predict -H 'content-type: application/json' \
+         -d '{"texts": ["Great sound, works perfectly.", "Broke after a week."]}'
+
+`POST /predict` takes `{"texts": [str, ...]}` and answers `{"predictions": [...]}`, one entry per text in order, as
+`Predictor.predict` (an empty or blank text gets its own "error"; the others are still predicted). Requests are
+bounded: a body over --max_body_bytes is refused with 413 (from Content-Length, and while the body is read, so a
+chunked upload cannot get past it), more than --max_texts texts with 413; a body that is not JSON gets 400, JSON
+of the wrong shape or types 422, each with a "detail" message. `GET /health` says the model is loaded.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the endpoint annotations (`request: Request`).
+import argparse
+import json
+import sys
+from typing import Optional, Sequence
+
+import fastformer  # noqa: F401  (sets MKL_DEBUG_CPU_TYPE before paddle loads)
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB
+DEFAULT_MAX_TEXTS = 256
+
+
+class RequestError(Exception):
+    def __init__(self, status_code: int, detail: str):
+        super().__init__(detail)
+        self.status_code, self.detail = status_code, detail
+
+
+async def _read_body(request, max_body_bytes: int) -> bytes:
+    """The request body, refusing (413) one over `max_body_bytes` by its Content-Length or as it streams in."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise RequestError(400, f"invalid Content-Length header {length!r}") from None
+        if declared > max_body_bytes:
+            raise RequestError(413, f"request body of {declared} bytes is over the limit of {max_body_bytes} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body_bytes:
+            raise RequestError(413, f"request body is over the limit of {max_body_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_texts(body: bytes, max_texts: int) -> list:
+    if not body.strip():
+        raise RequestError(400, 'empty request body: send JSON {"texts": ["review", ...]}')
+    try:
+        payload = json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, f"request body is not UTF-8 JSON: {exc}") from None
+    except ValueError as exc:
+        raise RequestError(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise RequestError(422, f'expected a JSON object {{"texts": [...]}}, got {type(payload).__name__}')
+    if "texts" not in payload:
+        raise RequestError(422, 'missing field "texts" (a list of review strings)')
+    texts = payload["texts"]
+    if not isinstance(texts, list):
+        raise RequestError(422, f'"texts" must be a list of strings, got {type(texts).__name__}')
+    if len(texts) > max_texts:
+        raise RequestError(413, f"{len(texts)} texts in one request; the limit is {max_texts}")
+    bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+    if bad:
+        raise RequestError(422, f'"texts" must hold only strings; items {bad[:10]} are not '
+                                f"(first: {type(texts[bad[0]]).__name__})")
+    return texts
+
+
+def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_texts: int = DEFAULT_MAX_TEXTS):
+    """The FastAPI application serving `predictor` (a `fastformer.predictor.Predictor` or anything with
+    `predict(texts)` and `labels`)."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+    from starlette.concurrency import run_in_threadpool
+
+    app = FastAPI(title="Fastformer review ratings", version="1.0")
+    app.state.predictor = predictor
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError):
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
+
+    @app.get("/health")
+    def health():
+        info = predictor.info() if hasattr(predictor, "info") else {"labels": list(predictor.labels)}
+        return {"status": "ok", **info, "max_body_bytes": max_body_bytes, "max_texts": max_texts}
+
+    @app.post(
+        "/predict",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["texts"],
+            "properties": {"texts": {"type": "array", "items": {"type": "string"}, "maxItems": max_texts}},
+        }}}}},
+    )
+    async def predict(request: Request):
+        body = await _read_body(request, max_body_bytes)
+        texts = _parse_texts(body, max_texts)
+        predictions = await run_in_threadpool(predictor.predict, texts) if texts else []
+        return {"predictions": predictions}
+
+    return app
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", required=True, help="export folder (export_model.py) or trained model folder")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--backend", choices=("auto", "inference", "dynamic"), default="auto")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--num_threads", type=int, default=None)
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--max_length", type=int, default=None)
+    parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument("--max_texts", type=int, default=DEFAULT_MAX_TEXTS)
+    parser.add_argument("--log_level", default="info")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    from fastformer.predictor import Predictor
+
+    try:
+        predictor = Predictor(args.model_dir, backend=args.backend, device=args.device, num_threads=args.num_threads,
+                              batch_size=args.batch_size, max_length=args.max_length)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    import uvicorn
+
+    app = create_app(predictor, max_body_bytes=args.max_body_bytes, max_texts=args.max_texts)
+    print(f"serving {predictor!r} on http://{args.host}:{args.port} (POST /predict, GET /health)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
