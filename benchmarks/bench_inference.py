@@ -1,0 +1,322 @@
+"""Inference throughput (reviews/s) of `fastformer.predictor.Predictor`: Paddle Inference (with and without oneDNN)
+against Paddle dygraph, and PyTorch eager when `fastformer.torch_reference` imports, on CPU.
+
+Paper-size classifier (hidden 256, 2 layers, 16 heads, intermediate 256) with random weights; the vocabulary is
+built from synthetic demo reviews (`data_process.generate_demo_reviews`), and the benchmark texts are demo reviews
+joined and cut to 120-128 tokens (max_length 128). Every figure is end to end from raw text, as `predict.py` and
+`serve.py` see it: tokenize, sort by length, pad, forward, softmax (`Predictor.predict_proba`); the PyTorch
+column runs the same tokenization, batching and softmax around `torch_reference.Model` holding the same weights.
+Batch 1 (one review per call, latency-bound) and batch 64 (throughput). Each case runs in its own child process
+with OMP/MKL threads = --threads and MKL_DEBUG_CPU_TYPE=5.
+
+    python benchmarks/bench_inference.py --output benchmarks/results/inference_cpu.json      # ~1-2 min
+    python benchmarks/bench_inference.py --num_texts 1024 --steps 5 --threads 1
+
+The figures compare the backends on the same inputs (the children also report the max abs difference of their
+probabilities from the dygraph model's on the first texts). On a machine other processes share they are noisy:
+`load_average_1_5_15min` in the JSON says how busy it was; rerun on a quiet machine before quoting them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from typing import List, Optional, Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+import common  # noqa: E402
+
+CASES = ("inference_onednn", "inference_plain", "dygraph", "torch")
+CASE_NAMES = {
+    "inference_onednn": "Paddle Inference + oneDNN",
+    "inference_plain": "Paddle Inference, no oneDNN",
+    "dygraph": "Paddle dygraph",
+    "torch": "PyTorch eager",
+}
+CHECK_TEXTS = 16  # probabilities of this many texts are compared across backends
+
+
+def cpu_env(threads: int) -> dict:
+    """Children's environment: `threads` OMP/MKL threads (Paddle's dygraph MKL runs on one thread without
+    OMP_NUM_THREADS) and MKL_DEBUG_CPU_TYPE=5 (Paddle's MKL takes a slow path on AMD CPUs without it)."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "MKL_DEBUG_CPU_TYPE": "5",
+            "GLOG_minloglevel": "2"}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", default=",".join(CASES), help=f"comma separated, from {','.join(CASES)}")
+    p.add_argument("--batch_sizes", default="1,64")
+    p.add_argument("--num_texts", type=int, default=256, help="texts per timed pass at batch sizes > 1")
+    p.add_argument("--num_texts_b1", type=int, default=32, help="texts per timed pass at batch size 1")
+    p.add_argument("--steps", type=int, default=2, help="timed passes over the texts (fastest and median reported)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--seq_len", type=int, default=128, help="max_length; texts have seq_len-8 .. seq_len tokens")
+    p.add_argument("--hidden_size", type=int, default=256)
+    p.add_argument("--num_layers", type=int, default=2)
+    p.add_argument("--num_heads", type=int, default=16)
+    p.add_argument("--intermediate_size", type=int, default=256)
+    p.add_argument("--corpus_reviews", type=int, default=3000, help="demo reviews the vocabulary is built from")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default=None, help="write the results as JSON here")
+    p.add_argument("--child_case", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--work_dir", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child_output", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------------- children
+def prepare(args) -> dict:
+    """Demo corpus -> tokenizer, random paper-size model folder, its export, and the benchmark texts."""
+    import paddle
+
+    from data_process import generate_demo_reviews
+    from fastformer import task
+    from fastformer.export import export_model
+    from fastformer.tokenizer import FastformerTokenizer
+
+    work = args.work_dir
+    corpus_file = os.path.join(work, "demo_reviews.json")
+    generate_demo_reviews(corpus_file, args.corpus_reviews, seed=args.seed + 1, fmt="2014")
+    with open(corpus_file, encoding="utf-8") as f:
+        reviews = [json.loads(line)["reviewText"] for line in f if line.strip()]
+    tokenizer = FastformerTokenizer.build_from_corpus(reviews, min_freq=1)
+    paddle.seed(args.seed)
+    model = task.build_model(
+        tokenizer, hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
+        num_attention_heads=args.num_heads, intermediate_size=args.intermediate_size,
+    )
+    model_dir, export_dir = os.path.join(work, "model"), os.path.join(work, "export")
+    task.save_model_dir(model, tokenizer, model_dir)
+    t0 = time.perf_counter()
+    manifest = export_model(model_dir, export_dir, max_length=args.seq_len, log=lambda *a: None)
+    export_s = time.perf_counter() - t0
+
+    rng = random.Random(args.seed)
+    texts: List[str] = []
+    need = max(args.num_texts, args.num_texts_b1, CHECK_TEXTS)
+    while len(texts) < need:
+        target = rng.randint(args.seq_len - 8, args.seq_len)
+        tokens: List[str] = []
+        while len(tokens) < target:
+            tokens += tokenizer.tokenize(rng.choice(reviews))
+        texts.append(" ".join(tokens[:target]))
+    with open(os.path.join(work, "texts.json"), "w", encoding="utf-8") as f:
+        json.dump(texts, f)
+    lengths = [len(ids) for ids in task.encode_texts(tokenizer, texts, args.seq_len)]
+    t0 = time.perf_counter()
+    task.encode_texts(tokenizer, texts, args.seq_len)
+    tokenize_s = time.perf_counter() - t0
+    return {
+        "vocab_size": len(tokenizer),
+        "num_params": int(sum(p.size for p in model.parameters())),
+        "export_s": round(export_s, 2),
+        "export_parity_max_abs_logits_diff": manifest["parity"]["max_abs_logits_diff"],
+        "text_tokens_min_mean_max": [min(lengths), round(sum(lengths) / len(lengths), 1), max(lengths)],
+        "tokenize_reviews_per_s": round(len(texts) / tokenize_s, 1),
+    }
+
+
+class TorchPredictor:
+    """The Predictor's pipeline (tokenize, sort by length, pad, forward, softmax) around the PyTorch reference."""
+
+    def __init__(self, model_dir: str, max_length: int, batch_size: int, threads: int):
+        import numpy as np
+        import torch
+
+        from fastformer import convert, task
+        from fastformer.torch_reference import Model, TorchFastformerConfig
+
+        torch.set_num_threads(threads)
+        paddle_model, self.tokenizer = task.load_model_dir(model_dir)
+        c = paddle_model.config
+        self.model = Model(TorchFastformerConfig(
+            vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
+            num_attention_heads=c.num_attention_heads, intermediate_size=c.intermediate_size,
+            hidden_act=c.hidden_act, max_position_embeddings=c.max_position_embeddings,
+            layer_norm_eps=c.layer_norm_eps, num_labels=c.num_labels,
+        ))
+        paddle_sd = {k: v.numpy() for k, v in paddle_model.state_dict().items()}
+        state = {}
+        for name, value in self.model.state_dict().items():
+            target = convert.paddle_name(name)
+            array = paddle_sd[target]
+            state[name] = torch.from_numpy(np.ascontiguousarray(array.T if convert.is_linear_weight(name) else array))
+        self.model.load_state_dict(state)
+        self.model.eval()
+        self.torch, self.np, self.task = torch, np, task
+        self.max_length, self.batch_size = max_length, batch_size
+
+    def predict_proba(self, texts):
+        np, torch, task = self.np, self.torch, self.task
+        ids = task.encode_texts(self.tokenizer, texts, self.max_length)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.zeros((len(ids), self.model.config.num_labels), dtype=np.float32)
+        m = self.model
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start:start + self.batch_size]
+                input_ids, mask = task.pad_batch([ids[i] for i in rows], 0, 8)
+                input_ids = torch.from_numpy(input_ids)
+                vec = m.fastformer_model(m.word_embedding(input_ids), torch.from_numpy(mask).float())
+                out[rows] = torch.softmax(m.dense_linear(vec), dim=-1).numpy()
+        return out
+
+
+def run_case(args) -> dict:
+    import numpy as np
+
+    threads = args.threads or os.cpu_count() or 1
+    with open(os.path.join(args.work_dir, "texts.json"), encoding="utf-8") as f:
+        texts = json.load(f)
+    model_dir, export_dir = os.path.join(args.work_dir, "model"), os.path.join(args.work_dir, "export")
+    case = args.child_case
+
+    def make(batch_size):
+        if case == "torch":
+            return TorchPredictor(model_dir, args.seq_len, batch_size, threads)
+        from fastformer.predictor import Predictor
+
+        if case == "dygraph":
+            return Predictor(model_dir, backend="dynamic", batch_size=batch_size, max_length=args.seq_len,
+                             num_threads=threads)
+        return Predictor(export_dir, backend="inference", batch_size=batch_size, num_threads=threads,
+                         enable_mkldnn=case == "inference_onednn")
+
+    result = {"case": case, "threads": threads, "runs": []}
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    predictor = None
+    for batch_size in batch_sizes:
+        if predictor is None or case == "torch":
+            predictor = make(batch_size)
+        predictor.batch_size = batch_size
+        n = args.num_texts_b1 if batch_size == 1 else args.num_texts
+        subset = texts[:n]
+        timing = common.time_calls(lambda: predictor.predict_proba(subset), steps=args.steps, warmup=args.warmup)
+        tokens = sum(min(len(t.split()), args.seq_len) for t in subset)
+        result["runs"].append({
+            "batch_size": batch_size,
+            "num_texts": n,
+            "reviews_per_s_best": n / timing["min_s"],
+            "reviews_per_s_median": n / timing["median_s"],
+            "tokens_per_s_best": tokens / timing["min_s"],
+            "ms_per_batch_best": 1000 * timing["min_s"] / -(-n // batch_size),
+            "cores_used": timing["cores_used"],
+            "times_s": timing["times_s"],
+        })
+    result["check_probs"] = np.asarray(predictor.predict_proba(texts[:CHECK_TEXTS])).tolist()
+    result["peak_rss_mib"] = round(common.peak_rss_mib(), 1)
+    return result
+
+
+def child_main(args) -> None:
+    common.quiet_paddle()
+    result = prepare(args) if args.child_case == "prepare" else run_case(args)
+    common.write_child_output(args.child_output, result)
+
+
+# ------------------------------------------------------------------------------------------------------- parent
+def forward_args(args) -> List[str]:
+    keys = ("batch_sizes", "num_texts", "num_texts_b1", "steps", "warmup", "seq_len", "hidden_size", "num_layers",
+            "num_heads", "intermediate_size", "corpus_reviews", "threads", "seed")
+    return [x for k in keys for x in (f"--{k}", str(getattr(args, k)))]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.child_case:
+        child_main(args)
+        return 0
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = set(cases) - set(CASES)
+    if unknown:
+        raise SystemExit(f"unknown cases {sorted(unknown)}; choose from {CASES}")
+    if "torch" in cases:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            print("skipping the PyTorch column: torch is not installed")
+            cases.remove("torch")
+        elif not os.path.isfile(os.path.join(common.ROOT, "fastformer", "torch_reference.py")):
+            print("skipping the PyTorch column: fastformer/torch_reference.py is absent")
+            cases.remove("torch")
+    env = cpu_env(args.threads or os.cpu_count() or 1)
+    start = time.perf_counter()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench_inference_") as work:
+        print("preparing: demo corpus, tokenizer, random paper-size model, export ...", flush=True)
+        setup = common.run_child(__file__, forward_args(args) + ["--child_case", "prepare", "--work_dir", work],
+                                 env=env)
+        if "error" in setup:
+            print(setup["log_tail"])
+            return 1
+        print(f"  vocab {setup['vocab_size']}, {setup['num_params']:,} parameters, export {setup['export_s']} s "
+              f"(parity {setup['export_parity_max_abs_logits_diff']:.2g}), text tokens min/mean/max "
+              f"{setup['text_tokens_min_mean_max']}", flush=True)
+        for case in cases:
+            print(f"running {CASE_NAMES[case]} ...", flush=True)
+            results[case] = common.run_child(
+                __file__, forward_args(args) + ["--child_case", case, "--work_dir", work], env=env)
+            if "error" in results[case]:
+                print(f"  failed: {results[case]['error']}\n{results[case]['log_tail']}")
+
+    import numpy as np
+
+    reference = np.asarray(results.get("dygraph", {}).get("check_probs", []) or [])
+    rows = []
+    for case, res in results.items():
+        if "error" in res:
+            continue
+        diff = None
+        if reference.size and res.get("check_probs"):
+            diff = float(np.abs(np.asarray(res["check_probs"]) - reference).max())
+        res["max_abs_prob_diff_vs_dygraph"] = diff
+        for run in res["runs"]:
+            base = next((r for r in results.get("dygraph", {}).get("runs", []) if r["batch_size"] == run["batch_size"]),
+                        None)
+            rows.append({
+                "backend": CASE_NAMES[case], "batch": run["batch_size"],
+                "best": run["reviews_per_s_best"], "median": run["reviews_per_s_median"],
+                "tokens": run["tokens_per_s_best"], "ms": run["ms_per_batch_best"], "cores": run["cores_used"],
+                "speedup": run["reviews_per_s_best"] / base["reviews_per_s_best"] if base else None,
+                "diff": diff,
+            })
+    rows.sort(key=lambda r: (r["batch"], -r["best"]))
+    print()
+    print(common.format_table(rows, [
+        ("backend", "backend", None), ("batch", "batch", "d"), ("best", "reviews/s (best)", ".1f"),
+        ("median", "reviews/s (median)", ".1f"), ("tokens", "tokens/s", ",.0f"), ("ms", "ms/batch", ".2f"),
+        ("cores", "cores used", ".2f"), ("speedup", "x dygraph", ".2f"), ("diff", "max |dp| vs dygraph", ".1e"),
+    ]))
+    machine = common.machine_info()
+    print(f"\n{machine['cpu']}, {machine['cores']} cores, threads {env['OMP_NUM_THREADS']}, load average "
+          f"{machine['load_average_1_5_15min']} (figures are noisy when other processes share the CPU); "
+          f"{time.perf_counter() - start:.0f} s")
+    payload = {
+        "benchmark": "inference",
+        "description": "end-to-end reviews/s of Predictor.predict_proba from raw text (tokenize, sort, pad, forward, "
+                       "softmax); random-weight paper-size model",
+        "machine": machine,
+        "versions": common.versions("paddle", "paddlenlp", "numpy", "torch"),
+        "env": env,
+        "settings": {k: v for k, v in vars(args).items()
+                     if not k.startswith("child") and k not in ("work_dir", "output")},
+        "setup": setup,
+        "results": {case: {k: v for k, v in res.items() if k != "check_probs"} for case, res in results.items()},
+        "table": rows,
+    }
+    common.write_json(args.output, payload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
