@@ -52,11 +52,17 @@ def additive_mask(attention_mask: paddle.Tensor, dtype) -> paddle.Tensor:
 # needed, in dynamic mode, on CPU: export, inference, to_static and GPU run Paddle's own layers.
 
 
-def _custom_grad(x: paddle.Tensor, *params: paddle.Tensor) -> bool:
+def _dygraph_cpu(x: paddle.Tensor) -> bool:
     return (
         paddle.in_dynamic_mode()
         and not in_sot_simulation_mode()  # to_static's SOT tracing (the Trainer's `to_static`): Paddle's layers
         and x.place.is_cpu_place()
+    )
+
+
+def _custom_grad(x: paddle.Tensor, *params: paddle.Tensor) -> bool:
+    return (
+        _dygraph_cpu(x)
         and not x.stop_gradient
         and all(p is not None and not p.stop_gradient for p in params)
     )
@@ -164,11 +170,15 @@ class FastSelfAttention(nn.Layer):
         b, n, d = paddle.shape(x)[0], self.num_heads, self.head_size
         weights = F.softmax(logits.transpose([0, 2, 1]) * self.scale + mask, axis=-1)  # [B, N, L]
         weights = weights * (mask == 0).astype(weights.dtype)  # exact 0 on padding
-        # Every head's weights against all H columns, then head n's own D columns (the block diagonal): one
-        # batched matmul on x as it lies, no [B, N, L, D] transpose (a slow strided copy on CPU); N x the FLOPs
-        # of the per-head product, still tiny next to the projections.
-        pooled = paddle.matmul(weights, x).reshape([b, n, n, d])  # [B, N, N, D]
-        return paddle.diagonal(pooled, axis1=1, axis2=2).transpose([0, 2, 1]).reshape([b, 1, n * d])
+        if _dygraph_cpu(x):
+            # Every head's weights against all H columns, then head n's own D columns (the block diagonal): one
+            # batched matmul on x as it lies, no [B, N, L, D] transpose (a slow strided copy in CPU dygraph); N x
+            # the FLOPs of the per-head product, still tiny next to the projections.
+            pooled = paddle.matmul(weights, x).reshape([b, n, n, d])  # [B, N, N, D]
+            return paddle.diagonal(pooled, axis1=1, axis2=2).transpose([0, 2, 1]).reshape([b, 1, n * d])
+        # Per head (exported graphs, GPU): [B, N, 1, L] @ [B, N, L, D]; ONNX-exportable (no diagonal op).
+        heads = x.reshape([b, -1, n, d]).transpose([0, 2, 1, 3])  # [B, N, L, D]
+        return paddle.matmul(weights.unsqueeze(2), heads).reshape([b, 1, n * d])
 
     def forward(self, hidden_states: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
         q = self.query(hidden_states)  # [B, L, H]
