@@ -18,12 +18,15 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
 
-# Generate synthetic reviews, train, evaluate on the test split, export and predict two reviews.
+# Generate synthetic reviews, train (dev macro-F1 per epoch, test metrics at the end), evaluate the test split
+# (per-class report + confusion matrix), export for Paddle Inference (parity-checked) and predict two reviews.
 demo: $(VENV)/.runtime
 	$(PY) train.py configs/demo.json --output_dir $(OUT)
+	$(PY) evaluate.py --model_dir $(OUT)/model
 	$(PY) export_model.py --model_dir $(OUT)/model --output_dir $(OUT)/export
-	$(PY) predict.py --model_dir $(OUT)/export "Great sound, works perfectly and the battery lasts all day." \
-		"Stopped working after two days, waste of money."
+	$(PY) predict.py --model_dir $(OUT)/export \
+		"Excellent sound quality and the battery life is outstanding. Highly recommend it to anyone!" \
+		"It stopped working after two days. Waste of money, do not buy this."
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q

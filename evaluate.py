@@ -10,7 +10,8 @@ folder next to the model folder, i.e. <output_dir>/data of train.py) or `--data_
 
 Model: a trained model folder (train.py's <output_dir>/model, run as a dygraph model) or an export folder
 (export_model.py, run by Paddle Inference); `--backend auto` tells them apart. Texts are truncated to the training
-max_length (read from the model folder's training_args.json, or the export's manifest) unless --max_length is given.
+max_length (recorded in the model folder by train.py: tokenizer_config.json's model_max_length, or the export's
+manifest) unless --max_length is given.
 
 Writes to --output_dir (default: eval_<split> next to the model folder): eval_results.json (accuracy, macro-F1,
 per-class precision/recall/F1/support, confusion matrix, the classification report), confusion_matrix.png; prints
@@ -31,6 +32,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support  # noqa: E402
 
 from data_process import read_split  # noqa: E402
+from fastformer.predictor import Predictor, add_predictor_args  # noqa: E402
 from fastformer.training import classification_metrics  # noqa: E402
 
 SPLITS = ("test", "dev", "train")
@@ -47,31 +49,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", default=None,
                         help="where eval_results.json and confusion_matrix.png go (default: eval_<split> next to "
                         "the model folder)")
-    parser.add_argument("--backend", choices=("auto", "inference", "dynamic"), default="auto",
-                        help="auto: inference for an export folder, dynamic for a trained model folder")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--num_threads", type=int, default=None, help="CPU threads (default: every core)")
-    parser.add_argument("--batch_size", type=int, default=64, help="texts per forward pass")
-    parser.add_argument("--max_length", type=int, default=None,
-                        help="tokens kept per review (default: the training max_length)")
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error("--batch_size must be positive")
-    return args
+    add_predictor_args(parser)
+    return parser.parse_args(argv)
 
 
 def _parent(model_dir: str) -> str:
     return os.path.dirname(os.path.abspath(model_dir.rstrip("/\\")))
-
-
-def training_max_length(model_dir: str) -> Optional[int]:
-    """max_length of the run that wrote `model_dir` (its training_args.json), None when unknown."""
-    path = os.path.join(model_dir, "training_args.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return int(json.load(f)["data"]["max_length"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def plot_confusion_matrix(matrix: np.ndarray, labels: List[str], path: str, title: str) -> None:
@@ -140,11 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         raise FileNotFoundError(f"evaluation data {data_file!r} not found (give --data_dir or --data_file)")
     output_dir = args.output_dir or os.path.join(_parent(args.model_dir), f"eval_{name}")
 
-    from fastformer.predictor import Predictor
-
-    max_length = args.max_length or training_max_length(args.model_dir)
-    predictor = Predictor(args.model_dir, backend=args.backend, device=args.device, num_threads=args.num_threads,
-                          batch_size=args.batch_size, max_length=max_length)
+    predictor = Predictor.from_args(args)
     texts, labels = read_split(data_file)
     if not texts:
         raise ValueError(f"{data_file!r} holds no examples")

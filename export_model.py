@@ -27,7 +27,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--model_dir", required=True, help="trained model folder (train.py / task.save_model_dir)")
     parser.add_argument("--output_dir", required=True, help="export folder to write")
     parser.add_argument("--max_length", type=int, default=None,
-                        help="tokens kept per text at prediction time (default: the model's max_position_embeddings)")
+                        help="tokens kept per text at prediction time (default: the model folder's, i.e. the training "
+                        "max_length; max_position_embeddings for a folder that does not record one)")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx through paddle2onnx")
     parser.add_argument("--tolerance", type=float, default=None, help="max abs logits difference allowed (1e-5)")
     return parser.parse_args(argv)

@@ -10,6 +10,9 @@ Lines are decoded one by one: a line that is not UTF-8, not valid JSON (JSON lin
 or only whitespace gets an error naming its line number; every other line is still predicted. Texts longer than
 the model's max length are truncated and say so (`truncated_tokens`). Output: a table (default) or JSON lines,
 one per input, in input order, to standard output or --output FILE.
+
+Exit status: 0 when every input was predicted; 1 when any input failed (the results of all the other inputs are
+still written first) or when the model or the input file cannot be opened.
 """
 
 from __future__ import annotations
@@ -33,15 +36,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--input_file", default=None, help="one review per line or JSON lines with 'text'; '-': stdin")
     parser.add_argument("--format", choices=("table", "jsonl"), default="table", help="output format")
     parser.add_argument("--output", default=None, help="write here instead of standard output")
-    parser.add_argument("--backend", choices=("auto", "inference", "dynamic"), default="auto",
-                        help="auto: inference for an export folder, dynamic for a trained model folder")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--num_threads", type=int, default=None, help="CPU threads (default: every core)")
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--max_length", type=int, default=None, help="tokens kept per review (default: the export's)")
-    parser.add_argument("--no_onednn", action="store_true", help="Paddle Inference on CPU without oneDNN")
     parser.add_argument("--no_progress", action="store_true",
                         help="no progress bar (else shown for input files over 1 MiB or stdin when stderr is a tty)")
+    from fastformer.predictor import add_predictor_args
+
+    add_predictor_args(parser)
     args = parser.parse_args(argv)
     if args.input_file is None and args.texts == ["-"]:
         args.input_file, args.texts = "-", []
@@ -49,8 +48,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("give review texts or --input_file, not both")
     if args.input_file is None and not args.texts:
         parser.error("no input: give review texts, --input_file FILE or '-' for standard input")
-    if args.batch_size < 1:
-        parser.error("--batch_size must be positive")
     return args
 
 
@@ -238,10 +235,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             stream, source, size = _open_input(args)
         from fastformer.predictor import Predictor
 
-        predictor = Predictor(
-            args.model_dir, backend=args.backend, device=args.device, num_threads=args.num_threads,
-            batch_size=args.batch_size, max_length=args.max_length, enable_mkldnn=not args.no_onednn,
-        )
+        predictor = Predictor.from_args(args)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         if stream is not None and stream is not sys.stdin.buffer:
             stream.close()
@@ -279,7 +273,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"truncated to {predictor.max_length} tokens ({predictor.backend} backend"
           f"{', oneDNN' if predictor.enable_mkldnn else ''}, {predictor.device})"
           + (f"; wrote {args.output}" if args.output else ""), file=sys.stderr)
-    return 0
+    return 1 if counts["errors"] else 0  # every good result is written above; failed inputs make the status 1
 
 
 if __name__ == "__main__":

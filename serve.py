@@ -114,14 +114,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--model_dir", required=True, help="export folder (export_model.py) or trained model folder")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--backend", choices=("auto", "inference", "dynamic"), default="auto")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--num_threads", type=int, default=None)
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--max_length", type=int, default=None)
     parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--max_texts", type=int, default=DEFAULT_MAX_TEXTS)
     parser.add_argument("--log_level", default="info")
+    from fastformer.predictor import add_predictor_args
+
+    add_predictor_args(parser)
     return parser.parse_args(argv)
 
 
@@ -130,8 +128,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from fastformer.predictor import Predictor
 
     try:
-        predictor = Predictor(args.model_dir, backend=args.backend, device=args.device, num_threads=args.num_threads,
-                              batch_size=args.batch_size, max_length=args.max_length)
+        predictor = Predictor.from_args(args)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

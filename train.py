@@ -10,10 +10,12 @@ from the training split only, train with class-balanced batches (see `--sampling
 every epoch, keep the best checkpoint, and report accuracy and macro-F1 on test.
 
 Output folder:
-  resolved_args.json          every argument of this run (config + command line + defaults)
+  resolved_args.json          every argument of the latest run (config + command line + defaults)
+  resolved_args_history.jsonl one JSON line per run (time, command line, resumed checkpoint, every argument), appended
   data/                       the prepared dataset (train/dev/test.jsonl, label.txt, stats.json)
-  checkpoint-<step>/          one per epoch, never deleted; a rerun resumes from the last one unless
-                              --overwrite_output_dir (or --resume_from_checkpoint PATH picks one)
+  checkpoint-<step>/          one per epoch, never deleted; a rerun resumes from the last one (or
+                              --resume_from_checkpoint PATH picks one). --overwrite_output_dir (start from scratch)
+                              refuses a folder that already holds checkpoints: pick a new --output_dir or move them
   runs/<date>_<host>/         VisualDL logs (loss, learning rate, dev metrics): visualdl --logdir <output_dir>/runs
   model/                      the final (best) model: config.json with id2label, model_state.pdparams, vocab.txt,
                               tokenizer files, training_args.json; what evaluate.py / export_model.py read
@@ -35,11 +37,13 @@ import fastformer  # noqa: E402,F401  (before paddle: sets MKL_DEBUG_CPU_TYPE)
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+import re  # noqa: E402
 import time  # noqa: E402
 from typing import List, Optional, Sequence  # noqa: E402
 
 import paddle  # noqa: E402
 from paddlenlp.trainer import get_last_checkpoint, set_seed  # noqa: E402
+from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
 
 from data_process import generate_demo_reviews, prepare_dataset, read_split  # noqa: E402
 from fastformer.task import DataCollator, build_model, encode_texts, label_maps, save_model_dir  # noqa: E402
@@ -55,6 +59,8 @@ from fastformer.training import (  # noqa: E402
 logger = logging.getLogger("train")
 
 RESOLVED_ARGS = "resolved_args.json"
+RESOLVED_ARGS_HISTORY = "resolved_args_history.jsonl"
+_CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
 def _write_json(path: str, obj) -> None:
@@ -63,9 +69,44 @@ def _write_json(path: str, obj) -> None:
         f.write("\n")
 
 
+def existing_checkpoints(output_dir: str) -> List[str]:
+    """The checkpoint-<step> folders in `output_dir`, by step."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = [(int(m.group(1)), name) for name in os.listdir(output_dir)
+             if (m := _CHECKPOINT_RE.match(name)) and os.path.isdir(os.path.join(output_dir, name))]
+    return [name for _, name in sorted(found)]
+
+
+def _append_history(path: str, all_args: dict, argv: Optional[Sequence[str]], checkpoint: Optional[str]) -> None:
+    """Append this run's arguments as one JSON line: resolved_args.json only holds the latest run's."""
+    entry = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": list(sys.argv[1:] if argv is None else argv),
+        "resumed_from": checkpoint,
+        "args": all_args,
+    }
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
 def find_checkpoint(training_args) -> Optional[str]:
     """The checkpoint to resume from: the one named by --resume_from_checkpoint, else the last one in output_dir
-    (unless --overwrite_output_dir), else None."""
+    (unless --overwrite_output_dir), else None.
+
+    --overwrite_output_dir on a folder that already holds checkpoints is an error (FileExistsError naming them): the
+    new run would write over some of them and leave the higher-numbered ones, so a later plain run would resume from
+    the old run. Nothing is ever deleted; the user picks a new --output_dir or moves the checkpoints away.
+    """
+    if training_args.overwrite_output_dir:
+        stale = existing_checkpoints(training_args.output_dir)
+        if stale:
+            raise FileExistsError(
+                f"--overwrite_output_dir: {training_args.output_dir!r} already holds checkpoints of an earlier run "
+                f"({', '.join(stale)}); a fresh run would mix its checkpoints with them. Pick a new --output_dir, or "
+                "move those checkpoint folders away (nothing is deleted); without --overwrite_output_dir the run "
+                "resumes from the last one."
+            )
     explicit = training_args.resume_from_checkpoint
     if explicit:
         if not os.path.isdir(explicit):
@@ -137,6 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         logger.info("resuming from %s", checkpoint)
     all_args = resolved_args(data_args, model_args, training_args)
     _write_json(os.path.join(output_dir, RESOLVED_ARGS), all_args)
+    _append_history(os.path.join(output_dir, RESOLVED_ARGS_HISTORY), all_args, argv, checkpoint)
 
     # ---- data and vocabulary
     data_dir = prepare_data(data_args, output_dir, show_progress=not training_args.disable_tqdm)
@@ -194,7 +236,7 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
 
     # ---- final model folder
     model_dir = os.path.join(output_dir, "model")
-    save_model_dir(trainer.model, tokenizer, model_dir)
+    save_model_dir(trainer.model, tokenizer, model_dir, max_length=data_args.max_length)  # the truncation used here
     _write_json(os.path.join(model_dir, "training_args.json"), all_args)
 
     # ---- dev metrics of the kept model (from the log when available) and test metrics

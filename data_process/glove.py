@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, List
 
 import numpy as np
 
@@ -13,22 +13,34 @@ __all__ = ["load_glove_embeddings"]
 
 logger = logging.getLogger(__name__)
 
+MAX_REPORTED_LINES = 5  # line numbers named in the invalid-UTF-8 warning
+
 
 def load_glove_embeddings(tokenizer: Any, glove_txt_path: str, hidden_size: int, seed: int = 0) -> np.ndarray:
     """A float32 [vocab size, hidden_size] matrix: GloVe vectors where found, normal(0, 0.02) elsewhere, [PAD] zero.
 
     `tokenizer` needs `get_vocab()` and `pad_token_id`. A vocabulary token takes the vector of the same word, or
     failing that of the first word equal to it once lower-cased (cased GloVe files list frequent forms first).
-    The coverage is logged. Raises ValueError naming the file and line when a vector has the wrong size.
+    The coverage is logged. Raises ValueError naming the file and line when a vector has the wrong size or a
+    non-numeric value. Lines that are not valid UTF-8 are skipped, counted and reported in a logged warning (with
+    the first line numbers), never altered silently.
     """
     vocab = tokenizer.get_vocab()
     embeddings = np.random.default_rng(seed).normal(0.0, 0.02, size=(len(vocab), hidden_size)).astype(np.float32)
     exact = np.zeros(len(vocab), dtype=bool)
     found = np.zeros(len(vocab), dtype=bool)
+    bad_utf8 = 0  # lines skipped for invalid UTF-8
+    bad_utf8_first: List[int] = []  # the first line numbers of those, for the warning
     with open_binary(glove_txt_path) as f:
         for line_no, raw in enumerate(f, start=1):
-            word, _, vector = raw.rstrip(b"\r\n").partition(b" ")
-            text = word.decode("utf-8", errors="replace")
+            try:
+                line = raw.rstrip(b"\r\n").decode("utf-8")
+            except UnicodeDecodeError:
+                bad_utf8 += 1
+                if len(bad_utf8_first) < MAX_REPORTED_LINES:
+                    bad_utf8_first.append(line_no)
+                continue
+            text, _, vector = line.partition(" ")
             index = vocab.get(text)
             is_exact = index is not None
             if index is None:
@@ -40,9 +52,17 @@ def load_glove_embeddings(tokenizer: Any, glove_txt_path: str, hidden_size: int,
                 if line_no == 1 and len(values) == 1:  # "count dim" header of the word2vec layout
                     continue
                 raise ValueError(f"{glove_txt_path}, line {line_no}: vector of size {len(values)}, hidden_size is {hidden_size}")
-            embeddings[index] = np.asarray(values, dtype=np.float32)
+            try:
+                embeddings[index] = np.asarray(values, dtype=np.float32)
+            except ValueError as err:
+                raise ValueError(f"{glove_txt_path}, line {line_no}: non-numeric vector ({err})") from None
             found[index] = True
             exact[index] = is_exact
     embeddings[tokenizer.pad_token_id] = 0.0
+    if bad_utf8:
+        logger.warning(
+            "GloVe %s: skipped %d line(s) that are not valid UTF-8 (first lines: %s)",
+            glove_txt_path, bad_utf8, ", ".join(str(n) for n in bad_utf8_first),
+        )
     logger.info("GloVe %s: %d of %d vocabulary tokens found (%.1f%%)", glove_txt_path, found.sum(), len(vocab), 100.0 * found.mean())
     return embeddings

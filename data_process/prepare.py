@@ -307,7 +307,11 @@ def prepare_dataset(
 
 
 def read_split(path: str) -> Tuple[List[str], List[int]]:
-    """(texts, labels) of a split file written by `prepare_dataset`; ValueError naming file and line on a bad line."""
+    """(texts, labels) of a split file written by `prepare_dataset`; ValueError naming file and line on a bad line.
+
+    Every line must be a JSON object with 'text' and 'label': a blank, non-UTF-8 or malformed line means a damaged
+    file and is an error, never skipped.
+    """
     texts: List[str] = []
     labels: List[int] = []
     with open(path, "rb") as f:
@@ -317,8 +321,8 @@ def read_split(path: str) -> Tuple[List[str], List[int]]:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise ValueError(f"{where}: not valid UTF-8") from None
-            if not line.strip():
-                continue
+            if not line.strip():  # prepare_dataset never writes one: the file is damaged (truncated, edited)
+                raise ValueError(f"{where}: blank line (a split file holds one JSON object a line)")
             try:
                 row = json.loads(line)
             except ValueError as err:

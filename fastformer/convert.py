@@ -281,27 +281,39 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     args = _parse_args(argv)
     if not os.path.isfile(args.torch_checkpoint):
         raise FileNotFoundError(f"{args.torch_checkpoint!r} does not exist")
-    torch_sd = load_torch_state_dict(args.torch_checkpoint)
-    tokenizer = None
-    if args.tokenizer_dir:
-        from .tokenizer import FastformerTokenizer
+    # The output is a complete model folder (task.check_model_dir): weights, config with the star-rating labels,
+    # and the tokenizer whose vocabulary the checkpoint was trained with.
+    from . import task
+    from .tokenizer import FastformerTokenizer
 
-        tokenizer = FastformerTokenizer.from_pretrained(args.tokenizer_dir)
+    vocab_name = FastformerTokenizer.resource_files_names["vocab_file"]
+    if not args.tokenizer_dir:
+        raise ValueError(
+            "--tokenizer_dir is required: the converted model folder needs the tokenizer (vocab.txt) whose "
+            "vocabulary the checkpoint was trained with, e.g. a FastformerTokenizer folder saved by train.py"
+        )
+    if not os.path.isfile(os.path.join(args.tokenizer_dir, vocab_name)):
+        raise FileNotFoundError(
+            f"--tokenizer_dir {args.tokenizer_dir!r} has no {vocab_name}: give the FastformerTokenizer folder whose "
+            "vocabulary the checkpoint was trained with (e.g. a model folder saved by train.py)"
+        )
+    torch_sd = load_torch_state_dict(args.torch_checkpoint)
+    tokenizer = FastformerTokenizer.from_pretrained(args.tokenizer_dir)
+    id2label, label2id = task.label_maps()
     model = convert_checkpoint(
         torch_sd,
         args.num_attention_heads,
         layer_norm_eps=args.layer_norm_eps,
         hidden_dropout_prob=args.hidden_dropout_prob,
+        id2label=id2label,
+        label2id=label2id,
     )
-    if tokenizer is not None:
-        if len(tokenizer) != model.config.vocab_size:
-            raise ValueError(f"tokenizer has {len(tokenizer)} tokens, the checkpoint {model.config.vocab_size}")
-        if tokenizer.pad_token_id != 0:
-            raise ValueError(f"the official model pads with id 0, the tokenizer with {tokenizer.pad_token_id}")
-    os.makedirs(args.output_dir, exist_ok=True)
-    model.save_pretrained(args.output_dir)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(args.output_dir)
+    if len(tokenizer) != model.config.vocab_size:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens, the checkpoint {model.config.vocab_size}")
+    if tokenizer.pad_token_id != 0:
+        raise ValueError(f"the official model pads with id 0, the tokenizer with {tokenizer.pad_token_id}")
+    task.save_model_dir(model, tokenizer, args.output_dir)
+    task.check_model_dir(args.output_dir)
     c = model.config
     print(
         f"converted {args.torch_checkpoint} -> {args.output_dir}: vocab {c.vocab_size}, hidden {c.hidden_size}, "

@@ -217,16 +217,16 @@ def export_model(
 ) -> Dict[str, object]:
     """Export `model_dir` (a `task.save_model_dir` / train.py folder) to `output_dir`; returns the manifest.
 
-    Raises `ExportParityError` (and writes no manifest) when the exported model's logits differ from the dynamic
+    `max_length` (default: the model folder's truncation length, i.e. the training max_length) is stored in the
+    manifest and as the tokenizer's `model_max_length`. Raises `ExportParityError` (and writes no manifest) when the exported model's logits differ from the dynamic
     model's by more than `tolerance`. An ONNX conversion failure does not raise: the manifest's "onnx" entry
     says what happened.
     """
     model, tokenizer = task.load_model_dir(model_dir)
     config = model.config
-    max_length = int(max_length or config.max_position_embeddings)
-    if not 1 <= max_length <= config.max_position_embeddings:
-        raise ValueError(f"max_length must be in [1, {config.max_position_embeddings}] (the model's "
-                         f"max_position_embeddings), got {max_length}")
+    # default: the model folder's truncation length (the training max_length; see task.load_tokenizer)
+    max_length = task.check_max_length(max_length or tokenizer.model_max_length, config)
+    task.set_model_max_length(tokenizer, max_length)  # the export's tokenizer_config.json records it too
     os.makedirs(output_dir, exist_ok=True)
     manifest_path = os.path.join(output_dir, MANIFEST_FILE)
     if os.path.exists(manifest_path):  # an older export here stays unusable until this one has passed its check

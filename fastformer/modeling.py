@@ -68,6 +68,12 @@ def _custom_grad(x: paddle.Tensor, *params: paddle.Tensor) -> bool:
     )
 
 
+def _expand(x: paddle.Tensor, like: paddle.Tensor) -> paddle.Tensor:
+    """`x` expanded to `like`'s shape in CPU dygraph (a same-shape multiply is fast there, a broadcast one and its
+    backward reduce are slow), else left to broadcasting (exported graphs stay ONNX-friendly)."""
+    return x.expand_as(like) if _dygraph_cpu(like) else x
+
+
 def _row_mean(x: paddle.Tensor) -> paddle.Tensor:
     """[M, K] -> [M, 1] as x @ (ones[K, 1] / K) (a GEMV: twice as fast as Paddle's CPU mean over the last axis)."""
     return paddle.matmul(x, paddle.full([x.shape[1], 1], 1.0 / x.shape[1], dtype=x.dtype))
@@ -144,8 +150,10 @@ class FastformerEmbeddings(nn.Layer):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: paddle.Tensor) -> paddle.Tensor:
-        # [B, L] position ids (not [1, L] broadcast): a same-shape add, whose backward is not a slow reduce
-        position_ids = paddle.arange(paddle.shape(input_ids)[1], dtype="int64").unsqueeze(0).expand_as(input_ids)
+        # CPU dygraph: [B, L] position ids (not [1, L] broadcast): a same-shape add, whose backward is not a slow reduce
+        position_ids = paddle.arange(paddle.shape(input_ids)[1], dtype="int64").unsqueeze(0)  # [1, L]
+        if _dygraph_cpu(input_ids):
+            position_ids = position_ids.expand_as(input_ids)  # [B, L]
         x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)  # [B, L, H]
         return self.dropout(self.layer_norm(x))
 
@@ -177,8 +185,9 @@ class FastSelfAttention(nn.Layer):
             pooled = paddle.matmul(weights, x).reshape([b, n, n, d])  # [B, N, N, D]
             return paddle.diagonal(pooled, axis1=1, axis2=2).transpose([0, 2, 1]).reshape([b, 1, n * d])
         # Per head (exported graphs, GPU): [B, N, 1, L] @ [B, N, L, D]; ONNX-exportable (no diagonal op).
-        heads = x.reshape([b, -1, n, d]).transpose([0, 2, 1, 3])  # [B, N, L, D]
-        return paddle.matmul(weights.unsqueeze(2), heads).reshape([b, 1, n * d])
+        # (0 in a reshape keeps that dimension: one unknown dimension per shape, as ONNX Reshape requires)
+        heads = x.reshape([0, 0, n, d]).transpose([0, 2, 1, 3])  # [B, N, L, D]
+        return paddle.matmul(weights.unsqueeze(2), heads).reshape([0, 1, n * d])
 
     def forward(self, hidden_states: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
         q = self.query(hidden_states)  # [B, L, H]
@@ -186,13 +195,13 @@ class FastSelfAttention(nn.Layer):
         # eq. 3-4: alpha_i = softmax(w_q . q_i / sqrt(d)); global query q = sum_i alpha_i q_i
         global_query = self._pool(self.query_att(q), mask, q)  # [B, 1, H]
         # eq. 5: p_i = q * k_i
-        p = k * global_query.expand_as(k)  # [B, L, H] (expanded: same-shape multiply is fast on CPU)
+        p = k * _expand(global_query, k)  # [B, L, H]
         # eq. 6-7: beta_i = softmax(w_k . p_i / sqrt(d)); global key k = sum_i beta_i p_i
         global_key = self._pool(self.key_att(p), mask, p)  # [B, 1, H]
         # eq. 8: u_i = k * v_i, value = query unless a value projection is asked for
         v = q if self.value is None else self.value(hidden_states)
         # output r_i = transform(u_i) + q_i
-        return self.transform(global_key.expand_as(v) * v) + q  # [B, L, H]
+        return self.transform(_expand(global_key, v) * v) + q  # [B, L, H]
 
 
 class FastformerSelfOutput(nn.Layer):

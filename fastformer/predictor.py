@@ -10,15 +10,20 @@ Two backends read two kinds of folder:
 
 "auto" (the default) picks "inference" when the folder has `manifest.json`, "dynamic" when it has
 `model_state.pdparams`. Texts are tokenized, truncated to `max_length`, sorted by length and batched (little
-padding), and the results are returned in input order.
+padding), and the results are returned in input order. `max_length` defaults to the folder's truncation length:
+the export's manifest, else the tokenizer's `model_max_length` (tokenizer_config.json; the training max_length
+recorded by `task.save_model_dir`), else the model's max_position_embeddings.
 
     predictor = Predictor("output/demo/export")
     predictor.predict(["Great sound.", "Broke after a week."])   # [{"rating": 5, "label": "5", ...}, ...]
     predictor.predict_proba(texts)                                 # float32 [N, num_labels]
+
+The scripts share the command-line flags: `add_predictor_args(parser)`, then `Predictor.from_args(args)`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import threading
@@ -30,6 +35,7 @@ from . import task
 
 __all__ = [
     "Predictor",
+    "add_predictor_args",
     "InferenceRunner",
     "DynamicRunner",
     "MANIFEST_FILE",
@@ -112,6 +118,32 @@ def _check_device(device: str) -> str:
         if paddle.device.cuda.device_count() < 1:
             raise RuntimeError("device='gpu' was asked for, but no CUDA device is visible; use device='cpu'")
     return device
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The `Predictor` flags shared by predict.py, evaluate.py and serve.py (read back by `Predictor.from_args`,
+    with the script's own --model_dir)."""
+    group = parser.add_argument_group("predictor")
+    group.add_argument("--backend", choices=BACKENDS, default="auto",
+                       help="auto: inference for an export folder (manifest.json), dynamic for a trained model folder")
+    group.add_argument("--device", choices=DEVICES, default="cpu")
+    group.add_argument("--num_threads", type=_positive_int, default=None, help="CPU threads (default: every core)")
+    group.add_argument("--batch_size", type=_positive_int, default=64, help="texts per forward pass")
+    group.add_argument("--max_length", type=_positive_int, default=None,
+                       help="tokens kept per review (default: the model folder's: the training max_length, or the "
+                       "export's)")
+    group.add_argument("--no_onednn", action="store_true", help="Paddle Inference on CPU without oneDNN")
+    return parser
 
 
 class InferenceRunner:
@@ -205,7 +237,8 @@ class Predictor:
         device: "cpu" or "gpu" (a clear error when Paddle has no CUDA or no GPU is visible).
         num_threads: CPU math threads (default: every core).
         batch_size: texts per forward pass.
-        max_length: tokens kept per text (default: the export's max_length, or the model's
+        max_length: tokens kept per text (default: the export's max_length, else the folder's recorded
+            truncation length, tokenizer_config.json's model_max_length, else the model's
             max_position_embeddings); longer texts are truncated and say so (`truncated_tokens`).
         enable_mkldnn: oneDNN for Paddle Inference on CPU.
     """
@@ -234,36 +267,38 @@ class Predictor:
         self._lock = threading.Lock()  # Paddle Inference predictors are not thread-safe (serve.py's thread pool)
 
         from .configuration import FastformerConfig
-        from .tokenizer import FastformerTokenizer
 
         if backend == "inference":
             self.manifest = _read_manifest(model_dir) if os.path.isdir(model_dir) else None
             model_file, params_file = find_model_files(model_dir, self.manifest)
             task.check_model_dir(model_dir, required=(MANIFEST_FILE, "config.json", model_file, params_file))
             config = FastformerConfig.from_pretrained(model_dir)
-            self.tokenizer = FastformerTokenizer.from_pretrained(model_dir)
+            self.tokenizer = task.load_tokenizer(model_dir, config)
             self._runner = InferenceRunner(
                 os.path.join(model_dir, model_file), os.path.join(model_dir, params_file),
                 device=device, num_threads=num_threads, enable_mkldnn=enable_mkldnn,
             )
-            default_length = int(self.manifest.get("max_length") or config.max_position_embeddings)
+            default_length = int(self.manifest.get("max_length") or self.tokenizer.model_max_length)
         else:
             self.manifest = None
             model, self.tokenizer = task.load_model_dir(model_dir)
             config = model.config
             self._runner = DynamicRunner(model, device=device, num_threads=num_threads)
-            default_length = config.max_position_embeddings
+            default_length = self.tokenizer.model_max_length
         self.config = config
         self.enable_mkldnn = getattr(self._runner, "enable_mkldnn", False)
-        self.max_length = int(max_length or default_length)
-        if not 1 <= self.max_length <= config.max_position_embeddings:
-            raise ValueError(f"max_length must be in [1, {config.max_position_embeddings}] (the model's "
-                             f"max_position_embeddings), got {self.max_length}")
+        self.max_length = task.check_max_length(max_length or default_length, config)
         self._labels = [str(config.id2label[i]) for i in range(config.num_labels)]
         if self.manifest and self.manifest.get("labels") and list(self.manifest["labels"]) != self._labels:
             raise ValueError(f"{model_dir!r}: the labels of {MANIFEST_FILE} ({self.manifest['labels']}) and "
                              f"config.json ({self._labels}) differ")
-        self._ratings = [int(name) if name.strip().isdigit() else i + 1 for i, name in enumerate(self._labels)]
+        self._ratings = task.label_to_stars(self._labels)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Predictor":
+        """A predictor of `args.model_dir` with the flags of `add_predictor_args`."""
+        return cls(args.model_dir, backend=args.backend, device=args.device, num_threads=args.num_threads,
+                   batch_size=args.batch_size, max_length=args.max_length, enable_mkldnn=not args.no_onednn)
 
     # ------------------------------------------------------------------------------------------------ properties
     @property

@@ -2,13 +2,15 @@
 
 Every script (train, evaluate, export, predict, serve) goes through these functions, so a model folder
 written by one is read the same way by all the others. A model folder holds `config.json` (with
-`id2label`), `model_state.pdparams` and the tokenizer files.
+`id2label`), `model_state.pdparams` and the tokenizer files (`vocab.txt`, `tokenizer_config.json`). The
+truncation length the model was trained with is the tokenizer's `model_max_length`, stored in
+`tokenizer_config.json` (a folder without it falls back to the model's `max_position_embeddings`).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -21,10 +23,15 @@ from .tokenizer import FastformerTokenizer
 __all__ = [
     "LABEL_NAMES",
     "label_maps",
+    "label_to_stars",
     "build_model",
     "save_model_dir",
     "load_model_dir",
     "check_model_dir",
+    "check_max_length",
+    "truncation_length",
+    "load_tokenizer",
+    "set_model_max_length",
     "pad_batch",
     "DataCollator",
     "encode_texts",
@@ -32,12 +39,29 @@ __all__ = [
 ]
 
 MODEL_FILES = ("config.json", "model_state.pdparams")
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # do_lower_case and model_max_length: without it a cased
+# tokenizer would reload lower-casing and the truncation length would be lost
+UNSET_MAX_LENGTH = int(1e20)  # PaddleNLP's model_max_length when none was given (VERY_LARGE_INTEGER, 1e30)
 
 
 def label_maps(names: Sequence[str] = LABEL_NAMES) -> Tuple[Dict[int, str], Dict[str, int]]:
     """id2label / label2id for the star ratings (label id = stars - 1)."""
     id2label = {i: name for i, name in enumerate(names)}
     return id2label, {name: i for i, name in id2label.items()}
+
+
+def label_to_stars(id2label) -> List[int]:
+    """Star rating of each class, in class-id order, from the label names ("1" .. "5").
+
+    `id2label` is a {class id: name} mapping (a config's `id2label`) or the names in class-id order. A name that
+    is not a star rating (a positive whole number) is a ValueError: ratings are never guessed from positions.
+    """
+    names = [id2label[k] for k in sorted(id2label, key=int)] if isinstance(id2label, Mapping) else list(id2label)
+    bad = [name for name in names if not str(name).strip().isdigit() or int(str(name).strip()) < 1]
+    if bad:
+        raise ValueError(f"label names {bad} are not star ratings: every label must be a number of stars "
+                         f"(e.g. {list(LABEL_NAMES)}), got labels {names}")
+    return [int(str(name).strip()) for name in names]
 
 
 def build_model(tokenizer: FastformerTokenizer, **config_kwargs) -> FastformerForSequenceClassification:
@@ -53,30 +77,83 @@ def build_model(tokenizer: FastformerTokenizer, **config_kwargs) -> FastformerFo
     return FastformerForSequenceClassification(config)
 
 
-def save_model_dir(model: FastformerForSequenceClassification, tokenizer: FastformerTokenizer, path: str) -> None:
-    """Write everything needed to use the model: weights, config (with labels) and tokenizer."""
+def check_max_length(max_length: int, config: FastformerConfig) -> int:
+    """`max_length` as an int, or a ValueError when it is outside [1, config.max_position_embeddings]."""
+    max_length = int(max_length)
+    if not 1 <= max_length <= config.max_position_embeddings:
+        raise ValueError(f"max_length must be in [1, {config.max_position_embeddings}] (the model's "
+                         f"max_position_embeddings), got {max_length}")
+    return max_length
+
+
+def truncation_length(config: FastformerConfig, tokenizer: FastformerTokenizer) -> int:
+    """Tokens kept per text: the tokenizer's `model_max_length` when it was set (the training max_length of a
+    folder written by `save_model_dir`), else the model's `max_position_embeddings`."""
+    length = tokenizer.model_max_length
+    if length is None or length >= UNSET_MAX_LENGTH:
+        return config.max_position_embeddings
+    return check_max_length(length, config)
+
+
+def set_model_max_length(tokenizer: FastformerTokenizer, max_length: int) -> None:
+    """`tokenizer.model_max_length`, also in the init kwargs that `save_pretrained` writes to tokenizer_config.json."""
+    tokenizer.model_max_length = int(max_length)
+    tokenizer.init_kwargs["model_max_length"] = int(max_length)
+
+
+def save_model_dir(
+    model: FastformerForSequenceClassification,
+    tokenizer: FastformerTokenizer,
+    path: str,
+    max_length: Optional[int] = None,
+) -> None:
+    """Write everything needed to use the model: weights, config (with labels) and tokenizer.
+
+    `max_length`, the truncation length the model was trained with (default: the tokenizer's `model_max_length`
+    when set, else the model's `max_position_embeddings`), is stored as the tokenizer's `model_max_length` in
+    `tokenizer_config.json`; `load_model_dir`, `Predictor` and the export read it from there. `tokenizer`
+    itself is left unchanged.
+    """
+    max_length = check_max_length(max_length or truncation_length(model.config, tokenizer), model.config)
     os.makedirs(path, exist_ok=True)
     model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    before = tokenizer.model_max_length, dict(tokenizer.init_kwargs)
+    set_model_max_length(tokenizer, max_length)
+    try:
+        tokenizer.save_pretrained(path)
+    finally:
+        tokenizer.model_max_length = before[0]
+        tokenizer.init_kwargs.clear()
+        tokenizer.init_kwargs.update(before[1])
 
 
 def check_model_dir(path: str, required: Sequence[str] = MODEL_FILES) -> None:
-    """Raise a clear error naming what is missing from a model folder."""
+    """Raise a clear error naming what is missing from a model folder (`required` and the tokenizer files)."""
     if not os.path.isdir(path):
         raise FileNotFoundError(f"model folder {path!r} does not exist")
-    missing = [name for name in required if not os.path.isfile(os.path.join(path, name))]
-    missing += [name for name in FastformerTokenizer.resource_files_names.values() if not os.path.isfile(os.path.join(path, name))]
+    tokenizer_files = [*FastformerTokenizer.resource_files_names.values(), TOKENIZER_CONFIG_FILE]
+    missing = [name for name in [*required, *tokenizer_files] if not os.path.isfile(os.path.join(path, name))]
     if missing:
         raise FileNotFoundError(f"model folder {path!r} is incomplete: missing {', '.join(missing)}")
 
 
+def load_tokenizer(path: str, config: FastformerConfig) -> FastformerTokenizer:
+    """The tokenizer of a model or export folder, its `model_max_length` = the folder's truncation length
+    (`truncation_length`: the recorded one, else `config.max_position_embeddings`)."""
+    tokenizer = FastformerTokenizer.from_pretrained(path)
+    set_model_max_length(tokenizer, truncation_length(config, tokenizer))
+    return tokenizer
+
+
 def load_model_dir(path: str) -> Tuple[FastformerForSequenceClassification, FastformerTokenizer]:
-    """Load a model folder written by `save_model_dir` (or `train.py`), in eval mode."""
+    """Load a model folder written by `save_model_dir` (or `train.py`), in eval mode.
+
+    The tokenizer's `model_max_length` is the truncation length to use (see `load_tokenizer`).
+    """
     check_model_dir(path)
     model = FastformerForSequenceClassification.from_pretrained(path)
     model.eval()
-    tokenizer = FastformerTokenizer.from_pretrained(path)
-    return model, tokenizer
+    return model, load_tokenizer(path, model.config)
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int = 0, multiple_of: int = 1) -> Tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,8 @@ import paddle.nn.functional as F
 from paddlenlp.trainer import PdArgumentParser, Trainer, TrainingArguments
 from sklearn.metrics import accuracy_score, f1_score
 
+from .task import label_maps
+
 __all__ = [
     "SAMPLING_MODES",
     "DataArguments",
@@ -415,8 +417,9 @@ class FastformerTrainer(Trainer):
     `train_labels` are the labels of `train_dataset`; `args` must be a `FastformerTrainingArguments`.
     """
 
-    def __init__(self, *args, num_labels: int = 5, **kwargs):
+    def __init__(self, *args, num_labels: Optional[int] = None, **kwargs):
         super().__init__(*args, **kwargs)
+        num_labels = num_labels or len(label_maps()[0])  # default: the task's star-rating labels
         self.num_labels = num_labels
         self.loss_weights = None
         if self.args.sampling == "weighted_loss" and self.train_dataset is not None:

@@ -16,7 +16,7 @@ torch = pytest.importorskip(
 
 import paddle  # noqa: E402
 
-from fastformer import FastformerForSequenceClassification  # noqa: E402
+from fastformer import FastformerForSequenceClassification, task  # noqa: E402
 from fastformer.alignment import SHIFT_INVARIANT_BIASES, TOLERANCES, failures, make_batch, run_alignment_check  # noqa: E402
 from fastformer.convert import (  # noqa: E402
     config_from_torch_state_dict,
@@ -26,6 +26,7 @@ from fastformer.convert import (  # noqa: E402
     main,
     paddle_name,
 )
+from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
 from fastformer.torch_reference import Model, TorchFastformerConfig  # noqa: E402
 
 SMALL = dict(
@@ -185,9 +186,20 @@ def test_convert_warns_on_nonzero_padding_row():
         convert_state_dict(sd)
 
 
+CORPUS = ["great product , works well .", "broke after a week , waste of money .", "the sound is ok ."]
+
+
+@pytest.fixture()
+def tokenizer_dir(tmp_path):
+    path = str(tmp_path / "tokenizer")
+    FastformerTokenizer.build_from_corpus(CORPUS, min_freq=1).save_pretrained(path)
+    return path
+
+
 @pytest.mark.parametrize("wrap", ["raw", "model_state_dict", "module_prefix"])
-def test_convert_cli_end_to_end(tmp_path, wrap):
-    model = torch_model(seed=3, num_labels=4)
+def test_convert_cli_end_to_end(tmp_path, tokenizer_dir, wrap):
+    vocab_size = len(FastformerTokenizer.from_pretrained(tokenizer_dir))
+    model = torch_model(seed=3, vocab_size=vocab_size)
     sd = model.state_dict()
     if wrap == "model_state_dict":
         obj = {"model_state_dict": sd, "epoch": 3}
@@ -198,12 +210,15 @@ def test_convert_cli_end_to_end(tmp_path, wrap):
     checkpoint = tmp_path / "model.pt"
     torch.save(obj, checkpoint)
     out_dir = tmp_path / "paddle_model"
-    assert main(["--torch_checkpoint", str(checkpoint), "--output_dir", str(out_dir), "--num_attention_heads", "4"]) == 0
+    assert main(["--torch_checkpoint", str(checkpoint), "--output_dir", str(out_dir), "--num_attention_heads", "4",
+                 "--tokenizer_dir", tokenizer_dir]) == 0
 
-    paddle_model = FastformerForSequenceClassification.from_pretrained(str(out_dir))
-    paddle_model.eval()
-    assert paddle_model.config.num_labels == 4 and paddle_model.config.num_attention_heads == 4
-    ids, _ = make_batch(np.random.default_rng(5), 6, 24, 100, 4)
+    task.check_model_dir(str(out_dir))  # a complete model folder: weights, config, vocab.txt, tokenizer_config.json
+    paddle_model, tokenizer = task.load_model_dir(str(out_dir))
+    assert paddle_model.config.num_labels == 5 and paddle_model.config.num_attention_heads == 4
+    assert paddle_model.config.id2label == task.label_maps()[0]  # the star ratings, not LABEL_0..4
+    assert len(tokenizer) == vocab_size and tokenizer.model_max_length == SMALL["max_position_embeddings"]
+    ids, _ = make_batch(np.random.default_rng(5), 6, 24, vocab_size, 5)
     diff = np.abs(paddle_logits(paddle_model, ids) - torch_logits(model, ids)).max()
     print(f"\n[convert CLI, {wrap}] logits max abs diff after from_pretrained: {diff:.3g}")
     assert diff <= 1e-5
@@ -213,10 +228,23 @@ def test_convert_cli_end_to_end(tmp_path, wrap):
     assert np.abs(default_mask - torch_logits(model, ids)).max() <= 1e-5
 
 
-def test_convert_cli_rejects_bad_file(tmp_path):
+def test_convert_cli_rejects_bad_file(tmp_path, tokenizer_dir):
     path = tmp_path / "junk.pt"
     torch.save({"epoch": 1, "note": "no weights"}, path)
+    out = ["--output_dir", str(tmp_path / "out")]
     with pytest.raises(ValueError, match="state dict"):
-        main(["--torch_checkpoint", str(path), "--output_dir", str(tmp_path / "out")])
+        main(["--torch_checkpoint", str(path), *out, "--tokenizer_dir", tokenizer_dir])
     with pytest.raises(FileNotFoundError):
-        main(["--torch_checkpoint", str(tmp_path / "absent.pt"), "--output_dir", str(tmp_path / "out")])
+        main(["--torch_checkpoint", str(tmp_path / "absent.pt"), *out, "--tokenizer_dir", tokenizer_dir])
+    checkpoint = tmp_path / "model.pt"
+    torch.save(torch_model().state_dict(), checkpoint)
+    with pytest.raises(ValueError, match="--tokenizer_dir is required"):
+        main(["--torch_checkpoint", str(checkpoint), *out])
+    with pytest.raises(FileNotFoundError, match="vocab.txt"):
+        main(["--torch_checkpoint", str(checkpoint), *out, "--tokenizer_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="tokenizer has"):  # vocabulary of another size than the checkpoint's
+        main(["--torch_checkpoint", str(checkpoint), *out, "--tokenizer_dir", tokenizer_dir])
+    four = tmp_path / "four.pt"
+    torch.save(torch_model(num_labels=4).state_dict(), four)
+    with pytest.raises(ValueError, match="5 labels, the checkpoint's classifier 4"):
+        main(["--torch_checkpoint", str(four), *out, "--tokenizer_dir", tokenizer_dir])

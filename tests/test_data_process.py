@@ -286,12 +286,19 @@ def test_read_split_names_file_and_line(tmp_path):
         "bad_label.jsonl": [good, json.dumps({"text": "x", "label": 5})],
         "bool_label.jsonl": [good, json.dumps({"text": "x", "label": True})],
         "no_text.jsonl": [good, json.dumps({"label": 1})],
+        "not_utf8.jsonl": [good, b'{"text": "\xff", "label": 1}'],
+        "not_object.jsonl": [good, "[1, 2]"],
+        "blank.jsonl": [good, "", good],  # a damaged file: never skipped silently
+        "spaces.jsonl": [good, "   "],
     }
     for name, lines in cases.items():
         path = write_lines(tmp_path / name, lines)
         with pytest.raises(ValueError, match=f"{name}, line 2"):
             read_split(path)
-    assert read_split(write_lines(tmp_path / "ok.jsonl", [good, "", good])) == (["fine", "fine"], [4, 4])
+    with pytest.raises(ValueError, match="blank.jsonl, line 2: blank line"):
+        read_split(str(tmp_path / "blank.jsonl"))
+    assert read_split(write_lines(tmp_path / "ok.jsonl", [good, good])) == (["fine", "fine"], [4, 4])
+    assert read_split(write_lines(tmp_path / "empty.jsonl", [])) == ([], [])
 
 
 def test_clis(tmp_path, capsys):
@@ -343,3 +350,53 @@ def test_glove_embeddings(tmp_path):
     assert abs(emb[4]).max() < 0.2 and (emb[4] == load_glove_embeddings(Vocab(), path, 3, seed=1)[4]).all()
     with pytest.raises(ValueError, match="line 2: vector of size 3, hidden_size is 4"):
         load_glove_embeddings(Vocab(), path, hidden_size=4)
+
+
+def test_glove_rows_follow_a_tokenizer_vocabulary(tmp_path):
+    from data_process.glove import load_glove_embeddings
+    from fastformer.tokenizer import FastformerTokenizer
+
+    corpus = ["The sound is great. The bass is great!", "the battery died; not great", "Great SOUND, great price."]
+    tok = FastformerTokenizer.build_from_corpus(corpus, min_freq=2)  # [PAD] [UNK] great the . is sound
+    path = write_lines(tmp_path / "glove.txt.gz", ["The 9 9", "the 1 2", "sound 3 4", "[PAD] 5 5", "other 7 7"], gz=True)
+    emb = load_glove_embeddings(tok, path, hidden_size=2, seed=0)
+    assert emb.shape == (7, 2)
+    assert emb[0].tolist() == [0, 0] and emb[3].tolist() == [1, 2] and emb[6].tolist() == [3, 4]
+    assert abs(emb[2]).max() < 0.1
+
+
+def test_glove_non_numeric_vector_names_file_and_line(tmp_path):
+    from data_process.glove import load_glove_embeddings
+
+    class Vocab:
+        pad_token_id = 0
+
+        def get_vocab(self):
+            return {"[PAD]": 0, "good": 1}
+
+    path = write_lines(tmp_path / "bad.txt", ["other x y", "good 1 oops"])  # only vocabulary words are parsed
+    with pytest.raises(ValueError, match=r"bad\.txt, line 2: non-numeric vector"):
+        load_glove_embeddings(Vocab(), path, hidden_size=2)
+
+
+def test_glove_invalid_utf8_lines_are_skipped_counted_and_reported(tmp_path, caplog):
+    from data_process import glove
+
+    class Vocab:
+        pad_token_id = 0
+
+        def get_vocab(self):
+            return {"[PAD]": 0, "good": 1, "caf\ufffd": 2}
+
+    lines = [b"good 1 1"] + [b"caf\xe9 9 9"] * 7  # Latin-1 bytes: never decoded with replacement characters
+    path = write_lines(tmp_path / "latin1.txt", lines)
+    with caplog.at_level("WARNING", logger=glove.__name__):
+        emb = glove.load_glove_embeddings(Vocab(), path, hidden_size=2, seed=0)
+    assert emb[1].tolist() == [1, 1] and abs(emb[2]).max() < 0.2  # the bad lines were skipped, not read as "caf\ufffd"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "latin1.txt: skipped 7 line(s) that are not valid UTF-8 (first lines: 2, 3, 4, 5, 6)" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger=glove.__name__):
+        glove.load_glove_embeddings(Vocab(), write_lines(tmp_path / "ok.txt", [b"good 1 1"]), hidden_size=2)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

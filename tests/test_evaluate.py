@@ -86,5 +86,12 @@ def test_evaluate_the_exported_model(trained, tmp_path):
     exported = evaluate.main(["--model_dir", export_dir, "--data_dir", data_dir, "--output_dir", str(tmp_path / "e")])
     dynamic = evaluate.main(["--model_dir", model_dir, "--data_dir", data_dir, "--output_dir", str(tmp_path / "d")])
     assert exported["backend"] == "inference" and exported["max_length"] == 64
-    assert exported["num_examples"] == dynamic["num_examples"]
-    assert abs(exported["accuracy"] - dynamic["accuracy"]) <= 0.02  # parity 1e-4 on logits: at most a near-tie flips
+    assert exported["num_examples"] == dynamic["num_examples"] and dynamic["max_length"] == 64
+    # the same predictions: identical confusion matrices and metrics
+    assert exported["confusion_matrix"] == dynamic["confusion_matrix"]
+    assert exported["accuracy"] == dynamic["accuracy"] and exported["macro_f1"] == dynamic["macro_f1"]
+    # per example, as evaluate.py computes them (Predictor with the same folders and defaults)
+    texts, _ = read_split(os.path.join(data_dir, "test.jsonl"))
+    p_exp, p_dyn = Predictor(export_dir).predict_proba(texts), Predictor(model_dir).predict_proba(texts)
+    np.testing.assert_array_equal(p_exp.argmax(-1), p_dyn.argmax(-1))
+    np.testing.assert_allclose(p_exp, p_dyn, rtol=0, atol=1e-5)

@@ -104,7 +104,7 @@ def test_parity_failure_is_loud_and_leaves_no_manifest(folders, tmp_path):
         Predictor(out)
 
 
-def test_onnx_export_works_or_says_why(folders, tmp_path):
+def test_onnx_export_matches_the_model(folders, tmp_path):
     export = folders["export"]
     with open(os.path.join(export, MANIFEST_FILE)) as f:
         max_length = json.load(f)["max_length"]
@@ -114,11 +114,10 @@ def test_onnx_export_works_or_says_why(folders, tmp_path):
     save = str(tmp_path / "model.onnx")
     result = export_onnx(os.path.join(export, "model.json"), os.path.join(export, "model.pdiparams"), save,
                          check_inputs=[ids, mask], reference_logits=ref)
-    if result["status"] == "ok":
-        assert os.path.isfile(save) and result["max_abs_logits_diff"] <= PARITY_TOLERANCE
-    else:  # paddle2onnx 2.1.0 cannot convert pd_op.diagonal: a clear reason, no file pretending to be a model
-        assert result["status"] in ("unsupported", "failed") and "paddle2onnx" in result["reason"]
-        assert not os.path.exists(save)
+    # paddle2onnx 2.1.0 converts the exported graph, and onnx's reference evaluator reproduces the logits.
+    assert result["status"] == "ok", result
+    assert result["max_abs_logits_diff"] <= 1e-5
+    assert os.path.isfile(save)
 
 
 # ------------------------------------------------------------------------------------------------------ predictor
@@ -212,7 +211,7 @@ def test_predict_file_with_bad_lines(folders, inference, tmp_path, capsys):
     out = tmp_path / "out.jsonl"
     rc = predict_script.main(["--model_dir", folders["export"], "--input_file", str(path), "--format", "jsonl",
                               "--output", str(out), "--batch_size", "2"])
-    assert rc == 0
+    assert rc == 1  # some lines failed: status 1, after every good line was written
     records = _jsonl(out.read_text(encoding="utf-8"))
     assert [r["line"] for r in records] == [1, 2, 3, 4, 5, 6]
     errors = {r["line"]: r["error"] for r in records if r["error"]}
@@ -237,7 +236,7 @@ def test_predict_jsonl_input_from_stdin(folders, monkeypatch, capsys):
         b'{"id": "f", "text": "Stopped working after two days."}',
     ]) + b"\n"
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
-    assert predict_script.main(["--model_dir", folders["export"], "--format", "jsonl", "-"]) == 0
+    assert predict_script.main(["--model_dir", folders["export"], "--format", "jsonl", "-"]) == 1  # bad lines
     records = _jsonl(capsys.readouterr().out)
     assert [r["line"] for r in records] == [1, 2, 3, 4, 5, 6]
     assert records[0]["id"] == "a" and records[5]["id"] == "f"
@@ -266,6 +265,59 @@ def test_predict_errors_are_clear(folders, tmp_path, capsys):
     assert "none.txt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         predict_script.main(["--model_dir", folders["export"]])  # no input at all
+    with pytest.raises(SystemExit):
+        predict_script.main(["--model_dir", folders["export"], "--batch_size", "0", "hi"])
+    with pytest.raises(SystemExit):
+        predict_script.main(["--help"])
+    assert "Exit status" in capsys.readouterr().out
+
+
+def test_predictor_flags_are_shared(folders):
+    import argparse
+
+    import evaluate
+    import serve
+    from fastformer.predictor import add_predictor_args
+
+    flags = {"--backend", "--device", "--num_threads", "--batch_size", "--max_length", "--no_onednn"}
+    parser = add_predictor_args(argparse.ArgumentParser())
+    assert flags <= set(parser._option_string_actions)
+    argv = ["--model_dir", folders["export"], "--batch_size", "3", "--max_length", "16", "--no_onednn"]
+    for args in (predict_script.parse_args(argv + ["hi"]), evaluate.parse_args(argv), serve.parse_args(argv)):
+        predictor = Predictor.from_args(args)
+        assert (predictor.batch_size, predictor.max_length, predictor.enable_mkldnn) == (3, 16, False)
+
+
+def test_truncation_length_is_recorded_in_the_model_folder(folders, tmp_path):
+    model, tokenizer = task.load_model_dir(folders["model"])
+    assert tokenizer.model_max_length == MAX_POSITIONS  # saved without max_length: max_position_embeddings
+    trained = str(tmp_path / "trained")
+    task.save_model_dir(model, tokenizer, trained, max_length=24)
+    assert tokenizer.model_max_length == MAX_POSITIONS  # the caller's tokenizer is left as it was
+    with open(os.path.join(trained, "tokenizer_config.json")) as f:
+        assert json.load(f)["model_max_length"] == 24
+    assert task.load_model_dir(trained)[1].model_max_length == 24
+    assert Predictor(trained).max_length == 24 and Predictor(trained, max_length=40).max_length == 40
+    export = str(tmp_path / "export")
+    manifest = export_model(trained, export, log=lambda *a: None)
+    assert manifest["max_length"] == 24 and Predictor(export).max_length == 24
+    with open(os.path.join(export, "tokenizer_config.json")) as f:
+        assert json.load(f)["model_max_length"] == 24
+    with pytest.raises(ValueError, match="max_length"):
+        task.save_model_dir(model, tokenizer, str(tmp_path / "bad"), max_length=MAX_POSITIONS + 1)
+    # a folder without the tokenizer config is incomplete (a cased tokenizer would reload lower-casing)
+    os.remove(os.path.join(trained, "tokenizer_config.json"))
+    with pytest.raises(FileNotFoundError, match="tokenizer_config.json"):
+        task.load_model_dir(trained)
+
+
+def test_label_to_stars():
+    assert task.label_to_stars(task.label_maps()[0]) == [1, 2, 3, 4, 5]
+    assert task.label_to_stars(["1", "2", "3"]) == [1, 2, 3]
+    with pytest.raises(ValueError, match="not star ratings"):
+        task.label_to_stars({0: "negative", 1: "positive"})
+    with pytest.raises(ValueError, match="LABEL_0"):
+        task.label_to_stars(["LABEL_0", "1"])
 
 
 def test_line_reader_detects_jsonl_after_blank_lines_and_keeps_numbers():

@@ -114,8 +114,15 @@ def test_real_uvicorn_on_loopback(predictor):
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=20, trust_env=False) as http:
             assert http.get("/health").json()["status"] == "ok"
-            r = http.post("/predict", json={"texts": ["great product", "broke after a week"]})
-            assert r.status_code == 200 and [p["rating"] in range(1, 6) for p in r.json()["predictions"]] == [True] * 2
+            texts = ["great product", "broke after a week"]
+            r = http.post("/predict", json={"texts": texts})
+            assert r.status_code == 200
+            got, want = r.json()["predictions"], predictor.predict(texts)
+            assert [p["rating"] for p in got] == [w["rating"] for w in want]
+            assert [p["label"] for p in got] == [w["label"] for w in want]
+            for g, w in zip(got, want):
+                assert g["probabilities"].keys() == w["probabilities"].keys()
+                assert all(abs(g["probabilities"][k] - w["probabilities"][k]) < 1e-6 for k in w["probabilities"])
             r = http.post("/predict", content=json.dumps({"texts": ["x" * MAX_BODY]}),
                           headers={"content-type": "application/json"})
             assert r.status_code == 413

@@ -1,6 +1,8 @@
-"""FastformerTokenizer: vocabulary building, splitting, fast path vs PaddleNLP path, save/load, GloVe rows."""
+"""FastformerTokenizer: vocabulary building, splitting, fast path vs PaddleNLP path, save/load.
 
-import gzip
+The GloVe loader (data_process.glove) is tested in test_data_process.py, with a FastformerTokenizer vocabulary.
+"""
+
 import json
 import os
 import re
@@ -9,7 +11,6 @@ import socket
 import pytest
 
 from data_process import generate_demo_reviews
-from data_process.glove import load_glove_embeddings
 from fastformer.tokenizer import TOKEN_PATTERN, FastformerTokenizer
 
 CORPUS = ["The sound is great. The bass is great!", "the battery died; not great", "Great SOUND, great price."]
@@ -116,13 +117,3 @@ def test_bad_vocab_file(tmp_path):
     with pytest.raises(ValueError, match="repeated"):
         FastformerTokenizer(vocab_file=str(path))
 
-
-def test_glove_rows_follow_the_vocabulary(tmp_path):
-    tok = FastformerTokenizer.build_from_corpus(CORPUS, min_freq=2)  # [PAD] [UNK] great the . is sound
-    path = tmp_path / "glove.txt.gz"
-    with gzip.open(path, "wt", encoding="utf-8") as f:
-        f.write("The 9 9\nthe 1 2\nsound 3 4\n[PAD] 5 5\nother 7 7\n")
-    emb = load_glove_embeddings(tok, str(path), hidden_size=2, seed=0)
-    assert emb.shape == (7, 2)
-    assert emb[0].tolist() == [0, 0] and emb[3].tolist() == [1, 2] and emb[6].tolist() == [3, 4]
-    assert abs(emb[2]).max() < 0.1

@@ -181,10 +181,6 @@ def test_training_writes_a_complete_output_folder(one_epoch):
         {int(k): v for k, v in model.config.id2label.items()} == {0: "1", 1: "2", 2: "3", 3: "4", 4: "5"}
     assert model.config.hidden_size == 16 and model.config.max_position_embeddings == 64
     assert len(tokenizer) == model.config.vocab_size == results["vocab_size"]
-    # the kept (best) model is the one in model/
-    best = _weights(results["best_checkpoint"])
-    saved = _weights(str(model_dir))
-    assert all(np.array_equal(best[k], saved[k]) for k in best)
 
     # resolved arguments, with the command-line overrides
     for path in (out / "resolved_args.json", model_dir / "training_args.json"):
@@ -224,10 +220,86 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_
     a, b = _weights(out / f"checkpoint-{2 * steps}"), _weights(straight / f"checkpoint-{2 * steps}")
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
-    # --overwrite_output_dir starts again from scratch (and deletes nothing)
-    again = _run(raw_file, out, "--num_train_epochs", "1", "--learning_rate", "0.002", "--overwrite_output_dir")
-    assert again["resumed_from"] is None and again["global_step"] == steps
-    assert os.path.isdir(out / f"checkpoint-{2 * steps}")
+    # the two-epoch run keeps the checkpoint with the best dev macro-F1 in model/
+    _assert_best_model_kept(straight)
+
+    # each run's arguments are kept: resolved_args.json is the latest, the history has one line per run
+    history = [json.loads(line) for line in (out / "resolved_args_history.jsonl").read_text().splitlines()]
+    assert [h["args"]["training"]["num_train_epochs"] for h in history] == [1, 2]
+    assert history[0]["resumed_from"] is None and history[1]["resumed_from"].endswith(f"checkpoint-{steps}")
+    assert "--num_train_epochs" in history[1]["argv"] and all(h["time"] for h in history)
+    assert json.loads((out / "resolved_args.json").read_text()) == history[-1]["args"]
+
+    # --overwrite_output_dir on a folder with checkpoints is an error naming them; nothing is deleted or written
+    before = _tree(out)
+    with pytest.raises(FileExistsError, match=rf"checkpoint-{steps}, checkpoint-{2 * steps}\).*new --output_dir"):
+        _run(raw_file, out, "--num_train_epochs", "1", "--learning_rate", "0.002", "--overwrite_output_dir")
+    assert _tree(out) == before
+
+
+def _tree(folder):
+    """Every file under `folder` with its size and modification time."""
+    return {os.path.join(d, f): (os.path.getsize(os.path.join(d, f)), os.path.getmtime(os.path.join(d, f)))
+            for d, _, files in os.walk(folder) for f in files}
+
+
+def _assert_best_model_kept(out):
+    """model/ holds the weights of state.best_model_checkpoint, the evaluated checkpoint with the highest dev macro-F1
+    (the first one on a tie); returns (best step, last step)."""
+    state = json.loads((out / "trainer_state.json").read_text())
+    evals = [(e["eval_macro_f1"], -e["step"]) for e in state["log_history"] if "eval_macro_f1" in e]
+    assert len(evals) >= 2
+    best_step, last_step = -max(evals)[1], -evals[-1][1]
+    assert os.path.basename(state["best_model_checkpoint"].rstrip("/")) == f"checkpoint-{best_step}"
+    saved, best = _weights(out / "model"), _weights(out / f"checkpoint-{best_step}")
+    assert saved.keys() == best.keys() and all(np.array_equal(best[k], saved[k]) for k in best)
+    results = json.loads((out / "test_results.json").read_text())
+    assert results["best_checkpoint"] == state["best_model_checkpoint"] and results["dev_step"] == best_step
+    return best_step, last_step
+
+
+def test_best_checkpoint_not_the_last_is_the_model_kept(raw_file, tmp_path, monkeypatch):
+    # Dev macro-F1 forced down after the first epoch (test metrics untouched), so best (epoch 1) != last (epoch 2).
+    dev_f1 = iter([0.9, 0.1])
+
+    def metrics(eval_pred):  # the first two calls are the dev evaluations after each epoch, the third is test
+        result = compute_metrics(eval_pred)
+        result["macro_f1"] = next(dev_f1, result["macro_f1"])
+        return result
+
+    monkeypatch.setattr(train, "compute_metrics", metrics)
+    results = _run(raw_file, tmp_path, "--num_train_epochs", "2", "--learning_rate", "0.002",
+                   "--max_length", "32", "--max_position_embeddings", "64")
+    best_step, last_step = _assert_best_model_kept(tmp_path)
+    assert best_step == results["global_step"] // 2 and last_step == results["global_step"]
+    assert results["dev_macro_f1"] == 0.9
+    saved, last = _weights(tmp_path / "model"), _weights(tmp_path / f"checkpoint-{last_step}")
+    assert not all(np.array_equal(last[k], saved[k]) for k in last)  # the last epoch's weights were not kept
+    # model/ records the truncation length of training (not max_position_embeddings)
+    assert json.loads((tmp_path / "model" / "tokenizer_config.json").read_text())["model_max_length"] == 32
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["max_position_embeddings"] == 64
+
+
+def test_find_checkpoint_and_overwrite_output_dir(tmp_path):
+    from types import SimpleNamespace
+
+    for name in ("checkpoint-10", "checkpoint-5", "checkpoint-x"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "checkpoint-20").write_text("a file, not a checkpoint")
+    def args(output_dir, overwrite=False, resume=None):
+        return SimpleNamespace(output_dir=str(output_dir), overwrite_output_dir=overwrite, resume_from_checkpoint=resume)
+
+    assert train.existing_checkpoints(str(tmp_path)) == ["checkpoint-5", "checkpoint-10"]
+    assert train.find_checkpoint(args(tmp_path)).endswith("checkpoint-10")  # resumes from the last one
+    with pytest.raises(FileExistsError, match=r"\(checkpoint-5, checkpoint-10\).*new --output_dir"):
+        train.find_checkpoint(args(tmp_path, overwrite=True))
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-10", "checkpoint-20", "checkpoint-5", "checkpoint-x"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert train.find_checkpoint(args(empty, overwrite=True)) is None  # no checkpoints: a fresh start is fine
+    assert train.find_checkpoint(args(empty)) is None
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        train.find_checkpoint(args(empty, resume=str(tmp_path / "nope")))
 
 
 def test_missing_raw_file_without_demo_data_is_a_clear_error(tmp_path):
