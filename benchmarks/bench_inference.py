@@ -153,7 +153,10 @@ class TorchPredictor:
             state[name] = torch.from_numpy(np.ascontiguousarray(array.T if convert.is_linear_weight(name) else array))
         self.model.load_state_dict(state)
         self.model.eval()
+        from fastformer.predictor import PAD_MULTIPLE
+
         self.torch, self.np, self.task = torch, np, task
+        self.pad_id, self.pad_multiple = self.tokenizer.pad_token_id, PAD_MULTIPLE
         self.max_length, self.batch_size = max_length, batch_size
 
     def predict_proba(self, texts):
@@ -165,7 +168,7 @@ class TorchPredictor:
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 rows = order[start:start + self.batch_size]
-                input_ids, mask = task.pad_batch([ids[i] for i in rows], 0, 8)
+                input_ids, mask = task.pad_batch([ids[i] for i in rows], self.pad_id, self.pad_multiple)
                 input_ids = torch.from_numpy(input_ids)
                 vec = m.fastformer_model(m.word_embedding(input_ids), torch.from_numpy(mask).float())
                 out[rows] = torch.softmax(m.dense_linear(vec), dim=-1).numpy()

@@ -1,7 +1,7 @@
 """Official PyTorch Fastformer checkpoint (github.com/wuch15/Fastformer, the notebook's `Model`) -> Paddle model folder.
 
-    python -m fastformer.convert --torch_checkpoint model.pt --output_dir DIR [--num_attention_heads N]
-        [--layer_norm_eps 1e-12] [--tokenizer_dir TOK]
+    python -m fastformer.convert --torch_checkpoint model.pt --tokenizer_dir TOK --output_dir DIR
+        [--num_attention_heads N] [--layer_norm_eps 1e-12]
 
 The checkpoint may be a raw state dict or a dict holding it under "state_dict" / "model_state_dict" (a
 "module." prefix from DataParallel is dropped). Linear weights are transposed (torch [out, in] -> Paddle
@@ -272,7 +272,7 @@ def _parse_args(argv: Optional[Iterable[str]]) -> argparse.Namespace:
     parser.add_argument(
         "--tokenizer_dir",
         default=None,
-        help="a FastformerTokenizer folder whose vocabulary the checkpoint uses; copied into output_dir",
+        help="required: the FastformerTokenizer folder whose vocabulary the checkpoint uses; copied into output_dir",
     )
     return parser.parse_args(None if argv is None else list(argv))
 

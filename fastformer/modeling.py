@@ -139,6 +139,14 @@ class LayerNorm(nn.LayerNorm):
         return super().forward(x)
 
 
+class Dropout(nn.Dropout):
+    """`nn.Dropout` that is no op at all outside training: eval-mode `nn.Dropout` still puts a dropout op (a full
+    copy of its input) into exported graphs; this leaves it out."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return super().forward(x) if self.training and self.p > 0 else x
+
+
 class FastformerEmbeddings(nn.Layer):
     """Word + learned position embeddings, LayerNorm, dropout."""
 
@@ -147,7 +155,7 @@ class FastformerEmbeddings(nn.Layer):
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.layer_norm = LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: paddle.Tensor) -> paddle.Tensor:
         # CPU dygraph: [B, L] position ids (not [1, L] broadcast): a same-shape add, whose backward is not a slow reduce
@@ -210,7 +218,7 @@ class FastformerSelfOutput(nn.Layer):
     def __init__(self, config: FastformerConfig, in_size: int):
         super().__init__()
         self.dense = Linear(in_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.layer_norm = LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
 
     def forward(self, hidden_states: paddle.Tensor, input_tensor: paddle.Tensor) -> paddle.Tensor:
@@ -341,7 +349,7 @@ class FastformerForSequenceClassification(FastformerPretrainedModel):
         super().__init__(config)
         self.fastformer = FastformerModel(config)
         self.num_labels = config.num_labels
-        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.dropout = Dropout(config.classifier_dropout)
         self.classifier = Linear(config.hidden_size, config.num_labels)
 
     def forward(

@@ -81,6 +81,15 @@ def test_export_folder_and_manifest(folders):
     assert len(set(parity["token_lengths"])) > 3 and max(parity["token_lengths"]) == 48  # varied, one truncated
 
 
+def test_exported_graph_has_no_dropout(folders):
+    # eval-mode dropout is the identity: it must not cost a copy of every activation in the served graph
+    from fastformer.export import _op_names
+
+    ops = _op_names(os.path.join(folders["export"], "model.json"))
+    assert "matmul" in ops and "layer_norm" in ops  # the parser sees the program's operators
+    assert "dropout" not in ops
+
+
 def test_inference_matches_dynamic_model(inference, dynamic):
     assert inference.backend == "inference" and dynamic.backend == "dynamic"
     p_inf, p_dyn = inference.predict_proba(TEXTS), dynamic.predict_proba(TEXTS)
