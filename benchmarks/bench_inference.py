@@ -44,21 +44,14 @@ CASE_NAMES = {
 CHECK_TEXTS = 16  # probabilities of this many texts are compared across backends
 
 
-def cpu_env(threads: int) -> dict:
-    """Children's environment: `threads` OMP/MKL threads (Paddle's dygraph MKL runs on one thread without
-    OMP_NUM_THREADS) and MKL_DEBUG_CPU_TYPE=5 (Paddle's MKL takes a slow path on AMD CPUs without it)."""
-    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "MKL_DEBUG_CPU_TYPE": "5",
-            "GLOG_minloglevel": "2"}
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", default=",".join(CASES), help=f"comma separated, from {','.join(CASES)}")
     p.add_argument("--batch_sizes", default="1,64")
     p.add_argument("--num_texts", type=int, default=256, help="texts per timed pass at batch sizes > 1")
     p.add_argument("--num_texts_b1", type=int, default=32, help="texts per timed pass at batch size 1")
-    p.add_argument("--steps", type=int, default=2, help="timed passes over the texts (fastest and median reported)")
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--steps", type=int, default=4, help="timed passes over the texts (fastest and median reported)")
+    p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--seq_len", type=int, default=128, help="max_length; texts have seq_len-8 .. seq_len tokens")
     p.add_argument("--hidden_size", type=int, default=256)
     p.add_argument("--num_layers", type=int, default=2)
@@ -252,7 +245,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif not os.path.isfile(os.path.join(common.ROOT, "fastformer", "torch_reference.py")):
             print("skipping the PyTorch column: fastformer/torch_reference.py is absent")
             cases.remove("torch")
-    env = cpu_env(args.threads or os.cpu_count() or 1)
+    env = common.cpu_env(args.threads)
     start = time.perf_counter()
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_inference_") as work:

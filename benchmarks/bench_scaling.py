@@ -191,10 +191,7 @@ def child_main(args) -> None:
 def run_model(args, model_name: str, lengths: List[int]) -> dict:
     # glibc keeps freed blocks below its (self-raising, up to 32 MiB) mmap threshold in the heap, resident: a
     # fixed 128 KiB threshold gives every tensor its own mapping, returned on free, so RSS follows live memory
-    env = {"MKL_DEBUG_CPU_TYPE": "5", "GLOG_minloglevel": "2",
-           "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
-    threads = args.threads or os.cpu_count() or 1
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = dict(common.cpu_env(args.threads), MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
     settings = ["--batch_size", str(args.batch_size), "--hidden_size", str(args.hidden_size),
                 "--num_layers", str(args.num_layers), "--num_heads", str(args.num_heads),
                 "--intermediate_size", str(args.intermediate_size), "--dropout", str(args.dropout),

@@ -110,6 +110,14 @@ def time_calls(fn: Callable[[], object], steps: int, warmup: int = 1, sync: Call
 
 
 # ---------------------------------------------------------------------------------------------- child processes
+def cpu_env(threads: int = 0) -> Dict[str, str]:
+    """A child's CPU settings, which must be in place before paddle or torch is imported: `threads` OMP/MKL
+    threads (0: every core; Paddle's dygraph MKL runs on one thread without OMP_NUM_THREADS) and
+    MKL_DEBUG_CPU_TYPE=5 (Paddle's bundled MKL takes a slow path on AMD CPUs without it)."""
+    n = str(threads or os.cpu_count() or 1)
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "MKL_DEBUG_CPU_TYPE": "5", "GLOG_minloglevel": "2"}
+
+
 def run_child(script: str, args: Sequence[str], env: Optional[Dict[str, Optional[str]]] = None,
               timeout: float = 1800) -> dict:
     """Run `python script args... --child_output FILE` in a fresh process and return the JSON it wrote there.
