@@ -293,19 +293,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("median", "reviews/s (median)", ".1f"), ("tokens", "tokens/s", ",.0f"), ("ms", "ms/batch", ".2f"),
         ("cores", "cores used", ".2f"), ("speedup", "x dygraph", ".2f"), ("diff", "max |dp| vs dygraph", ".1e"),
     ]))
-    machine = common.machine_info()
+    header = common.result_header("inference", __file__, args, argv)
+    machine = header["machine"]
     print(f"\n{machine['cpu']}, {machine['cores']} cores, threads {env['OMP_NUM_THREADS']}, load average "
           f"{machine['load_average_1_5_15min']} (figures are noisy when other processes share the CPU); "
           f"{time.perf_counter() - start:.0f} s")
     payload = {
-        "benchmark": "inference",
+        **header,
         "description": "end-to-end reviews/s of Predictor.predict_proba from raw text (tokenize, sort, pad, forward, "
                        "softmax); random-weight paper-size model",
-        "machine": machine,
         "versions": common.versions("paddle", "paddlenlp", "numpy", "torch"),
         "env": env,
-        "settings": {k: v for k, v in vars(args).items()
-                     if not k.startswith("child") and k not in ("work_dir", "output")},
         "setup": setup,
         "results": {case: {k: v for k, v in res.items() if k != "check_probs"} for case, res in results.items()},
         "table": rows,

@@ -275,10 +275,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         ("time_ratio", "time T/F", ".2f"), ("mem_ratio", "mem T/F", ".2f"), ("transformer_note", "note", None),
     ]))
     payload = {
-        "benchmark": "scaling",
-        "command": "python benchmarks/bench_scaling.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "settings": {k: v for k, v in vars(args).items() if not k.startswith("child")},
-        "machine": common.machine_info(),
+        **common.result_header("scaling", __file__, args, argv),
         "params": {name: res.get("params") for name, res in per_model.items()},
         "table": table,
         "models": per_model,

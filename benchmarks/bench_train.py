@@ -443,10 +443,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             print(common.format_table(prof, [("op", "op", None), ("calls_per_step", "calls", ".0f"),
                                              ("ms_per_step", "ms/step", ".1f"), ("share", "share", ".1%")]))
     payload = {
-        "benchmark": "train_step",
-        "command": "python benchmarks/bench_train.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "settings": {k: v for k, v in vars(args).items() if not k.startswith("child")},
-        "machine": common.machine_info(),
+        **common.result_header("train_step", __file__, args, argv),
         "table": rows,
         "cases": results,
     }

@@ -236,6 +236,14 @@ def format_table(rows: Iterable[dict], columns: Sequence[tuple]) -> str:
     return "\n".join(out)
 
 
+def result_header(benchmark: str, script: str, args, argv: Optional[Sequence[str]] = None) -> dict:
+    """The first keys of every result JSON: what ran (the command line), with which settings, on which machine."""
+    command = " ".join(["python", os.path.relpath(os.path.abspath(script), ROOT),
+                        *(sys.argv[1:] if argv is None else argv)])
+    settings = {k: v for k, v in vars(args).items() if not k.startswith("child") and k != "work_dir"}
+    return {"benchmark": benchmark, "command": command, "settings": settings, "machine": machine_info()}
+
+
 def write_json(path: Optional[str], payload: dict) -> None:
     if not path:
         return

@@ -17,7 +17,9 @@ torch = pytest.importorskip(
 import paddle  # noqa: E402
 
 from fastformer import FastformerForSequenceClassification, task  # noqa: E402
-from fastformer.alignment import SHIFT_INVARIANT_BIASES, TOLERANCES, failures, make_batch, run_alignment_check  # noqa: E402
+from fastformer.alignment import (  # noqa: E402
+    DEFAULT_CONFIG, SHIFT_INVARIANT_BIASES, TOLERANCES, failures, make_batch, run_alignment_check,
+)
 from fastformer.convert import (  # noqa: E402
     config_from_torch_state_dict,
     convert_checkpoint,
@@ -29,16 +31,7 @@ from fastformer.convert import (  # noqa: E402
 from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
 from fastformer.torch_reference import Model, TorchFastformerConfig  # noqa: E402
 
-SMALL = dict(
-    vocab_size=100,
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=64,
-    max_position_embeddings=32,
-    num_labels=5,
-    hidden_dropout_prob=0.0,
-)
+SMALL = DEFAULT_CONFIG  # every code path (heads > 1, 2 layers, padding), dropout off
 
 
 @pytest.fixture(scope="module")
