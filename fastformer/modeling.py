@@ -19,6 +19,7 @@ from paddlenlp.transformers import PretrainedModel, register_base_model
 from paddlenlp.transformers.activations import ACT2FN
 from paddlenlp.transformers.model_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 
+from . import cpu_ops
 from .configuration import FastformerConfig
 
 try:
@@ -48,8 +49,9 @@ def additive_mask(attention_mask: paddle.Tensor, dtype) -> paddle.Tensor:
 # CPU training speed. Paddle's CPU backward of a bias add (a column reduce) and of layer_norm are slow
 # single-threaded loops (benchmarks/README.md). `Linear` and `LayerNorm` below keep the parameters of
 # `nn.Linear` / `nn.LayerNorm` and Paddle's own forward kernels (bit-identical outputs) and compute the same
-# gradients from matmuls (column sums as a GEMV) and same-shape elementwise ops. Used only when a gradient is
-# needed, in dynamic mode, on CPU: export, inference, to_static and GPU run Paddle's own layers.
+# gradients faster: Linear's from matmuls (the bias gradient as a GEMV), LayerNorm's in a compiled multi-threaded
+# kernel (`cpu_ops`). Used only when a gradient is needed, in dynamic mode, on CPU: export, inference, to_static
+# and GPU run Paddle's own layers.
 
 
 def _dygraph_cpu(x: paddle.Tensor) -> bool:
@@ -72,11 +74,6 @@ def _expand(x: paddle.Tensor, like: paddle.Tensor) -> paddle.Tensor:
     """`x` expanded to `like`'s shape in CPU dygraph (a same-shape multiply is fast there, a broadcast one and its
     backward reduce are slow), else left to broadcasting (exported graphs stay ONNX-friendly)."""
     return x.expand_as(like) if _dygraph_cpu(like) else x
-
-
-def _row_mean(x: paddle.Tensor) -> paddle.Tensor:
-    """[M, K] -> [M, 1] as x @ (ones[K, 1] / K) (a GEMV: twice as fast as Paddle's CPU mean over the last axis)."""
-    return paddle.matmul(x, paddle.full([x.shape[1], 1], 1.0 / x.shape[1], dtype=x.dtype))
 
 
 def _column_sum(x: paddle.Tensor) -> paddle.Tensor:
@@ -110,15 +107,33 @@ class _LayerNormFunction(PyLayer):
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensor()
-        x_2d, grad_2d = x.reshape([-1, x.shape[-1]]), grad.reshape([-1, x.shape[-1]])  # [M, H]
-        centred = x_2d - _row_mean(x_2d)
-        rstd = paddle.rsqrt(_row_mean(centred * centred) + ctx.epsilon)  # [M, 1]
-        x_hat = centred * rstd
-        g_hat = grad_2d * weight  # dL/dx_hat
-        # dL/dx = rstd * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat)), means over H
-        mean_g, mean_gx = _row_mean(g_hat), _row_mean(g_hat * x_hat)
-        grad_x = (g_hat - mean_g - x_hat * mean_gx) * rstd
-        return grad_x.reshape(x.shape), _column_sum(grad_2d * x_hat), _column_sum(grad_2d)
+        return cpu_ops.layer_norm_backward(x, weight, grad, ctx.epsilon)  # compiled, multi-threaded
+
+
+class _GeluFunction(PyLayer):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return F.gelu(x)  # exact (erf) GELU
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensor()
+        return cpu_ops.gelu_backward(x, grad)  # compiled, multi-threaded
+
+
+class _DropoutFunction(PyLayer):
+    @staticmethod
+    def forward(ctx, x, p):
+        out, mask = cpu_ops.dropout(x, p)  # compiled, multi-threaded
+        ctx.save_for_backward(mask)
+        ctx.p = p
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensor()
+        return cpu_ops.dropout_backward(mask, grad, ctx.p)
 
 
 class Linear(nn.Linear):
@@ -131,20 +146,45 @@ class Linear(nn.Linear):
 
 
 class LayerNorm(nn.LayerNorm):
-    """`nn.LayerNorm` over the last axis (same parameters, same output) with the fast CPU backward."""
+    """`nn.LayerNorm` over the last axis (same parameters, same output) with the compiled CPU backward
+    (`cpu_ops`; Paddle's own where it could not be built)."""
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if len(self._normalized_shape) == 1 and _custom_grad(x, self.weight, self.bias):
+        if (
+            len(self._normalized_shape) == 1
+            and x.dtype == paddle.float32
+            and _custom_grad(x, self.weight, self.bias)
+            and cpu_ops.available()
+        ):
             return _LayerNormFunction.apply(x, self.weight, self.bias, self._epsilon)
         return super().forward(x)
 
 
-class Dropout(nn.Dropout):
-    """`nn.Dropout` that is no op at all outside training: eval-mode `nn.Dropout` still puts a dropout op (a full
-    copy of its input) into exported graphs; this leaves it out."""
+class GELU(nn.Layer):
+    """Exact GELU (`F.gelu`, PaddleNLP's "gelu") with the compiled CPU backward."""
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return super().forward(x) if self.training and self.p > 0 else x
+        if x.dtype == paddle.float32 and _custom_grad(x) and cpu_ops.available():
+            return _GeluFunction.apply(x)
+        return F.gelu(x)
+
+
+class Dropout(nn.Dropout):
+    """`nn.Dropout` that is no op at all outside training (eval-mode `nn.Dropout` still puts a dropout op, a full
+    copy of its input, into exported graphs), with the compiled kernel in CPU dygraph training."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if (
+            x.dtype == paddle.float32
+            and self.mode == "upscale_in_train"
+            and self.axis is None
+            and _dygraph_cpu(x)
+            and cpu_ops.available()
+        ):
+            return _DropoutFunction.apply(x, self.p)
+        return super().forward(x)
 
 
 class FastformerEmbeddings(nn.Layer):
@@ -233,7 +273,7 @@ class FastformerLayer(nn.Layer):
         self.attention = attention if attention is not None else FastSelfAttention(config)
         self.attention_output = FastformerSelfOutput(config, config.hidden_size)
         self.intermediate = Linear(config.hidden_size, config.intermediate_size)
-        self.activation = ACT2FN[config.hidden_act]
+        self.activation = GELU() if config.hidden_act == "gelu" else ACT2FN[config.hidden_act]
         self.output = FastformerSelfOutput(config, config.intermediate_size)
 
     def forward(self, hidden_states: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:

@@ -1,0 +1,106 @@
+"""Compiled CPU kernels for training: Paddle custom operators, built from `csrc/` the first time they are needed.
+
+Paddle's CPU kernels of `layer_norm` and `gelu` backward and of `dropout` are single-threaded loops (layer_norm
+backward: about 100 ms on a [64, 256, 256] batch, where PyTorch takes 12; benchmarks/README.md). The kernels here do
+the same work with OpenMP and vectorised math, several times faster. `paddle.utils.cpp_extension` compiles it with the machine's C++ compiler (about 15 s, once: the build
+is cached under FASTFORMER_OPS_CACHE, default ~/.cache/fastformer_paddle, keyed by the source and Paddle version).
+
+Where it cannot be built (no compiler, or FASTFORMER_CPU_OPS=0) `available()` is False, a warning says why, and the
+model falls back to Paddle's own layer_norm: slower on CPU, the same results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import warnings
+from typing import Optional, Tuple
+
+import paddle
+
+SOURCES = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "cpu_ops.cc")]
+MODULE_NAME = "fastformer_cpu_ops"
+# -ffast-math lets GCC vectorise erf/exp (glibc's libmvec: GELU's backward 8x faster) and the row sums. It also assumes
+# finite values: a NaN or Inf activation gives undefined gradients here, while Paddle's own forward still shows it in
+# the loss.
+CXX_FLAGS = ["-O3", "-ffast-math", "-fopenmp"]
+
+_lock = threading.Lock()
+_module = None
+_error: Optional[str] = None
+
+
+def build_dir() -> str:
+    digest = hashlib.sha256(paddle.__version__.encode() + " ".join(CXX_FLAGS).encode())
+    for path in SOURCES:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    root = os.environ.get("FASTFORMER_OPS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "fastformer_paddle")
+    return os.path.join(root, f"cpu_ops-{digest.hexdigest()[:16]}")
+
+
+def _build():
+    import fcntl
+
+    from paddle.utils.cpp_extension import load
+
+    path = build_dir()
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, ".lock"), "w") as lock:  # one compiler at a time per build folder
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return load(name=MODULE_NAME, sources=SOURCES, extra_cxx_cflags=CXX_FLAGS,
+                    extra_ldflags=["-fopenmp"], build_directory=path, verbose=False)
+
+
+def load_ops():
+    """The compiled module, built on the first call; None (with one warning) where it cannot be built."""
+    global _module, _error
+    if _module is not None or _error is not None:
+        return _module
+    with _lock:
+        if _module is None and _error is None:
+            if os.environ.get("FASTFORMER_CPU_OPS", "1") == "0":
+                _error = "disabled by FASTFORMER_CPU_OPS=0"
+            else:
+                try:
+                    _module = _build()
+                except Exception as exc:  # no compiler, no headers, a failed build: fall back, loudly
+                    _error = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
+                    warnings.warn(f"fastformer: compiled CPU kernels unavailable ({_error}); training uses Paddle's "
+                                  "own backward kernels instead (same results, slower on CPU)", RuntimeWarning)
+    return _module
+
+
+def available() -> bool:
+    return load_ops() is not None
+
+
+def unavailable_reason() -> Optional[str]:
+    load_ops()
+    return _error
+
+
+def layer_norm_backward(
+    x: paddle.Tensor, weight: paddle.Tensor, grad: paddle.Tensor, epsilon: float
+) -> Tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+    """Gradients (dx, dweight, dbias) of layer_norm over the last axis of float32 CPU tensors."""
+    dx, dw, db = load_ops().fastformer_ln_backward(x.contiguous(), weight, grad.contiguous(), float(epsilon))
+    return dx, dw, db
+
+
+def gelu_backward(x: paddle.Tensor, grad: paddle.Tensor) -> paddle.Tensor:
+    """Gradient of the exact (erf) GELU of a float32 CPU tensor."""
+    return load_ops().fastformer_gelu_backward(x.contiguous(), grad.contiguous())
+
+
+def dropout(x: paddle.Tensor, p: float) -> Tuple[paddle.Tensor, paddle.Tensor]:
+    """Upscale-in-train dropout of a float32 CPU tensor: (x * mask / (1 - p), uint8 mask). The mask's random numbers
+    come from a seed drawn from Paddle's generator, so `paddle.seed` makes them repeatable."""
+    seed = int(paddle.randint(0, 2**31 - 1, [1]).item())
+    out, mask = load_ops().fastformer_dropout(x.contiguous(), seed, float(p))
+    return out, mask
+
+
+def dropout_backward(mask: paddle.Tensor, grad: paddle.Tensor, p: float) -> paddle.Tensor:
+    return load_ops().fastformer_dropout_backward(mask, grad.contiguous(), float(p))
