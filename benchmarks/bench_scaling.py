@@ -48,7 +48,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--num_heads", type=int, default=16)
     p.add_argument("--intermediate_size", type=int, default=256)
     p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--steps", type=int, default=2, help="timed forward+backward passes per length")
+    p.add_argument("--steps", type=int, default=3, help="timed forward+backward passes per length")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--max_transformer_gib", type=float, default=None,
                    help="skip Transformer lengths whose attention tensors pass this (default 4, --full 12)")

@@ -2,7 +2,7 @@
 
 Paddle's CPU kernels of `layer_norm` and `gelu` backward and of `dropout` are single-threaded loops (layer_norm
 backward: about 100 ms on a [64, 256, 256] batch, where PyTorch takes 12; benchmarks/README.md). The kernels here do
-the same work with OpenMP and vectorised math, several times faster. `paddle.utils.cpp_extension` compiles it with the machine's C++ compiler (about 15 s, once: the build
+the same work on several threads with vectorised math, several times faster. `paddle.utils.cpp_extension` compiles it with the machine's C++ compiler (about 15 s, once: the build
 is cached under FASTFORMER_OPS_CACHE, default ~/.cache/fastformer_paddle, keyed by the source and Paddle version).
 
 Where it cannot be built (no compiler, or FASTFORMER_CPU_OPS=0) `available()` is False, a warning says why, and the
@@ -23,8 +23,8 @@ SOURCES = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "cpu
 MODULE_NAME = "fastformer_cpu_ops"
 # -ffast-math lets GCC vectorise erf/exp (glibc's libmvec: GELU's backward 8x faster) and the row sums. It also assumes
 # finite values: a NaN or Inf activation gives undefined gradients here, while Paddle's own forward still shows it in
-# the loss.
-CXX_FLAGS = ["-O3", "-ffast-math", "-fopenmp"]
+# the loss. -fopenmp-simd: the `omp simd` loop hints only, no OpenMP runtime (the kernels run on std::threads).
+CXX_FLAGS = ["-O3", "-ffast-math", "-fopenmp-simd", "-pthread"]
 
 _lock = threading.Lock()
 _module = None
@@ -50,7 +50,7 @@ def _build():
     with open(os.path.join(path, ".lock"), "w") as lock:  # one compiler at a time per build folder
         fcntl.flock(lock, fcntl.LOCK_EX)
         return load(name=MODULE_NAME, sources=SOURCES, extra_cxx_cflags=CXX_FLAGS,
-                    extra_ldflags=["-fopenmp"], build_directory=path, verbose=False)
+                    extra_ldflags=["-pthread"], build_directory=path, verbose=False)
 
 
 def load_ops():
