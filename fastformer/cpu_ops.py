@@ -2,11 +2,12 @@
 
 Paddle's CPU kernels of `layer_norm` and `gelu` backward and of `dropout` are single-threaded loops (layer_norm
 backward: about 100 ms on a [64, 256, 256] batch, where PyTorch takes 12; benchmarks/README.md). The kernels here do
-the same work on several threads with vectorised math, several times faster. `paddle.utils.cpp_extension` compiles it with the machine's C++ compiler (about 15 s, once: the build
-is cached under FASTFORMER_OPS_CACHE, default ~/.cache/fastformer_paddle, keyed by the source and Paddle version).
+the same work on several threads with vectorised math, several times faster. `paddle.utils.cpp_extension` compiles
+them with the machine's C++ compiler (about 15 s, once: the build is cached under FASTFORMER_OPS_CACHE, default
+~/.cache/fastformer_paddle, keyed by the source, the compiler flags and the Paddle version).
 
-Where it cannot be built (no compiler, or FASTFORMER_CPU_OPS=0) `available()` is False, a warning says why, and the
-model falls back to Paddle's own layer_norm: slower on CPU, the same results.
+Where they cannot be built (no compiler, or FASTFORMER_CPU_OPS=0) `available()` is False, a warning says why, and
+the model falls back to Paddle's own kernels: slower on CPU, the same results.
 """
 
 from __future__ import annotations
@@ -85,8 +86,7 @@ def layer_norm_backward(
     x: paddle.Tensor, weight: paddle.Tensor, grad: paddle.Tensor, epsilon: float
 ) -> Tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
     """Gradients (dx, dweight, dbias) of layer_norm over the last axis of float32 CPU tensors."""
-    dx, dw, db = load_ops().fastformer_ln_backward(x.contiguous(), weight, grad.contiguous(), float(epsilon))
-    return dx, dw, db
+    return tuple(load_ops().fastformer_ln_backward(x.contiguous(), weight, grad.contiguous(), float(epsilon)))
 
 
 def gelu_backward(x: paddle.Tensor, grad: paddle.Tensor) -> paddle.Tensor:
@@ -98,8 +98,7 @@ def dropout(x: paddle.Tensor, p: float) -> Tuple[paddle.Tensor, paddle.Tensor]:
     """Upscale-in-train dropout of a float32 CPU tensor: (x * mask / (1 - p), uint8 mask). The mask's random numbers
     come from a seed drawn from Paddle's generator, so `paddle.seed` makes them repeatable."""
     seed = int(paddle.randint(0, 2**31 - 1, [1]).item())
-    out, mask = load_ops().fastformer_dropout(x.contiguous(), seed, float(p))
-    return out, mask
+    return tuple(load_ops().fastformer_dropout(x.contiguous(), seed, float(p)))
 
 
 def dropout_backward(mask: paddle.Tensor, grad: paddle.Tensor, p: float) -> paddle.Tensor:

@@ -50,8 +50,9 @@ def additive_mask(attention_mask: paddle.Tensor, dtype) -> paddle.Tensor:
 # single-threaded loops (benchmarks/README.md). `Linear` and `LayerNorm` below keep the parameters of
 # `nn.Linear` / `nn.LayerNorm` and Paddle's own forward kernels (bit-identical outputs) and compute the same
 # gradients faster: Linear's from matmuls (the bias gradient as a GEMV), LayerNorm's in a compiled multi-threaded
-# kernel (`cpu_ops`). Used only when a gradient is needed, in dynamic mode, on CPU: export, inference, to_static
-# and GPU run Paddle's own layers.
+# kernel (`cpu_ops`, which also has GELU's backward and dropout). Used only in dynamic mode on CPU (Linear,
+# LayerNorm and GELU only when a gradient is needed, dropout only in training): export, inference, to_static and GPU
+# run Paddle's own layers.
 
 
 def _dygraph_cpu(x: paddle.Tensor) -> bool:
@@ -68,6 +69,11 @@ def _custom_grad(x: paddle.Tensor, *params: paddle.Tensor) -> bool:
         and not x.stop_gradient
         and all(p is not None and not p.stop_gradient for p in params)
     )
+
+
+def _kernels_for(x: paddle.Tensor) -> bool:
+    """The compiled CPU kernels (`cpu_ops`) take float32 tensors in CPU dygraph, where they could be built."""
+    return x.dtype == paddle.float32 and _dygraph_cpu(x) and cpu_ops.available()
 
 
 def _expand(x: paddle.Tensor, like: paddle.Tensor) -> paddle.Tensor:
@@ -150,12 +156,7 @@ class LayerNorm(nn.LayerNorm):
     (`cpu_ops`; Paddle's own where it could not be built)."""
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if (
-            len(self._normalized_shape) == 1
-            and x.dtype == paddle.float32
-            and _custom_grad(x, self.weight, self.bias)
-            and cpu_ops.available()
-        ):
+        if len(self._normalized_shape) == 1 and _custom_grad(x, self.weight, self.bias) and _kernels_for(x):
             return _LayerNormFunction.apply(x, self.weight, self.bias, self._epsilon)
         return super().forward(x)
 
@@ -164,7 +165,7 @@ class GELU(nn.Layer):
     """Exact GELU (`F.gelu`, PaddleNLP's "gelu") with the compiled CPU backward."""
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if x.dtype == paddle.float32 and _custom_grad(x) and cpu_ops.available():
+        if _custom_grad(x) and _kernels_for(x):
             return _GeluFunction.apply(x)
         return F.gelu(x)
 
@@ -176,13 +177,7 @@ class Dropout(nn.Dropout):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if not self.training or self.p == 0:
             return x
-        if (
-            x.dtype == paddle.float32
-            and self.mode == "upscale_in_train"
-            and self.axis is None
-            and _dygraph_cpu(x)
-            and cpu_ops.available()
-        ):
+        if self.mode == "upscale_in_train" and self.axis is None and _kernels_for(x):
             return _DropoutFunction.apply(x, self.p)
         return super().forward(x)
 
