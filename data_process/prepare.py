@@ -35,7 +35,7 @@ import numpy as np
 
 from .reader import RATINGS, ReviewReader, check_text_fields, is_gzip
 
-__all__ = ["LABEL_NAMES", "SPLITS", "OUTPUT_FILES", "prepare_dataset", "read_split", "main"]
+__all__ = ["LABEL_NAMES", "SPLITS", "SPLIT_BY", "OUTPUT_FILES", "prepare_dataset", "read_split", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ LABEL_NAMES = [str(stars) for stars in RATINGS]
 SPLITS = ("train", "dev", "test")
 OUTPUT_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl", "label.txt", "stats.json")
 DEFAULT_WEIGHTS = (8, 1, 1)  # train/dev/test 80/10/10
+SPLIT_BY = ("random", "group")
+MAX_GROUP_SHARE = 0.1  # split_by "group": the largest share of dev or test one group (product, source) may take
 FORMAT_VERSION = 1
 _NO_LIMIT = 1 << 64
 _CHUNK = 1 << 20
@@ -57,20 +59,20 @@ class _BottomK:
         self.keys: Set[int] = set()
         self.limit = _NO_LIMIT  # keys >= limit cannot enter
 
-    def offer(self, key: int, text: str, rating: int) -> None:
+    def offer(self, key: int, text: str, rating: int, group: Optional[str] = None) -> None:
         if key in self.keys:
             return
         if len(self.heap) < self.capacity:
-            heapq.heappush(self.heap, (-key, rating, text))
+            heapq.heappush(self.heap, (-key, rating, text, group))
         else:
-            self.keys.discard(-heapq.heapreplace(self.heap, (-key, rating, text))[0])
+            self.keys.discard(-heapq.heapreplace(self.heap, (-key, rating, text, group))[0])
         self.keys.add(key)
         if len(self.heap) == self.capacity:
             self.limit = -self.heap[0][0]
 
-    def sorted_items(self) -> List[Tuple[int, int, str]]:
-        """(key, rating, text) by increasing key."""
-        return sorted((-k, rating, text) for k, rating, text in self.heap)
+    def sorted_items(self) -> List[Tuple[int, int, str, Optional[str]]]:
+        """(key, rating, text, group) by increasing key."""
+        return sorted((-k, rating, text, group) for k, rating, text, group in self.heap)
 
 
 def _hash_summary(values: np.ndarray) -> Tuple[int, Set[int], Dict[int, int]]:
@@ -154,8 +156,9 @@ def _reusable(output_dir: str, args: dict, overwrite: bool) -> Optional[dict]:
     )
 
 
-def _sample(reader: ReviewReader, num_samples: int, seed: int, balanced: bool) -> Tuple[List[Tuple[int, int, str]], dict, List[str]]:
-    """One pass over `reader`: the sample as (key, rating, text) by increasing key, duplicate statistics, warnings."""
+def _sample(reader: ReviewReader, num_samples: int, seed: int, balanced: bool) -> Tuple[List[tuple], dict, List[str]]:
+    """One pass over `reader`: the sample as (key, rating, text, group) by increasing key, duplicate statistics,
+    warnings."""
     if balanced:
         quotas = {r: num_samples // len(RATINGS) + (i < num_samples % len(RATINGS)) for i, r in enumerate(RATINGS)}
     else:
@@ -170,14 +173,14 @@ def _sample(reader: ReviewReader, num_samples: int, seed: int, balanced: bool) -
         hashes.append(key | review.rating)
         bucket = buckets[review.rating if balanced else 0]
         if key < bucket.limit:
-            bucket.offer(key, review.text, review.rating)
+            bucket.offer(key, review.text, review.rating, review.group)
     if not reader.usable:
         raise ValueError(f"no usable review: {reader.skipped_summary()}")
     values = np.frombuffer(hashes, dtype=np.uint64)
     values.sort()
     distinct, conflicting, ratings = _hash_summary(values)
     del values
-    sample: List[Tuple[int, int, str]] = []
+    sample: List[tuple] = []
     warnings = []
     for c, bucket in buckets.items():
         items = [item for item in bucket.sorted_items() if item[0] not in conflicting][: quotas[c]]
@@ -194,6 +197,44 @@ def _sample(reader: ReviewReader, num_samples: int, seed: int, balanced: bool) -
         "ratings_of_usable": {str(r): ratings[r] for r in RATINGS},
     }
     return sample, dup_stats, warnings
+
+
+def _group_split(sample: List[tuple], counts: List[int], seed: int, warnings: List[str]) -> Tuple[dict, dict]:
+    """Split the sample so that each group lies in one split: groups in a seeded random order fill test, then dev,
+    up to their sizes in `counts` (a group that would overflow them is passed over and goes to train); train takes
+    the rest. A group larger than `MAX_GROUP_SHARE` of the dev or test size always goes to train, so that no single
+    product or source file dominates an evaluation split. Records without a group (no product or source field) are
+    each their own group."""
+    members: Dict[str, List[int]] = {}
+    for i, (key, _, _, group) in enumerate(sample):
+        members.setdefault(group if group is not None else f"record:{key}", []).append(i)
+    salt = hashlib.blake2b(f"group-split-{seed}".encode(), digest_size=16).digest()
+    order = sorted(members, key=lambda g: hashlib.blake2b(g.encode("utf-8"), digest_size=8, salt=salt).digest())
+    quota = {"test": counts[2], "dev": counts[1]}
+    taken: Dict[str, List[str]] = {name: [] for name in SPLITS}
+    filled = dict.fromkeys(SPLITS, 0)
+    for group in order:
+        size = len(members[group])
+        target = next((name for name in ("test", "dev")
+                       if filled[name] + size <= quota[name] and size <= MAX_GROUP_SHARE * quota[name]), "train")
+        taken[target].append(group)
+        filled[target] += size
+    splits = {}
+    for name in SPLITS:
+        rows = sorted(i for group in taken[name] for i in members[group])  # sample (key) order inside a split
+        splits[name] = [(sample[i][2], sample[i][1] - 1) for i in rows]
+    for name in ("dev", "test"):
+        if len(splits[name]) < 0.9 * quota[name]:
+            warnings.append(f"grouped split: {name} has {len(splits[name])} reviews, fewer than the {quota[name]} "
+                            "asked for (its groups are too large to fit)")
+    largest = max(len(m) for m in members.values())
+    stats = {
+        "groups": len(members),
+        "records_without_group": sum(1 for g in members if g.startswith("record:")),
+        "largest_group": largest,
+        "per_split": {name: len(taken[name]) for name in SPLITS},
+    }
+    return splits, stats
 
 
 def _write(output_dir: str, splits: Dict[str, List[Tuple[str, int]]], stats: dict) -> None:
@@ -226,6 +267,7 @@ def prepare_dataset(
     text_fields: Sequence[str] = ("text",),
     show_progress: bool = True,
     overwrite: bool = False,
+    split_by: str = "random",
 ) -> dict:
     """Sample `num_samples` reviews from `input_path`, split them and write the dataset folder; returns the stats.
 
@@ -235,8 +277,14 @@ def prepare_dataset(
     review text, ("title", "text") for "title. text". A folder already holding a complete dataset prepared with the
     same arguments is reused as is; another non-empty folder is an error unless `overwrite` (which replaces only
     the files of `OUTPUT_FILES`). Raises ValueError naming the file when no record is usable.
+
+    `split_by`: "random" cuts the seeded sample into train/dev/test; "group" keeps every group (product, else source
+    file: `reader.group_key`) in a single split, so no product of the test split was seen in training (see
+    `_group_split`; dev and test may come out a little smaller than asked, train takes the rest).
     """
     sizes = _check_args(num_samples, split_sizes, seed)
+    if split_by not in SPLIT_BY:
+        raise ValueError(f"split_by must be one of {SPLIT_BY}, got {split_by!r}")
     fields = check_text_fields(text_fields)
     if not os.path.isfile(input_path):
         raise FileNotFoundError(f"input file {input_path!r} does not exist")
@@ -248,6 +296,7 @@ def prepare_dataset(
         "seed": seed,
         "balanced": bool(balanced),
         "text_fields": list(fields),
+        **({"split_by": split_by} if split_by != "random" else {}),  # folders made before split_by stay reusable
     }
     previous = _reusable(output_dir, args, overwrite)
     if previous is not None:
@@ -269,12 +318,16 @@ def prepare_dataset(
     if len(sample) < num_samples:
         warnings.append(f"only {len(sample)} of the {num_samples} requested reviews could be drawn")
     counts = _split_sizes(len(sample), sizes or DEFAULT_WEIGHTS)
+    if split_by == "group":
+        splits, group_stats = _group_split(sample, counts, seed, warnings)
+        counts = [len(splits[name]) for name in SPLITS]
+    else:
+        rows = [(text, rating - 1) for _, rating, text, _ in sample]
+        bounds = np.cumsum([0] + counts).tolist()
+        splits = {name: rows[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLITS)}
+        group_stats = None
     for message in warnings:
         logger.warning("%s: %s", input_path, message)
-
-    rows = [(text, rating - 1) for _, rating, text in sample]
-    bounds = np.cumsum([0] + counts).tolist()
-    splits = {name: rows[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLITS)}
     stats = {
         "format_version": FORMAT_VERSION,
         "args": args,
@@ -297,6 +350,8 @@ def prepare_dataset(
             "drawn": len(sample),
             "balanced": bool(balanced),
             "split_sizes": dict(zip(SPLITS, counts)),
+            "split_by": split_by,
+            **({"groups": group_stats} if group_stats else {}),
             "warnings": warnings,
         },
         "splits": {name: _split_stats(split) for name, split in splits.items()},
@@ -351,13 +406,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--balanced", action="store_true", help="draw num_samples/5 reviews per star rating")
     parser.add_argument("--text_fields", nargs="+", choices=("title", "text"), default=["text"],
                         help="fields joined into the text, e.g. --text_fields title text (default: text)")
+    parser.add_argument("--split_by", choices=SPLIT_BY, default="random",
+                        help="random: a seeded random split; group: each product (asin; else the source field) in "
+                        "one split only")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset prepared with other arguments")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     stats = prepare_dataset(
         args.input_file, args.output_dir, args.num_samples, args.split_sizes, args.seed, args.balanced,
-        args.text_fields, show_progress=not args.no_progress, overwrite=args.overwrite,
+        args.text_fields, show_progress=not args.no_progress, overwrite=args.overwrite, split_by=args.split_by,
     )
     records, sample = stats["records"], stats["sample"]
     print(

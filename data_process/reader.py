@@ -43,6 +43,7 @@ __all__ = [
     "is_gzip",
     "normalize_text",
     "check_text_fields",
+    "group_key",
 ]
 
 RATINGS = (1, 2, 3, 4, 5)
@@ -76,11 +77,12 @@ _decode_json = json.JSONDecoder().decode
 
 
 class Review(NamedTuple):
-    """One usable record: 1-based line number, normalised text and star rating."""
+    """One usable record: 1-based line number, normalised text, star rating and group (see `group_key`)."""
 
     line: int
     text: str
     rating: int
+    group: Optional[str] = None
 
 
 class _Skip(Exception):
@@ -126,6 +128,19 @@ def detect_release(record: dict) -> Optional[str]:
         return "2014/2018"
     if "rating" in record or "text" in record:
         return "2023"
+    return None
+
+
+GROUP_FIELDS = ("parent_asin", "asin", "source")  # product (2023: the parent product of all variants), else source
+
+
+def group_key(record: dict) -> Optional[str]:
+    """What a record's review is about, for grouped splits: its product (`parent_asin` in the 2023 release, `asin` in
+    2014/2018), else the file it was collected from (`source`, as in merged collections), else None."""
+    for name in GROUP_FIELDS:
+        value = record.get(name)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+            return f"{name}:{str(value).strip()}"
     return None
 
 
@@ -242,7 +257,7 @@ class ReviewReader:
         except UnicodeEncodeError:
             raise _Skip("invalid_utf8") from None
         self.releases[release] += 1
-        return Review(line_no, text, rating)
+        return Review(line_no, text, rating, group_key(record))
 
     def _skip(self, reason: str, line_no: int) -> None:
         self.skipped[reason] += 1

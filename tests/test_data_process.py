@@ -400,3 +400,62 @@ def test_glove_invalid_utf8_lines_are_skipped_counted_and_reported(tmp_path, cap
     with caplog.at_level("WARNING", logger=glove.__name__):
         glove.load_glove_embeddings(Vocab(), write_lines(tmp_path / "ok.txt", [b"good 1 1"]), hidden_size=2)
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def _products_file(tmp_path):
+    """80 products with 1..4 reviews each, one 60-review product, and 30 reviews without asin from two sources."""
+    rng = random.Random(5)
+    lines, n = [], 0
+    for p in range(80):
+        for _ in range(1 + p % 4):
+            lines.append(rec(f"review {n} of product {p} " + "word " * rng.randrange(5), rng.randint(1, 5), asin=f"P{p:03d}"))
+            n += 1
+    lines += [rec(f"big product review {i}", rng.randint(1, 5), asin="BIG") for i in range(60)]
+    lines += [rec(f"sourced review {i}", rng.randint(1, 5), source=f"file{i % 2}.csv") for i in range(30)]
+    return write_lines(tmp_path / "products.json", lines), lines
+
+
+def test_grouped_split_keeps_each_product_in_one_split(tmp_path):
+    path, lines = _products_file(tmp_path)
+    group_of = {}
+    for line in lines:
+        r = json.loads(line)
+        group_of[" ".join(r["reviewText"].split())] = r.get("asin") or r.get("source")
+    total = len(lines)
+    out = str(tmp_path / "g")
+    stats = prepare_dataset(path, out, num_samples=total, split_sizes=(total - 60, 30, 30), seed=3,
+                            show_progress=False, split_by="group")
+    groups = {}
+    for name in ("train", "dev", "test"):
+        texts, _ = read_split(os.path.join(out, f"{name}.jsonl"))
+        groups[name] = {group_of[t] for t in texts}
+        assert len(texts) == stats["splits"][name]["size"]
+        if name != "train":
+            assert 27 <= len(texts) <= 30  # filled up to the asked size with whole groups
+    assert not groups["train"] & groups["dev"] and not groups["train"] & groups["test"] and not groups["dev"] & groups["test"]
+    assert "BIG" in groups["train"] and {"file0.csv", "file1.csv"} <= groups["train"]  # too large for dev/test (> 10 %)
+    assert sum(s["size"] for s in stats["splits"].values()) == total
+    assert stats["sample"]["split_by"] == "group" and stats["args"]["split_by"] == "group"
+    # the same seed gives the same files; a random split of the same sample shares products between splits
+    again = str(tmp_path / "g2")
+    prepare_dataset(path, again, num_samples=total, split_sizes=(total - 60, 30, 30), seed=3, show_progress=False,
+                    split_by="group")
+    assert read_bytes(out) == read_bytes(again)
+    rand = str(tmp_path / "r")
+    random_stats = prepare_dataset(path, rand, num_samples=total, split_sizes=(total - 60, 30, 30), seed=3,
+                                   show_progress=False)
+    assert "split_by" not in random_stats["args"]  # random-split folders made before split_by stay reusable
+    test_groups = {group_of[t] for t in read_split(os.path.join(rand, "test.jsonl"))[0]}
+    train_groups = {group_of[t] for t in read_split(os.path.join(rand, "train.jsonl"))[0]}
+    assert test_groups & train_groups
+    with pytest.raises(ValueError, match="split_by"):
+        prepare_dataset(path, str(tmp_path / "x"), num_samples=10, split_by="product")
+
+
+def test_group_key_prefers_the_parent_product():
+    from data_process.reader import group_key
+
+    assert group_key({"asin": "A1", "parent_asin": "P1"}) == "parent_asin:P1"
+    assert group_key({"asin": "A1", "source": "s.csv"}) == "asin:A1"
+    assert group_key({"source": "s.csv", "asin": None}) == "source:s.csv"
+    assert group_key({"asin": "  "}) is None and group_key({}) is None
