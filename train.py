@@ -143,6 +143,7 @@ def prepare_data(data_args, output_dir: str, show_progress: bool) -> str:
         balanced=data_args.balanced_sample,
         text_fields=tuple(data_args.text_fields),
         show_progress=show_progress,
+        split_by=data_args.split_by,
     )
     logger.info("dataset in %s: %s", data_dir, {k: v["size"] for k, v in stats["splits"].items()})
     return data_dir
@@ -207,7 +208,8 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
     dev_dataset = datasets["dev"].sorted_by_length() if len(datasets["dev"]) else None
     test_dataset = datasets["test"].sorted_by_length() if len(datasets["test"]) else None
     set_seed(training_args.seed)
-    model = build_model(tokenizer, **model_args.config_kwargs(data_args.max_length))
+    model = build_model(tokenizer, word_vectors=data_args.word_vectors or None,
+                        **model_args.config_kwargs(data_args.max_length))
     num_labels = len(label_maps()[0])
     trainer = FastformerTrainer(
         model=model,

@@ -64,8 +64,14 @@ def label_to_stars(id2label) -> List[int]:
     return [int(str(name).strip()) for name in names]
 
 
-def build_model(tokenizer: FastformerTokenizer, **config_kwargs) -> FastformerForSequenceClassification:
-    """A freshly initialised classifier sized to `tokenizer`, with the star-rating labels."""
+def build_model(
+    tokenizer: FastformerTokenizer, word_vectors: Optional[str] = None, **config_kwargs
+) -> FastformerForSequenceClassification:
+    """A freshly initialised classifier sized to `tokenizer`, with the star-rating labels.
+
+    `word_vectors`: a vector file (`word v1 v2 ...` a line, e.g. GloVe or `data_process.word_vectors`) whose vectors
+    replace the initial word embeddings of the vocabulary words it holds (the others keep their random init).
+    """
     id2label, label2id = label_maps()
     config = FastformerConfig(
         vocab_size=len(tokenizer),
@@ -74,7 +80,14 @@ def build_model(tokenizer: FastformerTokenizer, **config_kwargs) -> FastformerFo
         label2id=label2id,
         **config_kwargs,
     )
-    return FastformerForSequenceClassification(config)
+    model = FastformerForSequenceClassification(config)
+    if word_vectors:
+        from data_process.glove import load_glove_embeddings
+
+        embedding = model.get_input_embeddings().weight
+        vectors = load_glove_embeddings(tokenizer, word_vectors, config.hidden_size, init=embedding.numpy())
+        embedding.set_value(vectors)
+    return model
 
 
 def check_max_length(max_length: int, config: FastformerConfig) -> int:

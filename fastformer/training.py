@@ -91,6 +91,13 @@ class DataArguments:
             "the natural one). Not the same as --sampling balanced, which only reweights training batches."
         },
     )
+    split_by: str = field(
+        default="random",
+        metadata={
+            "help": "random: a seeded random train/dev/test split; group: every product (asin, parent_asin in the 2023 "
+            "release; else the record's source field) lies in one split only, so test products are unseen in training."
+        },
+    )
     text_fields: List[str] = field(
         default_factory=lambda: ["text"],
         metadata={"help": "Review fields joined into the text: text (the review), or title text ('title. text')."},
@@ -101,6 +108,14 @@ class DataArguments:
     )
     vocab_max_size: int = field(
         default=0, metadata={"help": "Largest vocabulary, [PAD] and [UNK] included (0: no limit)."}
+    )
+    word_vectors: str = field(
+        default="",
+        metadata={
+            "help": "Initial word embeddings from a vector file (`word v1 v2 ...` a line, plain or gzip: GloVe, or "
+            "vectors learnt from the training split with `python -m data_process.word_vectors`); each vector must "
+            "have hidden_size values. Vocabulary words without a vector keep the random initialisation. Empty: none."
+        },
     )
 
 
@@ -129,6 +144,13 @@ class ModelArguments:
     )
     share_attention_layers: bool = field(
         default=False, metadata={"help": "One additive-attention module shared by all layers (layer-wise sharing)."}
+    )
+    attention_type: str = field(
+        default="additive",
+        metadata={
+            "help": "additive: Fastformer; softmax: standard multi-head self-attention in the same blocks (the "
+            "paper's Transformer baseline, quadratic in the length)."
+        },
     )
 
     def config_kwargs(self, max_length: int) -> dict:
