@@ -41,6 +41,7 @@ import re  # noqa: E402
 import time  # noqa: E402
 from typing import List, Optional, Sequence  # noqa: E402
 
+import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 from paddlenlp.trainer import get_last_checkpoint, set_seed  # noqa: E402
 from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
@@ -49,9 +50,13 @@ from data_process import generate_demo_reviews, prepare_dataset, read_split  # n
 from fastformer.task import DataCollator, build_model, encode_texts, label_maps, save_model_dir  # noqa: E402
 from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
 from fastformer.training import (  # noqa: E402
+    AdjustedMetrics,
     EncodedDataset,
     FastformerTrainer,
+    classification_metrics,
     compute_metrics,
+    fit_logit_adjustment,
+    log_prior,
     parse_args,
     resolved_args,
 )
@@ -165,6 +170,24 @@ def _eval_entry(log_history: list, step: Optional[int]) -> dict:
     return entries[-1] if entries else {}
 
 
+def adjust_logits_on_dev(trainer, dev_dataset, prior) -> dict:
+    """Fit the logit adjustment's tau on the dev predictions of the kept model and fold `-tau * prior` into its
+    classifier bias (so the saved model, its export and every prediction include it); returns what was done."""
+    logits = trainer.predict(dev_dataset).predictions
+    logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+    before = classification_metrics(dev_dataset.labels, np.asarray(logits).argmax(axis=-1))
+    tau, after = fit_logit_adjustment(logits, dev_dataset.labels, prior)
+    model = trainer.model
+    bias = model.classifier.bias
+    bias.set_value(bias.numpy() - (tau * prior).astype(bias.numpy().dtype))
+    adjustment = {"tau": tau, "log_prior": [round(float(p), 6) for p in prior], "fitted_on": "dev",
+                  "dev_before": before, "dev_after": after}
+    model.config.logit_adjustment = adjustment  # recorded in config.json (already folded into the bias)
+    logger.info("logit adjustment fitted on dev: tau %.2f, dev macro-F1 %.4f -> %.4f, accuracy %.4f -> %.4f", tau,
+                before["macro_f1"], after["macro_f1"], before["accuracy"], after["accuracy"])
+    return adjustment
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """Run training as on the command line (`argv` without the program name); returns the results dict."""
     data_args, model_args, training_args = parse_args(argv)
@@ -211,6 +234,8 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
     model = build_model(tokenizer, word_vectors=data_args.word_vectors or None,
                         **model_args.config_kwargs(data_args.max_length))
     num_labels = len(label_maps()[0])
+    prior = log_prior(datasets["train"].labels, num_labels)
+    dev_metrics = AdjustedMetrics(prior) if training_args.logit_adjustment == "dev" else compute_metrics
     trainer = FastformerTrainer(
         model=model,
         args=training_args,
@@ -218,7 +243,7 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
         train_dataset=datasets["train"],
         eval_dataset=dev_dataset,
         tokenizer=tokenizer,
-        compute_metrics=compute_metrics,
+        compute_metrics=dev_metrics,
         num_labels=num_labels,
     )
 
@@ -236,6 +261,11 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
         throughput["train_seconds"],
     )
 
+    adjustment = None
+    if training_args.logit_adjustment == "dev" and dev_dataset is not None:
+        adjustment = adjust_logits_on_dev(trainer, dev_dataset, prior)
+    trainer.compute_metrics = compute_metrics  # test: plain metrics of the saved model, nothing fitted on it
+
     # ---- final model folder
     model_dir = os.path.join(output_dir, "model")
     save_model_dir(trainer.model, tokenizer, model_dir, max_length=data_args.max_length)  # the truncation used here
@@ -252,6 +282,8 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
         results.update({k.replace("eval_", "dev_"): v for k, v in dev.items() if k.startswith("eval_")})
         results["dev_step"] = dev.get("step", trainer.state.global_step)
     results["best_checkpoint"] = best
+    if adjustment:
+        results["logit_adjustment"] = adjustment
     if test_dataset is not None:
         test_metrics = trainer.evaluate(eval_dataset=test_dataset, metric_key_prefix="test")
         results.update({k: v for k, v in test_metrics.items() if k.startswith("test_")})

@@ -43,12 +43,16 @@ __all__ = [
     "class_weights",
     "classification_metrics",
     "compute_metrics",
+    "log_prior",
+    "fit_logit_adjustment",
+    "AdjustedMetrics",
     "FastformerTrainer",
 ]
 
 logger = logging.getLogger(__name__)
 
 SAMPLING_MODES = ("balanced", "none", "weighted_loss")
+LOGIT_ADJUSTMENTS = ("none", "dev")
 
 
 # --------------------------------------------------------------------------------------------------- arguments
@@ -172,6 +176,16 @@ class FastformerTrainingArguments(TrainingArguments):
             "class-weighted cross-entropy (weights n / (C * n_c)). Dev and test keep their natural distribution."
         },
     )
+    logit_adjustment: str = field(
+        default="none",
+        metadata={
+            "help": "none, or dev: after training, add -tau * log(class prior of the training split) to the logits, "
+            "with tau fitted on the dev split for the best macro-F1 (Menon et al. 2021), folded into the classifier "
+            "bias of the saved model (export and prediction use it as is). Evaluations then also report "
+            "adjusted_macro_f1, which metric_for_best_model may name. The dev figures after fitting are optimistic; "
+            "test is not used."
+        },
+    )
     group_by_length: bool = field(
         default=False,
         metadata={
@@ -241,6 +255,12 @@ def parse_args(argv: Optional[Sequence[str]] = None):
 
 
 def check_args(data_args: DataArguments, model_args: ModelArguments, training_args: FastformerTrainingArguments) -> None:
+    if training_args.logit_adjustment not in LOGIT_ADJUSTMENTS:
+        raise ValueError(f"--logit_adjustment must be one of {LOGIT_ADJUSTMENTS}, got {training_args.logit_adjustment!r}")
+    if training_args.metric_for_best_model and "adjusted" in training_args.metric_for_best_model and (
+        training_args.logit_adjustment != "dev"
+    ):
+        raise ValueError(f"--metric_for_best_model {training_args.metric_for_best_model} needs --logit_adjustment dev")
     if training_args.sampling not in SAMPLING_MODES:
         raise ValueError(f"--sampling must be one of {SAMPLING_MODES}, got {training_args.sampling!r}")
     if data_args.max_length < 1 or model_args.max_position_embeddings < 0 or (
@@ -421,15 +441,63 @@ def classification_metrics(labels: Sequence[int], predictions: Sequence[int]) ->
     }
 
 
-def compute_metrics(eval_pred) -> Dict[str, float]:
-    """`compute_metrics` of the Trainer: logits -> argmax -> `classification_metrics`."""
+def _logits_and_labels(eval_pred) -> Tuple[np.ndarray, np.ndarray]:
     logits = eval_pred.predictions
     if isinstance(logits, (tuple, list)):
         logits = logits[0]
     labels = eval_pred.label_ids
     if isinstance(labels, (tuple, list)):
         labels = labels[0]
-    return classification_metrics(labels, np.asarray(logits).argmax(axis=-1))
+    return np.asarray(logits), np.asarray(labels)
+
+
+def compute_metrics(eval_pred) -> Dict[str, float]:
+    """`compute_metrics` of the Trainer: logits -> argmax -> `classification_metrics`."""
+    logits, labels = _logits_and_labels(eval_pred)
+    return classification_metrics(labels, logits.argmax(axis=-1))
+
+
+# ------------------------------------------------------------------------------------------- logit adjustment
+ADJUSTMENT_TAUS = np.round(np.arange(-1.0, 2.0 + 1e-9, 0.05), 2)  # the values of tau tried on dev
+
+
+def log_prior(labels: Sequence[int], num_classes: int) -> np.ndarray:
+    """log of the class frequencies of `labels` (a class never seen counts as half an example)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    counts[counts == 0] = 0.5
+    return np.log(counts / counts.sum())
+
+
+def fit_logit_adjustment(logits: np.ndarray, labels: Sequence[int], prior: np.ndarray) -> Tuple[float, Dict[str, float]]:
+    """The tau whose adjusted logits `logits - tau * prior` (prior: `log_prior` of the training labels) give the best
+    macro-F1 on (logits, labels), and those metrics. Ties go to the smallest |tau| (0: no change).
+
+    Logit adjustment (Menon et al., 2021, "Long-tail learning via logit adjustment") with the one strength fitted on
+    held-out data: tau 1 turns a model of the natural distribution into one for balanced classes, tau < 0 moves a
+    model trained on balanced batches back towards the natural distribution (higher accuracy)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    best = None
+    for tau in sorted(ADJUSTMENT_TAUS, key=abs):
+        metrics = classification_metrics(labels, (logits - tau * prior).argmax(axis=-1))
+        if best is None or metrics["macro_f1"] > best[1]["macro_f1"]:
+            best = (float(tau), metrics)
+    return best
+
+
+class AdjustedMetrics:
+    """`compute_metrics` that also reports, for `logit_adjustment dev`, the metrics after the adjustment fitted on
+    these very predictions (`adjusted_macro_f1`, `adjusted_accuracy`, `adjustment_tau`): use it for dev only, where
+    it lets the best epoch be chosen by what the adjusted model will score; never for test."""
+
+    def __init__(self, prior: np.ndarray):
+        self.prior = prior
+
+    def __call__(self, eval_pred) -> Dict[str, float]:
+        logits, labels = _logits_and_labels(eval_pred)
+        metrics = classification_metrics(labels, logits.argmax(axis=-1))
+        tau, adjusted = fit_logit_adjustment(logits, labels, self.prior)
+        metrics.update({f"adjusted_{k}": v for k, v in adjusted.items()}, adjustment_tau=tau)
+        return metrics
 
 
 # --------------------------------------------------------------------------------------------------- trainer

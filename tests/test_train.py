@@ -306,3 +306,37 @@ def test_missing_raw_file_without_demo_data_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         train.main([TINY, "--output_dir", str(tmp_path), "--input_file", str(tmp_path / "nope.json.gz"),
                     "--demo_data", "false"])
+
+
+def test_fit_logit_adjustment_picks_the_best_tau_on_the_given_predictions():
+    from fastformer.training import fit_logit_adjustment, log_prior
+
+    prior = log_prior([0] * 90 + [1] * 10, 2)
+    # a model of the natural distribution: class 1 is under-predicted until its logit is raised
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 50 + [1] * 50)
+    logits = np.stack([np.zeros(100), rng.normal(-1.5, 1.0, 100) + 2.0 * labels], axis=1)
+    tau, metrics = fit_logit_adjustment(logits, labels, prior)
+    plain = compute_metrics(type("P", (), {"predictions": logits, "label_ids": labels}))
+    assert tau > 0 and metrics["macro_f1"] > plain["macro_f1"]
+    # no gain possible (perfect logits): tau stays 0
+    assert fit_logit_adjustment(np.stack([1 - labels, labels], 1) * 10.0, labels, prior)[0] == 0.0
+
+
+def test_logit_adjustment_is_fitted_on_dev_and_folded_into_the_saved_model(raw_file, tmp_path):
+    from fastformer.task import load_model_dir
+
+    out = tmp_path / "adj"
+    results = _run(raw_file, out, "--num_train_epochs", "1", "--learning_rate", "0.002", "--logit_adjustment", "dev",
+                   "--metric_for_best_model", "adjusted_macro_f1")
+    adjustment = results["logit_adjustment"]
+    tau, prior = adjustment["tau"], np.array(adjustment["log_prior"])
+    assert adjustment["dev_after"]["macro_f1"] >= adjustment["dev_before"]["macro_f1"]
+    checkpoint = _weights(results["best_checkpoint"])["classifier.bias"]
+    saved = _weights(out / "model")["classifier.bias"]
+    np.testing.assert_allclose(saved, checkpoint - tau * prior, rtol=1e-5, atol=1e-6)
+    model, _ = load_model_dir(str(out / "model"))
+    assert model.config.logit_adjustment["tau"] == tau
+    assert results["dev_adjusted_macro_f1"] == pytest.approx(adjustment["dev_after"]["macro_f1"])  # epoch chosen by it
+    with pytest.raises(ValueError, match="logit_adjustment"):
+        _run(raw_file, tmp_path / "bad", "--metric_for_best_model", "adjusted_macro_f1")
