@@ -170,6 +170,22 @@ def _eval_entry(log_history: list, step: Optional[int]) -> dict:
     return entries[-1] if entries else {}
 
 
+def word_vectors_file(data_args, model_args, data_dir: str, tokenizer) -> Optional[str]:
+    """The --word_vectors file; for 'train', vectors learnt from the training split (made once, kept in data_dir)."""
+    if data_args.word_vectors != "train":
+        return data_args.word_vectors or None
+    path = os.path.join(data_dir, f"word_vectors_{model_args.hidden_size}.txt")
+    if not os.path.isfile(path):
+        from data_process.prepare import read_split
+        from data_process.word_vectors import train_word_vectors, write_word_vectors
+
+        logger.info("learning %d-d word vectors from the training split into %s", model_args.hidden_size, path)
+        texts, _ = read_split(os.path.join(data_dir, "train.jsonl"))
+        words, vectors = train_word_vectors(texts, tokenizer.tokenize, dim=model_args.hidden_size)
+        write_word_vectors(path, words, vectors)
+    return path
+
+
 def adjust_logits_on_dev(trainer, dev_dataset, prior) -> dict:
     """Fit the logit adjustment's tau on the dev predictions of the kept model and fold `-tau * prior` into its
     classifier bias (so the saved model, its export and every prediction include it); returns what was done."""
@@ -231,7 +247,7 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
     dev_dataset = datasets["dev"].sorted_by_length() if len(datasets["dev"]) else None
     test_dataset = datasets["test"].sorted_by_length() if len(datasets["test"]) else None
     set_seed(training_args.seed)
-    model = build_model(tokenizer, word_vectors=data_args.word_vectors or None,
+    model = build_model(tokenizer, word_vectors=word_vectors_file(data_args, model_args, data_dir, tokenizer),
                         **model_args.config_kwargs(data_args.max_length))
     num_labels = len(label_maps()[0])
     prior = log_prior(datasets["train"].labels, num_labels)

@@ -118,7 +118,9 @@ class DataArguments:
         metadata={
             "help": "Initial word embeddings from a vector file (`word v1 v2 ...` a line, plain or gzip: GloVe, or "
             "vectors learnt from the training split with `python -m data_process.word_vectors`); each vector must "
-            "have hidden_size values. Vocabulary words without a vector keep the random initialisation. Empty: none."
+            "have hidden_size values. Vocabulary words without a vector keep the random initialisation. 'train': "
+            "PPMI-SVD vectors learnt from the training split alone (data_process.word_vectors), made once and kept "
+            "in the data folder as word_vectors_<hidden_size>.txt. Empty: none."
         },
     )
 

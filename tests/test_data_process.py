@@ -5,6 +5,7 @@ import json
 import os
 import random
 
+import numpy as np
 import pytest
 
 from data_process import LABEL_NAMES, ReviewReader, generate_demo_reviews, prepare_dataset, read_split
@@ -459,3 +460,36 @@ def test_group_key_prefers_the_parent_product():
     assert group_key({"asin": "A1", "source": "s.csv"}) == "asin:A1"
     assert group_key({"source": "s.csv", "asin": None}) == "source:s.csv"
     assert group_key({"asin": "  "}) is None and group_key({}) is None
+
+
+def test_word_vectors_from_the_training_split(tmp_path):
+    """PPMI-SVD vectors: one unit vector per frequent word, seeded, and words used alike end up close."""
+    from data_process.word_vectors import main as vectors_main
+    from data_process.word_vectors import train_word_vectors
+    from fastformer.tokenizer import FastformerTokenizer
+
+    rng = random.Random(0)
+    fillers = [f"w{i}" for i in range(60)]
+    texts = []
+    for i in range(600):  # "great" and "excellent" share contexts, "broken" and "faulty" share others
+        good, bad = rng.choice(["great", "excellent"]), rng.choice(["broken", "faulty"])
+        texts.append(f"this is a {good} product , really {good} sound " + " ".join(rng.sample(fillers, 4)))
+        texts.append(f"it arrived {bad} and the screen was {bad} too " + " ".join(rng.sample(fillers, 4)))
+    tokenize = FastformerTokenizer().tokenize
+    words, vectors = train_word_vectors(texts, tokenize, dim=8, window=3, seed=0)
+    index = {w: i for i, w in enumerate(words)}
+    assert vectors.shape == (len(words), 8) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cos = lambda a, b: float(vectors[index[a]] @ vectors[index[b]])  # noqa: E731
+    assert cos("great", "excellent") > cos("great", "faulty") and cos("broken", "faulty") > cos("broken", "excellent")
+    again = train_word_vectors(texts, tokenize, dim=8, window=3, seed=0)
+    assert again[0] == words and np.array_equal(again[1], vectors)
+    with pytest.raises(ValueError, match="too few"):
+        train_word_vectors(texts[:4], tokenize, dim=64)
+    # CLI: reads only train.jsonl of a prepared folder and writes a GloVe-layout file
+    data = tmp_path / "data"
+    data.mkdir()
+    write_lines(data / "train.jsonl", [json.dumps({"text": t, "label": 4}) for t in texts])
+    out = tmp_path / "vectors.txt"
+    vectors_main(["--data_dir", str(data), "--output", str(out), "--dim", "8", "--window", "3"])
+    first = out.read_text().splitlines()[0].split(" ")
+    assert len(first) == 9 and first[0] in index
