@@ -137,6 +137,30 @@ def run_tfidf(data_dir: str, logit_adjustment: str = "none") -> dict:
     return result
 
 
+def vocabulary_coverage(data_dir: str, min_freqs: Sequence[int] = (1, 2, 3, 5)) -> Dict[str, dict]:
+    """Per vocab_min_freq: vocabulary size (built from train.jsonl as train.py does) and the share of dev/test tokens
+    that are [UNK]; and the test texts' length in tokens (median, share longer than 128/256/512)."""
+    from data_process import read_split
+    from fastformer.tokenizer import FastformerTokenizer
+
+    texts = {name: read_split(os.path.join(data_dir, f"{name}.jsonl"))[0] for name in ("train", "dev", "test")}
+    out: Dict[str, dict] = {}
+    for min_freq in min_freqs:
+        tokenizer = FastformerTokenizer.build_from_corpus(texts["train"], min_freq=min_freq)
+        unk = tokenizer.vocab[tokenizer.unk_token]
+        row = {"vocab_size": len(tokenizer)}
+        for name in ("dev", "test"):
+            ids = tokenizer.encode_batch(texts[name])["input_ids"]
+            total = sum(len(x) for x in ids)
+            row[f"{name}_unk_share"] = round(sum(i == unk for x in ids for i in x) / max(total, 1), 4)
+        out[f"min_freq_{min_freq}"] = row
+    lengths = [len(FastformerTokenizer().tokenize(t)) for t in texts["test"]]
+    out["test_tokens"] = {"median": float(statistics.median(lengths)),
+                          **{f"share_longer_than_{n}": round(sum(x > n for x in lengths) / len(lengths), 4)
+                             for n in (128, 256, 512)}}
+    return out
+
+
 def summary(runs: List[dict]) -> dict:
     """Mean and (sample) std over the runs of each figure."""
     out = {}
@@ -195,7 +219,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         "data": {"data_dir": args.data_dir, "args": data_stats.get("args"),
                  "splits": {k: {"size": v["size"], "labels": v["labels"]}
                             for k, v in data_stats.get("splits", {}).items()},
-                 "split_by": data_stats.get("sample", {}).get("split_by", "random")},
+                 "split_by": data_stats.get("sample", {}).get("split_by", "random"),
+                 "vocabulary": vocabulary_coverage(args.data_dir)},
         "rows": results,
         "table": table,
     }

@@ -45,7 +45,7 @@ OUTPUT_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl", "label.txt", "stats.js
 DEFAULT_WEIGHTS = (8, 1, 1)  # train/dev/test 80/10/10
 SPLIT_BY = ("random", "group")
 MAX_GROUP_SHARE = 0.1  # split_by "group": the largest share of dev or test one group (product, source) may take
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: HTML character references unescaped (reader.normalize_text)
 _NO_LIMIT = 1 << 64
 _CHUNK = 1 << 20
 
@@ -146,8 +146,13 @@ def _reusable(output_dir: str, args: dict, overwrite: bool) -> Optional[dict]:
                 stats = json.load(f)
         except (OSError, ValueError):
             stats = None
-    if isinstance(stats, dict) and stats.get("args") == args and stats.get("format_version") == FORMAT_VERSION:
-        return stats
+    if isinstance(stats, dict) and stats.get("args") == args:
+        if stats.get("format_version") == FORMAT_VERSION:
+            return stats
+        # our own folder, made with the same arguments by an older version of the pipeline: made again
+        logger.info("%s was prepared by an older version of the data pipeline (format %s, now %s): preparing it "
+                    "again", output_dir, stats.get("format_version"), FORMAT_VERSION)
+        return None
     if overwrite:
         return None
     raise FileExistsError(

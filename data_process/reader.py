@@ -12,8 +12,8 @@ Accepted input (plain or gzip; gzip is recognised by its magic bytes, whatever t
 The release is detected per record from its field names (`RELEASES`); 2014 and 2018 records are told apart by
 `helpful` (2014) and `verified`/`vote`/`style`/`image` (2018), and reported as "2014/2018" when they have none.
 
-A usable record has a non-empty review text (whitespace normalised, HTML line breaks of the 2023 release turned into
-spaces) and a whole-star rating 1..5. Every other line is skipped and counted under one of `SKIP_REASONS`, with its
+A usable record has a non-empty review text (whitespace normalised, HTML character references such as `&#34;`
+unescaped, HTML line breaks of the 2023 release turned into spaces) and a whole-star rating 1..5. Every other line is skipped and counted under one of `SKIP_REASONS`, with its
 first line numbers (1-based). A fractional rating such as 3.5 is skipped (`non_integer_rating`): Amazon ratings are
 whole stars, so it signals a damaged record, and rounding it would invent a label.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import gzip
+import html
 import json
 import math
 import os
@@ -112,7 +113,10 @@ def open_binary(path: str) -> Iterator[BinaryIO]:
 
 
 def normalize_text(text: str) -> str:
-    """Collapse all whitespace (and HTML line breaks) to single spaces, strip the ends."""
+    """Unescape HTML character references (the 2014 release writes quotes as `&#34;`), turn HTML line breaks into
+    spaces, collapse all whitespace to single spaces, strip the ends."""
+    if "&" in text:
+        text = html.unescape(text)
     if "<" in text:
         text = _BR.sub(" ", text)
     return " ".join(text.split())

@@ -493,3 +493,20 @@ def test_word_vectors_from_the_training_split(tmp_path):
     vectors_main(["--data_dir", str(data), "--output", str(out), "--dim", "8", "--window", "3"])
     first = out.read_text().splitlines()[0].split(" ")
     assert len(first) == 9 and first[0] in index
+
+
+def test_html_character_references_are_unescaped(tmp_path):
+    path = write_lines(tmp_path / "r.json", [rec("He said &#34;works&#34; &amp; it does&#8230;<br/>Yes", 5)])
+    reviews, _ = read(path)
+    assert reviews[0].text == 'He said "works" & it does\u2026 Yes'
+
+
+def test_a_folder_of_an_older_pipeline_version_is_prepared_again(demo_file, tmp_path):
+    out = str(tmp_path / "o")
+    stats = prepare_dataset(demo_file, out, num_samples=50, show_progress=False)
+    stats["format_version"] = prepare_module.FORMAT_VERSION - 1
+    with open(os.path.join(out, "stats.json"), "w") as f:
+        json.dump(stats, f)
+    again = prepare_dataset(demo_file, out, num_samples=50, show_progress=False)
+    assert again["format_version"] == prepare_module.FORMAT_VERSION
+    assert json.load(open(os.path.join(out, "stats.json")))["format_version"] == prepare_module.FORMAT_VERSION
