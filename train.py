@@ -159,6 +159,9 @@ def load_tokenizer(train_texts: List[str], data_args, checkpoint: Optional[str])
     if checkpoint and os.path.isfile(os.path.join(checkpoint, "vocab.txt")):
         logger.info("resuming: vocabulary of %s", checkpoint)
         return FastformerTokenizer.from_pretrained(checkpoint)
+    if data_args.init_from:
+        logger.info("vocabulary of --init_from %s", data_args.init_from)
+        return FastformerTokenizer.from_pretrained(data_args.init_from)
     return FastformerTokenizer.build_from_corpus(
         train_texts, min_freq=data_args.vocab_min_freq, max_size=data_args.vocab_max_size or None
     )
@@ -168,6 +171,26 @@ def _eval_entry(log_history: list, step: Optional[int]) -> dict:
     """The dev metrics logged at `step` (the last evaluation when step is None)."""
     entries = [e for e in log_history if "eval_macro_f1" in e and (step is None or e.get("step") == step)]
     return entries[-1] if entries else {}
+
+
+def init_encoder(model, path: str) -> None:
+    """Start from the encoder weights (`fastformer.*`: embeddings, layers, pooler) of the model folder `path`; the
+    classifier keeps its fresh initialisation. The folder's architecture must match the configured one."""
+    from fastformer.task import load_model_dir
+
+    source, _ = load_model_dir(path)
+    for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "attention_type", "pooler_type", "use_value_projection", "share_attention_layers"):
+        if getattr(source.config, name) != getattr(model.config, name):
+            raise ValueError(f"--init_from {path}: {name} is {getattr(source.config, name)!r} there, "
+                             f"{getattr(model.config, name)!r} here")
+    weights = {k: v for k, v in source.state_dict().items() if k.startswith("fastformer.")}
+    own = model.state_dict()
+    for name, value in weights.items():
+        if name not in own or tuple(own[name].shape) != tuple(value.shape):
+            raise ValueError(f"--init_from {path}: weight {name} {tuple(value.shape)} does not fit this model")
+        own[name].set_value(value)
+    logger.info("encoder initialised from %s (%d tensors)", path, len(weights))
 
 
 def word_vectors_file(data_args, model_args, data_dir: str, tokenizer) -> Optional[str]:
@@ -249,6 +272,8 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
     set_seed(training_args.seed)
     model = build_model(tokenizer, word_vectors=word_vectors_file(data_args, model_args, data_dir, tokenizer),
                         **model_args.config_kwargs(data_args.max_length))
+    if data_args.init_from:
+        init_encoder(model, data_args.init_from)
     num_labels = len(label_maps()[0])
     prior = log_prior(datasets["train"].labels, num_labels)
     dev_metrics = AdjustedMetrics(prior) if training_args.logit_adjustment == "dev" else compute_metrics

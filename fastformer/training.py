@@ -46,6 +46,7 @@ __all__ = [
     "log_prior",
     "fit_logit_adjustment",
     "AdjustedMetrics",
+    "drop_words",
     "FastformerTrainer",
 ]
 
@@ -112,6 +113,14 @@ class DataArguments:
     )
     vocab_max_size: int = field(
         default=0, metadata={"help": "Largest vocabulary, [PAD] and [UNK] included (0: no limit)."}
+    )
+    init_from: str = field(
+        default="",
+        metadata={
+            "help": "A model folder whose vocabulary and encoder weights (embeddings, layers, pooler) start the "
+            "training, e.g. one made by masked-LM self-pretraining on the training split; the classifier starts "
+            "fresh. Empty: a vocabulary built from the training split and random weights."
+        },
     )
     word_vectors: str = field(
         default="",
@@ -188,6 +197,11 @@ class FastformerTrainingArguments(TrainingArguments):
             "test is not used."
         },
     )
+    word_dropout: float = field(
+        default=0.0,
+        metadata={"help": "Training only: each real token of a batch is replaced by [UNK] with this probability "
+                  "(word dropout, a regulariser for embeddings learnt from little data). 0: off."},
+    )
     group_by_length: bool = field(
         default=False,
         metadata={
@@ -263,6 +277,8 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
         training_args.logit_adjustment != "dev"
     ):
         raise ValueError(f"--metric_for_best_model {training_args.metric_for_best_model} needs --logit_adjustment dev")
+    if not 0.0 <= training_args.word_dropout < 1.0:
+        raise ValueError(f"--word_dropout must be in [0, 1), got {training_args.word_dropout}")
     if training_args.sampling not in SAMPLING_MODES:
         raise ValueError(f"--sampling must be one of {SAMPLING_MODES}, got {training_args.sampling!r}")
     if data_args.max_length < 1 or model_args.max_position_embeddings < 0 or (
@@ -502,6 +518,13 @@ class AdjustedMetrics:
         return metrics
 
 
+def drop_words(input_ids, attention_mask, p: float, unk_id: int) -> paddle.Tensor:
+    """Word dropout: each real token (mask 1) becomes `unk_id` with probability `p` (Paddle's global RNG)."""
+    ids = paddle.to_tensor(input_ids)
+    drop = (paddle.rand(ids.shape) < p) & (paddle.to_tensor(attention_mask) == 1)
+    return paddle.where(drop, paddle.full_like(ids, unk_id), ids)
+
+
 # --------------------------------------------------------------------------------------------------- trainer
 class FastformerTrainer(Trainer):
     """PaddleNLP `Trainer` with seeded (class-balanced) batches, optional class-weighted loss and token counters.
@@ -550,6 +573,9 @@ class FastformerTrainer(Trainer):
         self.real_tokens += int(mask.sum())
         self.padded_tokens += int(np.prod(mask.shape))
         self.train_samples += int(mask.shape[0])
+        if self.args.word_dropout > 0:
+            inputs["input_ids"] = drop_words(inputs["input_ids"], mask, self.args.word_dropout,
+                                             self.tokenizer.unk_token_id)
         return super().training_step(model, inputs)
 
     def evaluate(self, *args, **kwargs):

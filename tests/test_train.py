@@ -340,3 +340,39 @@ def test_logit_adjustment_is_fitted_on_dev_and_folded_into_the_saved_model(raw_f
     assert results["dev_adjusted_macro_f1"] == pytest.approx(adjustment["dev_after"]["macro_f1"])  # epoch chosen by it
     with pytest.raises(ValueError, match="logit_adjustment"):
         _run(raw_file, tmp_path / "bad", "--metric_for_best_model", "adjusted_macro_f1")
+
+
+def test_word_dropout_replaces_real_tokens_only_at_the_asked_rate():
+    from fastformer.training import drop_words
+
+    paddle.seed(0)
+    ids = np.arange(2, 2 + 400 * 50, dtype="int64").reshape(400, 50)
+    mask = np.ones_like(ids)
+    mask[:, 40:] = 0
+    ids[:, 40:] = 0
+    out = drop_words(ids, mask, 0.2, unk_id=1).numpy()
+    dropped = out != ids
+    assert (out[dropped] == 1).all() and not dropped[:, 40:].any()  # padding untouched
+    assert abs(dropped[:, :40].mean() - 0.2) < 0.01
+    assert not (drop_words(ids, mask, 0.0, unk_id=1).numpy() != ids).any()
+
+
+def test_init_from_copies_the_encoder_and_keeps_a_fresh_classifier(one_epoch, raw_file, tmp_path):
+    from fastformer.task import build_model, load_model_dir
+
+    source_dir = one_epoch[0] / "model"
+    source, tokenizer = load_model_dir(str(source_dir))
+    config = {k: getattr(source.config, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                     "intermediate_size", "max_position_embeddings")}
+    model = build_model(tokenizer, **config)
+    train.init_encoder(model, str(source_dir))
+    theirs, ours = source.state_dict(), model.state_dict()
+    for name in ours:
+        same = np.array_equal(ours[name].numpy(), theirs[name].numpy())
+        assert same == name.startswith("fastformer."), name
+    with pytest.raises(ValueError, match="hidden_size"):
+        train.init_encoder(build_model(tokenizer, **dict(config, hidden_size=32)), str(source_dir))
+    # a training run with --init_from takes that vocabulary; --word_dropout trains
+    results = _run(raw_file, tmp_path / "init", "--num_train_epochs", "1", "--word_dropout", "0.1",
+                   "--init_from", str(source_dir))
+    assert results["vocab_size"] == len(tokenizer)
