@@ -27,6 +27,7 @@ __all__ = [
     "atomic_write",
     "write_json",
     "atomic_dir",
+    "publish_dir",
     "file_sha256",
     "CHECKSUMS_FILE",
     "write_checksums",
@@ -108,10 +109,16 @@ def atomic_dir(path: Union[str, os.PathLike], keep_old: bool = False) -> Iterato
     os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700: give it the mode os.makedirs would
     try:
         yield staging
-        _fsync_tree(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    publish_dir(staging, path, keep_old)
+
+
+def publish_dir(staging: str, path: str, keep_old: bool = False) -> Optional[str]:
+    """Flush the complete folder `staging` to disk and rename it to `path` (see `atomic_dir` for an existing `path`);
+    returns where the old folder was kept, if it was."""
+    _fsync_tree(staging)
     old = None
     if os.path.lexists(path):
         keep_old = keep_old or not _files(path) <= _files(staging)
@@ -120,6 +127,8 @@ def atomic_dir(path: Union[str, os.PathLike], keep_old: bool = False) -> Iterato
     os.rename(staging, path)
     if old is not None and not keep_old:
         shutil.rmtree(old, ignore_errors=True)
+        return None
+    return old
 
 
 def _files(folder: str) -> set:

@@ -9,6 +9,7 @@ import os
 import pytest
 
 import fastformer  # noqa: F401  (before paddle)
+from fastformer.cli import UserError
 from fastformer.configuration import FastformerConfig
 from fastformer.training import SAMPLING_MODES, config_to_argv, parse_args, resolved_args
 
@@ -100,9 +101,9 @@ def test_flags_without_a_config_use_the_defaults(tmp_path):
 def test_bad_configs_and_flags_are_rejected(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"output_dir": str(tmp_path), "hidden_sise": 12}))
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError, match=r"bad.json: unknown key 'hidden_sise' \(did you mean 'hidden_size'\?\)"):
         parse_args([str(bad)])
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError, match="unknown argument 'no_such_flag'"):
         parse_args(["--output_dir", str(tmp_path), "--no_such_flag", "1"])
     with pytest.raises(ValueError, match="sampling"):
         parse_args(["--output_dir", str(tmp_path), "--sampling", "oversample"])
