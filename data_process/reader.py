@@ -311,15 +311,16 @@ class ReviewReader:
 
     def _lines(self, stream: BinaryIO) -> Iterator[Optional[bytes]]:
         """The lines of `stream` (with their newline), None for a line over `max_line_bytes`, which is read and
-        dropped in chunks of at most that size."""
+        dropped in chunks of at most max(max_line_bytes, 64 KiB)."""
         readline, cap = stream.readline, self.max_line_bytes
+        chunk = max(cap, 1 << 16)
         while True:
             line = readline(cap + 1)
             if not line:
                 return
             if len(line) > cap and not line.endswith(b"\n"):
                 while line and not line.endswith(b"\n"):
-                    line = readline(cap)
+                    line = readline(chunk)
                 yield None
             else:
                 yield line
