@@ -75,20 +75,20 @@ def write_json(path: Union[str, os.PathLike], obj, indent: int = 2) -> None:
     atomic_write(path, json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False) + "\n")
 
 
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_tree(folder: str) -> None:
     """Flush every file under `folder` (and the folders themselves) to disk."""
     for root, _, files in os.walk(folder):
         for name in files:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fd = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            _fsync(os.path.join(root, name))
+        _fsync(root)
 
 
 @contextmanager
@@ -97,8 +97,8 @@ def atomic_dir(path: Union[str, os.PathLike], keep_old: bool = False) -> Iterato
 
     An existing `path` is replaced. The old folder is removed when the new one has every file it had (a model
     folder written again); otherwise, or with `keep_old` (checkpoints are never deleted), it is kept, renamed to
-    `<path>.replaced-<time>-<pid>`. An interrupted block leaves `path` as it was and a hidden
-    `.<name>.<random>.tmp` folder, which nothing reads.
+    `<path>.replaced-<time>-<pid>`. A block that raises leaves `path` as it was (the temporary folder is removed); a
+    killed process leaves a hidden `.<name>.<random>.tmp` folder, which nothing reads.
     """
     path = os.path.abspath(os.fspath(path))
     parent, name = os.path.split(path)
@@ -125,6 +125,7 @@ def publish_dir(staging: str, path: str, keep_old: bool = False) -> Optional[str
         old = f"{path}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
         os.rename(path, old)
     os.rename(staging, path)
+    _fsync(os.path.dirname(path))  # the rename itself
     if old is not None and not keep_old:
         shutil.rmtree(old, ignore_errors=True)
         return None
