@@ -15,10 +15,13 @@ Output folder:
   data/                       the prepared dataset (train/dev/test.jsonl, label.txt, stats.json)
   checkpoint-<step>/          one per epoch, never deleted; a rerun resumes from the last one (or
                               --resume_from_checkpoint PATH picks one). --overwrite_output_dir (start from scratch)
-                              refuses a folder that already holds checkpoints: pick a new --output_dir or move them
+                              refuses a folder that already holds checkpoints: pick a new --output_dir or move them.
+                              Each is written to a hidden .checkpoint-<step>.*.tmp folder and renamed when complete,
+                              with checksums.json (SHA-256 of its files); a resume skips a damaged or incomplete
+                              last checkpoint with a warning and takes the newest good one
   runs/<date>_<host>/         VisualDL logs (loss, learning rate, dev metrics): visualdl --logdir <output_dir>/runs
-  model/                      the final (best) model: config.json with id2label, model_state.pdparams, vocab.txt,
-                              tokenizer files, training_args.json; what evaluate.py / export_model.py read
+  model/                      the final (best) model: config.json with id2label, model.safetensors, checksums.json,
+                              vocab.txt, tokenizer files, training_args.json; what evaluate.py / export_model.py read
   train_results.json, test_results.json
 
 Threads: Paddle runs its CPU math (MKL) on one thread unless OMP_NUM_THREADS is set when it loads; this script sets
@@ -43,16 +46,19 @@ from typing import List, Optional, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
-from paddlenlp.trainer import get_last_checkpoint, set_seed  # noqa: E402
+from paddlenlp.trainer import set_seed  # noqa: E402
 from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
 
 from data_process import generate_demo_reviews, prepare_dataset, read_split  # noqa: E402
+from fastformer.cli import UserError, run_main  # noqa: E402
+from fastformer.fileio import atomic_write  # noqa: E402
 from fastformer.task import DataCollator, build_model, encode_texts, label_maps, save_model_dir  # noqa: E402
 from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
 from fastformer.training import (  # noqa: E402
     AdjustedMetrics,
     EncodedDataset,
     FastformerTrainer,
+    checkpoint_problem,
     classification_metrics,
     compute_metrics,
     fit_logit_adjustment,
@@ -66,12 +72,12 @@ logger = logging.getLogger("train")
 RESOLVED_ARGS = "resolved_args.json"
 RESOLVED_ARGS_HISTORY = "resolved_args_history.jsonl"
 _CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+_STAGING_RE = re.compile(rf"^\.{PREFIX_CHECKPOINT_DIR}-\d+\..*\.tmp$")  # FastformerTrainer._save_checkpoint's
 
 
 def _write_json(path: str, obj) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    """Atomically; NaN is kept as written by json (a diverged run still gets its results file)."""
+    atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def existing_checkpoints(output_dir: str) -> List[str]:
@@ -96,8 +102,9 @@ def _append_history(path: str, all_args: dict, argv: Optional[Sequence[str]], ch
 
 
 def find_checkpoint(training_args) -> Optional[str]:
-    """The checkpoint to resume from: the one named by --resume_from_checkpoint, else the last one in output_dir
-    (unless --overwrite_output_dir), else None.
+    """The checkpoint to resume from: the one named by --resume_from_checkpoint (a UserError when it is damaged),
+    else the newest good one in output_dir (unless --overwrite_output_dir), else None. A damaged or incomplete
+    checkpoint (`checkpoint_problem`) is skipped with a warning naming it; nothing is deleted.
 
     --overwrite_output_dir on a folder that already holds checkpoints is an error (FileExistsError naming them): the
     new run would write over some of them and leave the higher-numbered ones, so a later plain run would resume from
@@ -116,10 +123,26 @@ def find_checkpoint(training_args) -> Optional[str]:
     if explicit:
         if not os.path.isdir(explicit):
             raise FileNotFoundError(f"--resume_from_checkpoint {explicit!r} is not a folder")
+        problem = checkpoint_problem(explicit)
+        if problem:
+            raise UserError(f"--resume_from_checkpoint {explicit!r} cannot be resumed from: {problem}")
         return explicit
     if training_args.overwrite_output_dir or not os.path.isdir(training_args.output_dir):
         return None
-    return get_last_checkpoint(training_args.output_dir)
+    output_dir = training_args.output_dir
+    interrupted = sorted(name for name in os.listdir(output_dir) if _STAGING_RE.match(name))
+    if interrupted:
+        logger.warning("%s holds checkpoints whose saving was interrupted (%s): never used, they can be deleted",
+                       output_dir, ", ".join(interrupted))
+    for name in reversed(existing_checkpoints(output_dir)):  # the newest good one
+        path = os.path.join(output_dir, name)
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        logger.warning("skipping checkpoint %s: %s", path, problem)
+    if existing_checkpoints(output_dir):
+        logger.warning("no usable checkpoint in %s: training starts from the beginning", output_dir)
+    return None
 
 
 def prepare_data(data_args, output_dir: str, show_progress: bool) -> str:
@@ -131,6 +154,9 @@ def prepare_data(data_args, output_dir: str, show_progress: bool) -> str:
             raise FileNotFoundError(f"no --input_file given and {data_dir!r} lacks {', '.join(missing)}")
         logger.info("using the prepared dataset in %s", data_dir)
         return data_dir
+    if os.path.isdir(data_args.input_file):
+        raise UserError(f"--input_file {data_args.input_file!r} is a folder: give the raw review file (.json(.gz) or "
+                        ".jsonl(.gz)), or --input_file '' --data_dir FOLDER for a prepared dataset")
     if not os.path.isfile(data_args.input_file):
         if not data_args.demo_data:
             raise FileNotFoundError(
@@ -235,6 +261,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     )
     wall_start = time.perf_counter()
     output_dir = training_args.output_dir
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UserError(f"--output_dir {output_dir!r} is a file, not a folder")
     os.makedirs(output_dir, exist_ok=True)
     checkpoint = find_checkpoint(training_args)
     if checkpoint:
@@ -309,8 +337,8 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
 
     # ---- final model folder
     model_dir = os.path.join(output_dir, "model")
-    save_model_dir(trainer.model, tokenizer, model_dir, max_length=data_args.max_length)  # the truncation used here
-    _write_json(os.path.join(model_dir, "training_args.json"), all_args)
+    save_model_dir(trainer.model, tokenizer, model_dir, max_length=data_args.max_length,  # the truncation used here
+                   extra_json={"training_args.json": all_args})
 
     # ---- dev metrics of the kept model (from the log when available) and test metrics
     results = {"output_dir": output_dir, "model_dir": model_dir, "data_dir": data_dir}
@@ -351,4 +379,4 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -33,7 +33,9 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from .reader import RATINGS, ReviewReader, check_text_fields, is_gzip
+from fastformer.cli import UserError
+
+from .reader import RATINGS, ReviewReader, check_input_file, check_text_fields, is_gzip
 
 __all__ = ["LABEL_NAMES", "SPLITS", "SPLIT_BY", "OUTPUT_FILES", "prepare_dataset", "read_split", "main"]
 
@@ -121,16 +123,16 @@ def _split_stats(rows: List[Tuple[str, int]]) -> dict:
 
 def _check_args(num_samples: int, split_sizes: Optional[Sequence[int]], seed: int) -> Optional[List[int]]:
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+        raise UserError(f"num_samples must be a positive integer, got {num_samples!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+        raise UserError(f"seed must be an integer, got {seed!r}")
     if split_sizes is None:
         return None
     sizes = list(split_sizes)
     if len(sizes) != len(SPLITS) or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in sizes) or sizes[0] < 1:
-        raise ValueError(f"split_sizes must be 3 non-negative integers (train, dev, test) with train >= 1, got {split_sizes!r}")
+        raise UserError(f"split_sizes must be 3 non-negative integers (train, dev, test) with train >= 1, got {split_sizes!r}")
     if sum(sizes) != num_samples:
-        raise ValueError(f"split_sizes {tuple(sizes)} must add up to num_samples ({num_samples})")
+        raise UserError(f"split_sizes {tuple(sizes)} must add up to num_samples ({num_samples})")
     return sizes
 
 
@@ -180,7 +182,7 @@ def _sample(reader: ReviewReader, num_samples: int, seed: int, balanced: bool) -
         if key < bucket.limit:
             bucket.offer(key, review.text, review.rating, review.group)
     if not reader.usable:
-        raise ValueError(f"no usable review: {reader.skipped_summary()}")
+        raise UserError(f"no usable review: {reader.skipped_summary()}")
     values = np.frombuffer(hashes, dtype=np.uint64)
     values.sort()
     distinct, conflicting, ratings = _hash_summary(values)
@@ -291,8 +293,7 @@ def prepare_dataset(
     if split_by not in SPLIT_BY:
         raise ValueError(f"split_by must be one of {SPLIT_BY}, got {split_by!r}")
     fields = check_text_fields(text_fields)
-    if not os.path.isfile(input_path):
-        raise FileNotFoundError(f"input file {input_path!r} does not exist")
+    check_input_file(input_path)
     args = {
         "input_file": os.path.basename(input_path),
         "input_bytes": os.path.getsize(input_path),
@@ -380,20 +381,20 @@ def read_split(path: str) -> Tuple[List[str], List[int]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
-                raise ValueError(f"{where}: not valid UTF-8") from None
+                raise UserError(f"{where}: not valid UTF-8") from None
             if not line.strip():  # prepare_dataset never writes one: the file is damaged (truncated, edited)
-                raise ValueError(f"{where}: blank line (a split file holds one JSON object a line)")
+                raise UserError(f"{where}: blank line (a split file holds one JSON object a line)")
             try:
                 row = json.loads(line)
             except ValueError as err:
-                raise ValueError(f"{where}: not valid JSON ({err})") from None
+                raise UserError(f"{where}: not valid JSON ({err})") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{where}: expected a JSON object with 'text' and 'label'")
+                raise UserError(f"{where}: expected a JSON object with 'text' and 'label'")
             text, label = row.get("text"), row.get("label")
             if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"{where}: 'text' must be a non-empty string, got {text!r}")
+                raise UserError(f"{where}: 'text' must be a non-empty string, got {text!r}")
             if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(LABEL_NAMES):
-                raise ValueError(f"{where}: 'label' must be an integer 0..{len(LABEL_NAMES) - 1}, got {label!r}")
+                raise UserError(f"{where}: 'label' must be an integer 0..{len(LABEL_NAMES) - 1}, got {label!r}")
             texts.append(text)
             labels.append(label)
     return texts, labels
@@ -401,7 +402,7 @@ def read_split(path: str) -> Tuple[List[str], List[int]]:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """CLI entry point; returns the stats of `prepare_dataset`."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--input_file", required=True, help="raw review file: 2014/2018 .json(.gz) or 2023 .jsonl(.gz)")
     parser.add_argument("--output_dir", required=True, help="folder for train/dev/test.jsonl, label.txt, stats.json")
     parser.add_argument("--num_samples", type=int, default=50000, help="reviews to draw (default 50000)")
@@ -432,4 +433,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from fastformer.cli import run_main
+
+    sys.exit(run_main(main))

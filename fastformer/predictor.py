@@ -5,11 +5,15 @@ Two backends read two kinds of folder:
 * "inference": an export folder written by `export_model.py` (`manifest.json`, `model.json` + `model.pdiparams`
   or a legacy `model.pdmodel`, `config.json`, tokenizer), run by Paddle Inference; on CPU with oneDNN by default,
   the fast path.
-* "dynamic": a trained model folder (`task.save_model_dir` / train.py: `config.json`, `model_state.pdparams`,
-  tokenizer), run by the Paddle dygraph model.
+* "dynamic": a trained model folder (`task.save_model_dir` / train.py: `config.json`, `model.safetensors`,
+  tokenizer), run by the Paddle dygraph model; a folder with the older pickle-format `model_state.pdparams` only
+  with `allow_pickle` (`--allow_pickle`).
+
+Weight files are checked before they are loaded: the SHA-256 recorded in the export's manifest (`sha256`) or in the
+model folder's `checksums.json` (a mismatch is an error naming the file).
 
 "auto" (the default) picks "inference" when the folder has `manifest.json`, "dynamic" when it has
-`model_state.pdparams`. Texts are tokenized, truncated to `max_length`, sorted by length and batched (little
+model weights. Texts are tokenized, truncated to `max_length`, sorted by length and batched (little
 padding), and the results are returned in input order. `max_length` defaults to the folder's truncation length:
 the export's manifest, else the tokenizer's `model_max_length` (tokenizer_config.json; the training max_length
 recorded by `task.save_model_dir`), else the model's max_position_embeddings.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -36,6 +41,8 @@ from . import task
 __all__ = [
     "Predictor",
     "add_predictor_args",
+    "add_allow_pickle_arg",
+    "check_manifest_checksums",
     "InferenceRunner",
     "DynamicRunner",
     "MANIFEST_FILE",
@@ -46,6 +53,8 @@ __all__ = [
     "detect_backend",
     "softmax",
 ]
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 MODEL_PREFIX = "model"
@@ -94,7 +103,7 @@ def detect_backend(path: str) -> str:
         raise FileNotFoundError(f"model folder {path!r} does not exist")
     if os.path.isfile(os.path.join(path, MANIFEST_FILE)):
         return "inference"
-    if os.path.isfile(os.path.join(path, task.MODEL_FILES[-1])):
+    if any(os.path.isfile(os.path.join(path, name)) for name in (task.WEIGHTS_FILE, task.PICKLE_WEIGHTS_FILE)):
         return "dynamic"
     if any(os.path.isfile(os.path.join(path, MODEL_PREFIX + ext)) for ext in (".json", ".pdmodel")):
         return "inference"  # an export without its manifest: check_model_dir names what is missing
@@ -143,7 +152,27 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        help="tokens kept per review (default: the model folder's: the training max_length, or the "
                        "export's)")
     group.add_argument("--no_onednn", action="store_true", help="Paddle Inference on CPU without oneDNN")
+    add_allow_pickle_arg(group)
     return parser
+
+
+def add_allow_pickle_arg(parser) -> None:
+    """`--allow_pickle` (see `task.ALLOW_PICKLE_HELP`), shared by the scripts that load a trained model folder."""
+    parser.add_argument("--allow_pickle", action="store_true", help=task.ALLOW_PICKLE_HELP)
+
+
+def check_manifest_checksums(path: str, manifest: dict) -> None:
+    """The export's weight files against the SHA-256 its manifest records (`fileio.ChecksumError` on a mismatch);
+    an older manifest without them loads with a warning."""
+    from .fileio import check_checksums
+
+    digests = manifest.get("sha256")
+    if not isinstance(digests, dict) or not digests:
+        logger.warning(
+            "%s: no SHA-256 of the weight files recorded (an older export), their integrity is not checked; export "
+            "the model again to record them", os.path.join(path, MANIFEST_FILE))
+        return
+    check_checksums(path, digests, source=MANIFEST_FILE)
 
 
 class InferenceRunner:
@@ -241,6 +270,7 @@ class Predictor:
             truncation length, tokenizer_config.json's model_max_length, else the model's
             max_position_embeddings); longer texts are truncated and say so (`truncated_tokens`).
         enable_mkldnn: oneDNN for Paddle Inference on CPU.
+        allow_pickle: also load a trained model folder with pickle-format weights (`task.ALLOW_PICKLE_HELP`).
     """
 
     def __init__(
@@ -252,6 +282,7 @@ class Predictor:
         batch_size: int = 64,
         max_length: Optional[int] = None,
         enable_mkldnn: bool = True,
+        allow_pickle: bool = False,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -272,6 +303,7 @@ class Predictor:
             self.manifest = _read_manifest(model_dir) if os.path.isdir(model_dir) else None
             model_file, params_file = find_model_files(model_dir, self.manifest)
             task.check_model_dir(model_dir, required=(MANIFEST_FILE, "config.json", model_file, params_file))
+            check_manifest_checksums(model_dir, self.manifest)
             config = FastformerConfig.from_pretrained(model_dir)
             self.tokenizer = task.load_tokenizer(model_dir, config)
             self._runner = InferenceRunner(
@@ -281,7 +313,7 @@ class Predictor:
             default_length = int(self.manifest.get("max_length") or self.tokenizer.model_max_length)
         else:
             self.manifest = None
-            model, self.tokenizer = task.load_model_dir(model_dir)
+            model, self.tokenizer = task.load_model_dir(model_dir, allow_pickle=allow_pickle)
             config = model.config
             self._runner = DynamicRunner(model, device=device, num_threads=num_threads)
             default_length = self.tokenizer.model_max_length
@@ -298,7 +330,8 @@ class Predictor:
     def from_args(cls, args: argparse.Namespace) -> "Predictor":
         """A predictor of `args.model_dir` with the flags of `add_predictor_args`."""
         return cls(args.model_dir, backend=args.backend, device=args.device, num_threads=args.num_threads,
-                   batch_size=args.batch_size, max_length=args.max_length, enable_mkldnn=not args.no_onednn)
+                   batch_size=args.batch_size, max_length=args.max_length, enable_mkldnn=not args.no_onednn,
+                   allow_pickle=getattr(args, "allow_pickle", False))
 
     # ------------------------------------------------------------------------------------------------ properties
     @property

@@ -167,6 +167,11 @@ def one_epoch(raw_file, tmp_path_factory):
 
 
 def _weights(path):
+    """Weights of a model folder (model.safetensors) or a checkpoint (model_state.pdparams) as numpy arrays."""
+    if os.path.isfile(os.path.join(path, task.WEIGHTS_FILE)):
+        from safetensors.numpy import load_file
+
+        return load_file(os.path.join(path, task.WEIGHTS_FILE))
     return paddle.load(os.path.join(path, "model_state.pdparams"), return_numpy=True)
 
 
@@ -280,11 +285,23 @@ def test_best_checkpoint_not_the_last_is_the_model_kept(raw_file, tmp_path, monk
     assert json.loads((tmp_path / "model" / "config.json").read_text())["max_position_embeddings"] == 64
 
 
+def _complete_checkpoint(path):
+    """A checkpoint folder that passes training.checkpoint_problem (its files listed in checksums.json)."""
+    from fastformer.fileio import write_checksums
+
+    path.mkdir()
+    paddle.save({"w": paddle.zeros([2])}, str(path / "model_state.pdparams"))
+    paddle.save({}, str(path / "optimizer.pdopt"))
+    (path / "trainer_state.json").write_text("{}")
+    write_checksums(str(path), ["model_state.pdparams", "optimizer.pdopt", "trainer_state.json"])
+
+
 def test_find_checkpoint_and_overwrite_output_dir(tmp_path):
     from types import SimpleNamespace
 
-    for name in ("checkpoint-10", "checkpoint-5", "checkpoint-x"):
-        (tmp_path / name).mkdir()
+    for name in ("checkpoint-10", "checkpoint-5"):
+        _complete_checkpoint(tmp_path / name)
+    (tmp_path / "checkpoint-x").mkdir()
     (tmp_path / "checkpoint-20").write_text("a file, not a checkpoint")
     def args(output_dir, overwrite=False, resume=None):
         return SimpleNamespace(output_dir=str(output_dir), overwrite_output_dir=overwrite, resume_from_checkpoint=resume)
