@@ -30,6 +30,11 @@ VARIANTS = {
 }
 
 
+# Biases of the softmax scorers: a softmax ignores a constant shift, so their gradient is 0 in exact arithmetic and only
+# rounding noise in float32 (fastformer.alignment.SHIFT_INVARIANT_BIASES, in Paddle's names).
+ZERO_GRADIENT_BIASES = ("query_att.bias", "key_att.bias", "att_fc2.bias")
+
+
 def make_model(cls=FastformerForSequenceClassification, seed=0, **overrides):
     paddle.seed(seed)
     model = cls(FastformerConfig(**dict(TINY, **overrides)))
@@ -167,6 +172,9 @@ def test_cpu_fast_paths_match_paddle_layers(monkeypatch):
     assert np.abs(fast_logits - ref_logits).max() <= 1e-6
     assert fast_grads.keys() == ref_grads.keys() and len(ref_grads) > 10
     for name, g in ref_grads.items():
+        if name.endswith(ZERO_GRADIENT_BIASES):  # rounding noise on both paths: an absolute bound, as in alignment.py
+            assert np.abs(fast_grads[name] - g).max() <= 1e-6, name
+            continue
         scale = max(np.abs(g).max(), 1e-8)
         assert np.abs(fast_grads[name] - g).max() <= 1e-4 * scale + 1e-9, name
 
