@@ -25,7 +25,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -178,11 +178,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--rev", default=None, help="take the repository (tests included) from this commit")
     parser.add_argument("--only", nargs="*", default=None, help="mutation ids to run (default: all)")
     parser.add_argument("--output", default=None, help="write the results as JSON to this file")
+    parser.add_argument("--tests", nargs="*", default=None,
+                        help="run only these of each mutation's test files (a quicker, partial check)")
+    parser.add_argument("--no_baseline", action="store_true",
+                        help="skip the unmutated run (only when the same tests just passed on the same tree)")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds allowed per pytest run")
     parser.add_argument("--list", action="store_true", help="list the mutations and exit")
     args = parser.parse_args(argv)
 
     mutations = [m for m in MUTATIONS if args.only is None or m.id in args.only]
+    if args.tests is not None:
+        mutations = [replace(m, tests=tuple(t for t in m.tests if t in args.tests)) for m in mutations]
     if args.list or not mutations:
         for m in MUTATIONS:
             print(f"{m.id:28s} {'listed' if m.listed else '      '}  {m.file}: {m.description}")
@@ -201,8 +207,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 f.write(original)
         all_tests = sorted({t for m in mutations for t in m.tests})
         print(f"copy of {args.rev or 'the working tree'} in {repo}; baseline: {' '.join(all_tests)}", flush=True)
-        baseline = run_tests(repo, all_tests, args.timeout)
-        print(f"baseline: rc {baseline['rc']} in {baseline['seconds']} s: {baseline['summary']}", flush=True)
+        baseline = {"rc": "skipped"} if args.no_baseline else run_tests(repo, all_tests, args.timeout)
+        print(f"baseline: rc {baseline['rc']} in {baseline.get('seconds')} s: {baseline.get('summary')}", flush=True)
         for m in mutations:
             original = apply(m, repo)
             try:
@@ -215,7 +221,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{m.id:28s} {'caught' if caught else 'NOT CAUGHT':10s} rc {run['rc']!s:7s} {run['seconds']:6.1f} s  "
                   f"{(run['failed'] or [run['summary']])[0]}", flush=True)
 
-    payload = {"rev": args.rev or "working tree", "baseline": baseline,
+    payload = {"rev": args.rev or "working tree", "command": " ".join(["python", "tools/mutation_check.py",
+                                                                        *(sys.argv[1:] if argv is None else argv)]),
+               "baseline": baseline,
                "caught": sum(r["caught"] for r in results), "total": len(results), "mutations": results}
     print(f"caught {payload['caught']} of {payload['total']} (baseline rc {baseline['rc']})")
     if args.output:
