@@ -73,6 +73,18 @@ def test_balanced_sampler_remainder_and_missing_classes():
     assert len(sampler) == 5 and len(list(sampler)) == 5
 
 
+def test_balanced_sampler_rotates_the_remainder_between_classes():
+    # 17 = 3 * 5 + 2: each epoch two classes get a sixth draw, a different two each epoch, so that over 3 epochs
+    # every class is drawn exactly 17 times
+    labels = np.array([0] * 10 + [2] * 3 + [4] * 4)
+    sampler = EpochBatchSampler(labels, batch_size=4, seed=0)
+    per_epoch = [Counter(labels[_epoch(sampler, epoch)].tolist()) for epoch in range(6)]
+    extra = [frozenset(c for c, n in counts.items() if n == 6) for counts in per_epoch]
+    assert all(len(e) == 2 for e in extra) and len(set(extra[:3])) == 3
+    for start in (0, 3):
+        assert sum(per_epoch[start : start + 3], Counter()) == {0: 17, 2: 17, 4: 17}
+
+
 def test_sampler_is_a_function_of_seed_and_epoch():
     a = EpochBatchSampler(LABELS, batch_size=32, seed=42)
     b = EpochBatchSampler(LABELS, batch_size=32, seed=42)
@@ -100,6 +112,29 @@ def test_group_by_length_keeps_the_sample_and_groups_lengths():
     assert sorted(_epoch(plain, 1)) == sorted(_epoch(grouped, 1))
     padded = lambda s: sum(len(b) * lengths[b].max() for b in s)  # noqa: E731
     assert padded(grouped) < 0.7 * padded(plain)
+
+
+@pytest.mark.parametrize("sampling", ["balanced", "none", "weighted_loss"])
+def test_trainer_draws_training_batches_as_requested(sampling, tmp_path):
+    """The Trainer's own training DataLoader: EpochBatchSampler, class-balanced only for --sampling balanced."""
+    tokenizer = FastformerTokenizer.build_from_corpus(["good bad ok fine"], min_freq=1)
+    model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=16,
+                             num_hidden_layers=1, max_position_embeddings=16)
+    dataset = EncodedDataset([[2 + i % 4] * (1 + i % 7) for i in range(len(LABELS))], LABELS)
+    _, _, args = parse_args([TINY, "--output_dir", str(tmp_path), "--sampling", sampling, "--report_to", "none",
+                             "--per_device_train_batch_size", "50"])
+    trainer = FastformerTrainer(model=model, args=args, train_dataset=dataset, num_labels=5,
+                                data_collator=task.DataCollator())
+    loader = trainer.get_train_dataloader()
+    assert isinstance(loader.batch_sampler, EpochBatchSampler)
+    loader.batch_sampler.set_epoch(0)
+    drawn = np.concatenate([batch["labels"].numpy().reshape(-1) for batch in loader])
+    assert len(drawn) == len(LABELS)
+    counts = np.bincount(drawn, minlength=5).tolist()
+    if sampling == "balanced":
+        assert counts == [200] * 5
+    else:  # every example once: the natural distribution
+        assert counts == np.bincount(LABELS).tolist()
 
 
 # ------------------------------------------------------------------------------------------------------ metrics
