@@ -54,8 +54,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--config", default=os.path.join(ROOT, "configs", "amazon_electronics.json"),
                         help="train.py config of every neural row (default: the paper setting)")
     parser.add_argument("--rows", default=None,
-                        help="JSON file {row name: {'kind': 'train', 'args': [flags]} or {'kind': 'tfidf'}} "
-                        "(default: Fastformer, softmax Transformer, TF-IDF + LR)")
+                        help="JSON file {row name: {'kind': 'train', 'args': [flags], 'seeds': [optional subset of "
+                        "--seeds]} or {'kind': 'tfidf'}} (default: Fastformer, softmax Transformer, TF-IDF + LR)")
     parser.add_argument("--only", nargs="+", default=None, help="run only these rows of --rows (by name)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="training seeds (default 3)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
@@ -207,8 +207,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         if row["kind"] == "tfidf":
             runs = [run_tfidf(args.data_dir, row.get("logit_adjustment", "none"))]
         else:
+            seeds = [seed for seed in args.seeds if seed in row.get("seeds", args.seeds)]
             runs = [run_train(args, list(row.get("args", [])), seed, os.path.join(work_dir, slug(name), f"seed{seed}"))
-                    for seed in args.seeds]
+                    for seed in seeds]
         results[name] = {"kind": row["kind"], "args": row.get("args", []), "runs": runs, "summary": summary(runs)}
         s = results[name]["summary"]
         print(f"{name}: test macro-F1 {100 * s['test_macro_f1']['mean']:.2f} ± {100 * s['test_macro_f1']['std']:.2f}, "

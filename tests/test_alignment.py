@@ -126,8 +126,11 @@ def test_logits_match_at_a_trained_scale(pooling, monkeypatch):
         monkeypatch.setattr(modeling, "_dygraph_cpu", lambda x: False)
     ids, _ = make_batch(np.random.default_rng(6), 6, 24, SMALL["vocab_size"], 5)
     diff = np.abs(paddle_logits(paddle_model, ids) - torch_logits(model, ids)).max()
-    print(f"\n[alignment, trained scale, {pooling}] logits max abs diff {diff:.3g}")
-    assert diff <= 1e-5
+    scale = float(np.abs(torch_logits(model, ids)).max())
+    print(f"\n[alignment, trained scale, {pooling}] logits max abs diff {diff:.3g}, largest logit {scale:.3g}")
+    # float32 rounding grows with the logits' size (here about 6): 1e-5 relative to the largest logit. A porting bug
+    # at this scale moves the logits by 1e-2 or more (tools/mutation_check.py).
+    assert diff <= 1e-5 * max(1.0, scale)
 
 
 def test_official_size_forward_and_step():
