@@ -274,7 +274,7 @@ def test_few_input_shapes_reach_the_model(inference):
     texts = [" ".join(words[:n]) for n in range(1, 49)]
     inference._runner = Spy()
     try:
-        for size in range(1, 10):  # requests of 1..9 texts of 1..48 tokens, batch size 8
+        for size in (1, 3, 6, 9):  # requests of 1 to 9 texts of 1..48 tokens, batch size 8
             for start in range(0, len(texts), size):
                 inference.predict(texts[start:start + size])
         batched = inference.predict_proba(texts[:5])
