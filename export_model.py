@@ -50,9 +50,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ExportParityError as exc:
         print(f"EXPORT FAILED: {exc}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as exc:  # a model folder or output path that cannot be used: one line (run_main)
+        from fastformer.cli import UserError
+
+        raise UserError(str(exc)) from exc
     files = sorted(os.listdir(args.output_dir))
     print(f"exported {args.model_dir} -> {args.output_dir}: {', '.join(files)}")
     print(json.dumps({k: manifest[k] for k in ("model_file", "params_file", "input_names", "output_name",

@@ -22,6 +22,10 @@ recorded by `task.save_model_dir`), else the model's max_position_embeddings.
     predictor.predict(["Great sound.", "Broke after a week."])   # [{"rating": 5, "label": "5", ...}, ...]
     predictor.predict_proba(texts)                                 # float32 [N, num_labels]
 
+Outputs are checked: logits that are not finite (NaN/Inf: damaged weights) raise `NonFiniteOutputError` instead of
+becoming a rating. Each result gives the share of its tokens the vocabulary does not know (`unk_share`) and a
+`warning` when more than half are unknown (another language, emoji only): such a rating means little.
+
 The scripts share the command-line flags: `add_predictor_args(parser)`, then `Predictor.from_args(args)`.
 """
 
@@ -40,6 +44,7 @@ from . import task
 
 __all__ = [
     "Predictor",
+    "NonFiniteOutputError",
     "add_predictor_args",
     "add_allow_pickle_arg",
     "check_manifest_checksums",
@@ -50,6 +55,7 @@ __all__ = [
     "INPUT_NAMES",
     "BACKENDS",
     "find_model_files",
+    "bucket_rows",
     "detect_backend",
     "softmax",
 ]
@@ -61,7 +67,26 @@ MODEL_PREFIX = "model"
 INPUT_NAMES = ("input_ids", "attention_mask")
 BACKENDS = ("auto", "inference", "dynamic")
 DEVICES = ("cpu", "gpu")
-PAD_MULTIPLE = 8  # padded lengths rounded up to a multiple of 8: fewer distinct shapes for oneDNN's caches
+# Paddle Inference with oneDNN keeps kernels and memory for every input shape it has run (the RSS of a server grew
+# by hundreds of MB over all batch x length shapes). Lengths are padded to a multiple of 16 and batches to a power
+# of two rows (`bucket_rows`), so at most ceil(max_length / 16) x (log2(batch_size) + 1) shapes ever occur.
+# (Config.set_mkldnn_cache_capacity evicts instead, but then re-creates the kernels whenever the shape changes.)
+PAD_MULTIPLE = 16
+MOSTLY_UNKNOWN = 0.5  # a result warns when more than this share of its tokens is [UNK]
+
+
+class NonFiniteOutputError(RuntimeError):
+    """The model gave NaN or infinite logits: its weights are damaged (or it diverged in training).
+
+    `indices`: the positions, in the texts given, of the texts whose logits are not finite."""
+
+    def __init__(self, model_dir: str, indices: Sequence[int], total: int):
+        self.indices = list(indices)
+        shown = ", ".join(map(str, self.indices[:10])) + (" ..." if len(self.indices) > 10 else "")
+        super().__init__(
+            f"the model in {model_dir!r} gave non-finite logits (NaN or Inf) for {len(self.indices)} of {total} "
+            f"text(s) (indices {shown}): its weights are damaged or the model diverged; no rating was given"
+        )
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -69,6 +94,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.float32)
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def bucket_rows(n: int, batch_size: int) -> int:
+    """Rows a batch of `n` texts is padded to: the next power of two, at most `batch_size`."""
+    return min(batch_size, 1 << (n - 1).bit_length()) if n > 0 else 0
 
 
 def _read_manifest(path: str) -> Optional[dict]:
@@ -207,7 +237,12 @@ class InferenceRunner:
         config.disable_glog_info()
         self.device = device
         self.enable_mkldnn = bool(enable_mkldnn and device == "cpu")
-        self._predictor = inference.create_predictor(config)
+        try:
+            self._predictor = inference.create_predictor(config)
+        except (RuntimeError, ValueError, OSError) as exc:  # Paddle's many-line message: its first line
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise ValueError(f"Paddle Inference cannot load {model_file!r} + {params_file!r} (damaged or not an "
+                             f"export of this Paddle): {first}") from exc
         self.input_names = list(self._predictor.get_input_names())
         unknown = set(self.input_names) - set(INPUT_NAMES)
         if unknown:
@@ -328,10 +363,18 @@ class Predictor:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Predictor":
-        """A predictor of `args.model_dir` with the flags of `add_predictor_args`."""
-        return cls(args.model_dir, backend=args.backend, device=args.device, num_threads=args.num_threads,
-                   batch_size=args.batch_size, max_length=args.max_length, enable_mkldnn=not args.no_onednn,
-                   allow_pickle=getattr(args, "allow_pickle", False))
+        """A predictor of `args.model_dir` with the flags of `add_predictor_args`; a folder or flag that cannot be
+        used is a `UserError` (one line from the scripts) or FileNotFoundError."""
+        from .cli import UserError
+
+        try:
+            return cls(args.model_dir, backend=args.backend, device=args.device, num_threads=args.num_threads,
+                       batch_size=args.batch_size, max_length=args.max_length, enable_mkldnn=not args.no_onednn,
+                       allow_pickle=getattr(args, "allow_pickle", False))
+        except UserError:
+            raise
+        except (ValueError, RuntimeError) as exc:
+            raise UserError(str(exc)) from exc
 
     # ------------------------------------------------------------------------------------------------ properties
     @property
@@ -363,17 +406,28 @@ class Predictor:
                 truncated[i] = task.count_truncated(self.tokenizer, texts[i], self.max_length) or 0
         return ids, truncated
 
+    def _finite(self, logits: np.ndarray, positions: Sequence[int]) -> np.ndarray:
+        """`logits`, or NonFiniteOutputError naming the `positions` (input indices) of rows that are not finite."""
+        bad = np.flatnonzero(~np.isfinite(logits).all(axis=-1))
+        if bad.size:
+            positions = list(positions)
+            raise NonFiniteOutputError(self.model_dir, [positions[i] for i in bad], len(positions))
+        return logits
+
     def _logits(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-        """Logits [N, C] of id lists, batched by length (sorted), in input order."""
+        """Logits [N, C] of id lists, batched by length (sorted), in input order. Batches are padded to few shapes
+        (lengths: a multiple of PAD_MULTIPLE; rows: `bucket_rows`, copies of the last text, their logits dropped)."""
         out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         pad_id = self.tokenizer.pad_token_id
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            input_ids, attention_mask = task.pad_batch([ids[i] for i in rows], pad_id, PAD_MULTIPLE)
+            batch = [ids[i] for i in rows]
+            batch += batch[-1:] * (bucket_rows(len(batch), self.batch_size) - len(batch))
+            input_ids, attention_mask = task.pad_batch(batch, pad_id, PAD_MULTIPLE)
             with self._lock:
                 logits = self._runner.run(input_ids, attention_mask)
-            out[rows] = logits
+            out[rows] = logits[: len(rows)]
         return out
 
     # -------------------------------------------------------------------------------------------------- public
@@ -391,15 +445,17 @@ class Predictor:
         if not texts:
             return np.zeros((0, self.num_labels), dtype=np.float32)
         ids, _ = self._encode(texts)
-        return softmax(self._logits(ids))
+        return softmax(self._finite(self._logits(ids), range(len(texts))))
 
     def predict(self, texts: Sequence[str]) -> List[Dict[str, object]]:
         """One result per text, in input order:
 
         {"rating": stars (int), "label": name, "probabilities": {label: p}, "truncated_tokens": tokens dropped
-        (0 when none), "error": None}; a text that is not a string, empty, blank or without any token gets
-        {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0, "error": message} and the
-        others are still predicted.
+        (0 when none), "unk_share": share of the tokens read that are [UNK] (0..1), "warning": None, or a message
+        when more than half of them are [UNK], "error": None}; a text that is not a string, empty, blank or without
+        any token gets {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0,
+        "unk_share": None, "warning": None, "error": message} and the others are still predicted. Non-finite
+        logits raise `NonFiniteOutputError` (no result is made up from them).
         """
         texts = list(texts)
         results: List[Optional[Dict[str, object]]] = [None] * len(texts)
@@ -420,22 +476,29 @@ class Predictor:
             for k in empty:  # e.g. only characters the tokenizer drops
                 results[good[k]] = self._error("text has no tokens")
             keep = [k for k in range(len(good)) if k not in empty]
-            probs = softmax(self._logits([ids[k] for k in keep])) if keep else np.zeros((0, self.num_labels))
+            logits = self._logits([ids[k] for k in keep]) if keep else np.zeros((0, self.num_labels))
+            probs = softmax(self._finite(logits, [good[k] for k in keep]))
+            unk = self.tokenizer.unk_token_id
             for row, k in enumerate(keep):
                 p = probs[row]
                 best = int(p.argmax())
+                unk_share = sum(i == unk for i in ids[k]) / len(ids[k])
                 results[good[k]] = {
                     "rating": self._ratings[best],
                     "label": self._labels[best],
                     "probabilities": {name: float(p[c]) for c, name in enumerate(self._labels)},
                     "truncated_tokens": int(truncated[k]),
+                    "unk_share": round(unk_share, 4),
+                    "warning": (f"{unk_share:.0%} of the tokens are unknown to the model's vocabulary: the rating "
+                                "is unreliable" if unk_share > MOSTLY_UNKNOWN else None),
                     "error": None,
                 }
         return results  # type: ignore[return-value]
 
     @staticmethod
     def _error(message: str) -> Dict[str, object]:
-        return {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0, "error": message}
+        return {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0, "unk_share": None,
+                "warning": None, "error": message}
 
     def __repr__(self) -> str:
         return (f"Predictor({self.model_dir!r}, backend={self.backend!r}, device={self.device!r}, "

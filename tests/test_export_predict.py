@@ -315,7 +315,7 @@ def test_predict_text_arguments_table_and_jsonl(folders, inference, capsys):
     texts = ["Great sound, works perfectly.", "Broke after a week."]
     assert predict_script.main(["--model_dir", folders["export"], *texts]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["#", "rating", "conf", "trunc", "text"] and len(table) == 4
+    assert table[0].split() == ["#", "rating", "conf", "trunc", "unk", "text"] and len(table) == 4
     want = inference.predict(texts)
     assert table[2].split()[:2] == ["0", str(want[0]["rating"])] and texts[1] in table[3]
     assert predict_script.main(["--model_dir", folders["model"], "--backend", "dynamic", "--format", "jsonl",
@@ -325,9 +325,12 @@ def test_predict_text_arguments_table_and_jsonl(folders, inference, capsys):
 
 
 def test_predict_errors_are_clear(folders, tmp_path, capsys):
-    assert predict_script.main(["--model_dir", str(tmp_path / "nope"), "hello"]) == 1
+    from fastformer.cli import run_main
+
+    assert run_main(predict_script.main, ["--model_dir", str(tmp_path / "nope"), "hello"]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert predict_script.main(["--model_dir", folders["export"], "--input_file", str(tmp_path / "none.txt")]) == 1
+    assert run_main(predict_script.main, ["--model_dir", folders["export"], "--input_file",
+                                          str(tmp_path / "none.txt")]) == 2
     assert "none.txt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         predict_script.main(["--model_dir", folders["export"]])  # no input at all

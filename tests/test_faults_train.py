@@ -78,7 +78,7 @@ def _sha256(path):
 
 def _one_line_error(capsys, pattern):
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert len(err.splitlines()) == 1 and re.match(r"\S+: error: ", err), err
     assert re.search(pattern, err), err
 
 
@@ -308,7 +308,7 @@ def test_a_script_exits_2_with_one_line(tmp_path):
     """A script itself (not only its main()): one line on stderr, exit status 2 (the data pipeline: no paddle to load)."""
     proc = subprocess.run([sys.executable, "-m", "data_process.prepare", "--input_file", str(tmp_path), "--output_dir",
                            str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and proc.stderr.strip() == f"error: input file {str(tmp_path)!r} is a folder, not a review file"
+    assert proc.returncode == 2 and proc.stderr.strip() == f"prepare.py: error: input file {str(tmp_path)!r} is a folder, not a review file"
 
 
 # ------------------------------------------------------------------------- 10: atomic demo data, line cap
