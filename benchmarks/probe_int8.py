@@ -123,8 +123,11 @@ def probe(case: str, work: str) -> dict:
     out = {"probe": case, "paddle": paddle.__version__,
            "pir_api": bool(paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"])}
     if case == "inference_int8_flag":
+        from fastformer import precision
+
         fp32, int8 = _run(model_file, params_file, False), _run(model_file, params_file, True)
         out["max_abs_logits_diff_vs_fp32"] = float(np.abs(fp32 - int8).max())
+        out["cpu_features"] = precision.cpu_features()  # the flags (VNNI, AMX, ...) and what oneDNN detects
         return out
     if case == "static_ptq":
         from paddle.static.quantization import PostTrainingQuantization

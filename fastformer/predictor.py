@@ -10,8 +10,9 @@ Two backends read two kinds of folder:
 
 "auto" (the default) picks "inference" when the folder has `manifest.json`, "dynamic" when it has
 `model_state.pdparams`. `precision` ("auto", "fp32", "bf16"; `fastformer.precision`) runs Paddle Inference in
-oneDNN bfloat16 where the CPU has it and the export passed its quality gate against fp32, else in fp32. Texts are tokenized, truncated to `max_length`, sorted by length and batched (little
-padding), and the results are returned in input order. `max_length` defaults to the folder's truncation length:
+oneDNN bfloat16 where the CPU has it and the export passed its quality gate against fp32, else in fp32. Texts are
+tokenized, truncated to `max_length`, sorted by length and batched (little padding), and the results are returned
+in input order. `max_length` defaults to the folder's truncation length:
 the export's manifest, else the tokenizer's `model_max_length` (tokenizer_config.json; the training max_length
 recorded by `task.save_model_dir`), else the model's max_position_embeddings.
 
