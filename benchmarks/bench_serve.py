@@ -315,7 +315,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   f"{result['latency_ms_p99']:.1f} ms, {result['requests_failed']} failed", flush=True)
 
     rows = [{"mode": "predictor alone", "texts_s": reference["texts_per_s_best"], "ratio": 1.0,
-             "per_forward": args.batch_size}]
+             "per_forward": min(args.batch_size, reference["num_texts"])}]
     for mode, res in results.items():
         if "error" in res:
             continue
