@@ -38,7 +38,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "max_length; max_position_embeddings for a folder that does not record one)")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx through paddle2onnx")
     parser.add_argument("--tolerance", type=float, default=None, help="max abs logits difference allowed (1e-5)")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+    from fastformer.precision import precision_arg
+
+    parser.add_argument("--precision", type=precision_arg, default="auto", metavar="{auto,fp32,bf16}",
                         help="auto/bf16: check bf16 against fp32 on the dev split where this CPU has bf16 and record "
                         "it in the manifest; fp32: no reduced-precision check")
     parser.add_argument("--precision_data", default=None,

@@ -289,8 +289,8 @@ def child_main(args) -> None:
 
 # ------------------------------------------------------------------------------------------------------- parent
 def forward_args(args) -> List[str]:
-    keys = ("cases", "batch_sizes", "num_texts", "num_texts_b1", "steps", "warmup", "seq_len", "hidden_size", "num_layers",
-            "num_heads", "intermediate_size", "corpus_reviews", "threads", "seed")
+    keys = ("cases", "batch_sizes", "num_texts", "num_texts_b1", "steps", "warmup", "seq_len", "hidden_size",
+            "num_layers", "num_heads", "intermediate_size", "corpus_reviews", "threads", "seed")
     return [x for k in keys for x in (f"--{k}", str(getattr(args, k)))]
 
 
@@ -315,7 +315,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"skipping the PyTorch rows: {missing}")
             cases = [c for c in cases if c not in TORCH_CASES]
     if "onnxruntime" in cases and importlib.util.find_spec("onnxruntime") is None:
-        print("skipping the ONNX Runtime row: onnxruntime is not installed (pip install -r benchmarks/requirements.txt)")
+        print("skipping the ONNX Runtime row: onnxruntime is not installed "
+              "(pip install -r benchmarks/requirements.txt)")
         cases.remove("onnxruntime")
     args.cases = ",".join(cases)  # the children see what runs (prepare converts to ONNX only when needed)
     env = common.cpu_env(args.threads)

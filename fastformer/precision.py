@@ -37,6 +37,7 @@ __all__ = [
     "INT8_UNAVAILABLE",
     "PrecisionWarning",
     "check_precision",
+    "precision_arg",
     "cpu_features",
     "bf16_support",
     "compare_predictions",
@@ -78,6 +79,16 @@ def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     return precision
+
+
+def precision_arg(text: str) -> str:
+    """`check_precision` as an argparse `type` (the reason, e.g. int8's, in the usage error)."""
+    import argparse
+
+    try:
+        return check_precision(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cpuinfo() -> Tuple[str, List[str]]:
@@ -165,7 +176,8 @@ def default_data_file(model_dir: str) -> str:
 
 def _figures(record: dict) -> str:
     return (f"{record['agreement']:.2%} identical ratings (needs {MIN_AGREEMENT:.1%}), macro-F1 "
-            f"{record['macro_f1_fp32']:.4f} -> {record['macro_f1']:.4f} ({100 * record['macro_f1_change']:+.2f} points, "
+            f"{record['macro_f1_fp32']:.4f} -> {record['macro_f1']:.4f} "
+            f"({100 * record['macro_f1_change']:+.2f} points, "
             f"limit {100 * MAX_MACRO_F1_CHANGE:.1f}) on {record['num_examples']} dev reviews")
 
 

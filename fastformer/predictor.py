@@ -146,7 +146,7 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        help="tokens kept per review (default: the model folder's: the training max_length, or the "
                        "export's)")
     group.add_argument("--no_onednn", action="store_true", help="Paddle Inference on CPU without oneDNN")
-    group.add_argument("--precision", type=_precision, default="auto",
+    group.add_argument("--precision", type=precisions.precision_arg, default="auto", metavar="{auto,fp32,bf16}",
                        help="auto: bf16 where the CPU has avx512_bf16/AMX and the export passed the quality gate "
                        "against fp32 on the dev split, else fp32; bf16: the same, with a warning when it falls back; "
                        "fp32. int8 is not available (Paddle 3.3 Inference has no CPU int8 path for this model)")
@@ -154,13 +154,6 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        help="dev split (JSON lines {text, label}) for the bf16 quality gate when the export has not "
                        "been checked yet (default: data/dev.jsonl next to the model folder)")
     return parser
-
-
-def _precision(text: str) -> str:
-    try:
-        return precisions.check_precision(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class InferenceRunner:
