@@ -154,6 +154,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     results = {
         "model_dir": os.path.abspath(args.model_dir),
         "backend": predictor.backend,
+        "precision": predictor.precision,
+        "precision_note": predictor.precision_note,
         "data_file": os.path.abspath(data_file),
         "split": None if args.data_file else args.split,
         "num_examples": len(texts),
@@ -173,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     results["confusion_matrix_png"] = os.path.abspath(png)
     write_json(os.path.join(output_dir, "eval_results.json"), results)
 
-    print(f"{results['model_dir']} ({predictor.backend}) on {data_file}: {len(texts)} reviews")
+    print(f"{results['model_dir']} ({predictor.backend}, {predictor.precision}) on {data_file}: {len(texts)} reviews")
     print(f"accuracy {results['accuracy']:.4f}   macro-F1 {results['macro_f1']:.4f}\n")
     print(results["report"])
     print("confusion matrix (rows: true rating, columns: predicted rating)")

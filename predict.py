@@ -347,8 +347,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         source += f" ({'JSON lines' if info.get('jsonl') else 'one review per line'})"
     print(f"{source}: {counts['predicted']} predicted, {counts['errors']} with errors, {counts['truncated']} "
           f"truncated to {predictor.max_length} tokens, {counts['unknown']} mostly unknown words "
-          f"({predictor.backend} backend{', oneDNN' if predictor.enable_mkldnn else ''}, {predictor.device})"
-          + (f"; wrote {args.output}" if to_file else ""), file=sys.stderr)
+          f"({predictor.backend} backend{', oneDNN' if predictor.enable_mkldnn else ''}, {predictor.precision}, "
+          f"{predictor.device})" + (f"; wrote {args.output}" if to_file else ""), file=sys.stderr)
     return 1 if counts["errors"] else 0  # every good result is written above; failed inputs make the status 1
 
 

@@ -13,10 +13,18 @@ gets 415, one that is not JSON (or nested too deeply to parse) 400, JSON of the 
 a "detail" message. A model giving NaN/Inf outputs (damaged weights) answers 500 with a JSON "detail", never a
 made-up rating. `GET /health` says the model is loaded. The interactive docs page (/docs) is off unless --docs is
 given: it loads Swagger UI from a third-party CDN into the browser; /openapi.json is always served.
+
+Concurrent requests are batched (`fastformer.batching.RequestBatcher`): the requests waiting while a forward pass
+runs go into the next one together, up to --max_batch_texts texts (default: --batch_size), waiting at most
+--batch_wait_ms for more to arrive; every request still gets exactly its own answers. More than --max_queue_texts
+waiting texts: 503. `--max_batch_texts 1` serves one request per forward pass. --precision picks fp32 or bf16
+(`fastformer.precision`).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations (`request: Request`).
 import argparse
+import asyncio
+import contextlib
 import json
 import socket
 import sys
@@ -27,6 +35,8 @@ from fastformer.cli import UserError, run_main
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB
 DEFAULT_MAX_TEXTS = 256
+DEFAULT_BATCH_WAIT_MS = 2.0
+DEFAULT_MAX_QUEUE_TEXTS = 4096
 
 
 class RequestError(Exception):
@@ -90,18 +100,29 @@ def _parse_texts(body: bytes, max_texts: int) -> list:
 
 
 def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_texts: int = DEFAULT_MAX_TEXTS,
-               docs: bool = False):
+               max_batch_texts: Optional[int] = None, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+               max_queue_texts: int = DEFAULT_MAX_QUEUE_TEXTS, docs: bool = False):
     """The FastAPI application serving `predictor` (a `fastformer.predictor.Predictor` or anything with
-    `predict(texts)` and `labels`). `docs`: serve the Swagger UI page at /docs (it loads from a CDN)."""
+    `predict(texts)` and `labels`); concurrent requests share forward passes of up to `max_batch_texts` texts
+    (default: the predictor's batch_size). `docs`: serve the Swagger UI page at /docs (it loads from a CDN)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
-    from starlette.concurrency import run_in_threadpool
 
+    from fastformer.batching import QueueFull, RequestBatcher
     from fastformer.predictor import NonFiniteOutputError
 
+    batcher = RequestBatcher(predictor.predict, max_batch_texts=max_batch_texts or getattr(predictor, "batch_size", 64),
+                             max_wait_s=batch_wait_ms / 1000.0, max_queue_texts=max_queue_texts)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        batcher.close()  # answers what is queued
+
     app = FastAPI(title="Fastformer review ratings", version="1.0", docs_url="/docs" if docs else None,
-                  redoc_url=None)
+                  redoc_url=None, lifespan=lifespan)
     app.state.predictor = predictor
+    app.state.batcher = batcher
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError):
@@ -118,7 +139,8 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
     @app.get("/health")
     def health():
         info = predictor.info() if hasattr(predictor, "info") else {"labels": list(predictor.labels)}
-        return {"status": "ok", **info, "max_body_bytes": max_body_bytes, "max_texts": max_texts}
+        return {"status": "ok", **info, "max_body_bytes": max_body_bytes, "max_texts": max_texts,
+                "batching": batcher.info()}
 
     @app.post(
         "/predict",
@@ -131,8 +153,11 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
         _check_content_type(request)
         body = await _read_body(request, max_body_bytes)
         texts = _parse_texts(body, max_texts)
-        predictions = await run_in_threadpool(predictor.predict, texts) if texts else []
-        return {"predictions": predictions}
+        try:
+            future = batcher.submit(texts)
+        except QueueFull as exc:
+            raise RequestError(503, f"server busy: {exc}; retry later") from None
+        return {"predictions": await asyncio.wrap_future(future)}
 
     return app
 
@@ -170,10 +195,24 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--max_texts", type=int, default=DEFAULT_MAX_TEXTS)
     parser.add_argument("--log_level", default="info")
+    parser.add_argument("--max_batch_texts", type=int, default=None,
+                        help="texts of concurrent requests gathered into one forward pass (default: --batch_size; "
+                        "1: one request per pass)")
+    parser.add_argument("--batch_wait_ms", type=float, default=DEFAULT_BATCH_WAIT_MS,
+                        help="how long the first waiting request may wait for others to join its batch")
+    parser.add_argument("--max_queue_texts", type=int, default=DEFAULT_MAX_QUEUE_TEXTS,
+                        help="texts allowed to wait; requests beyond get 503")
     from fastformer.predictor import add_predictor_args
 
     add_predictor_args(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.max_batch_texts is not None and args.max_batch_texts < 1:
+        parser.error(f"--max_batch_texts must be at least 1, got {args.max_batch_texts}")
+    if not args.batch_wait_ms >= 0:
+        parser.error(f"--batch_wait_ms must be 0 or more, got {args.batch_wait_ms}")
+    if args.max_queue_texts < 1:
+        parser.error(f"--max_queue_texts must be at least 1, got {args.max_queue_texts}")
+    return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -186,7 +225,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         predictor = Predictor.from_args(args)
         import uvicorn
 
-        app = create_app(predictor, max_body_bytes=args.max_body_bytes, max_texts=args.max_texts, docs=args.docs)
+        app = create_app(predictor, max_body_bytes=args.max_body_bytes, max_texts=args.max_texts, docs=args.docs,
+                         max_batch_texts=args.max_batch_texts, batch_wait_ms=args.batch_wait_ms,
+                         max_queue_texts=args.max_queue_texts)
         print(f"serving {predictor!r} on http://{args.host}:{args.port} (POST /predict, GET /health)",
               file=sys.stderr)
         uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)).run(

@@ -1,5 +1,7 @@
-"""Inference throughput (reviews/s) of `fastformer.predictor.Predictor`: Paddle Inference (with and without oneDNN)
-against Paddle dygraph, and PyTorch eager when `fastformer.torch_reference` imports, on CPU.
+"""Inference throughput (reviews/s) of `fastformer.predictor.Predictor`: Paddle Inference (oneDNN fp32, oneDNN bf16,
+no oneDNN) against Paddle dygraph, and as anchors PyTorch eager (fp32 and bf16 autocast) when
+`fastformer.torch_reference` imports, and ONNX Runtime fp32 on the export's `model.onnx` when onnxruntime is
+installed (`pip install -r benchmarks/requirements.txt`; not a dependency of the project), on CPU.
 
 Paper-size classifier (hidden 256, 2 layers, 16 heads, intermediate 256) with random weights; the vocabulary is
 built from synthetic demo reviews (`data_process.generate_demo_reviews`), and the benchmark texts are demo reviews
@@ -9,8 +11,15 @@ column runs the same tokenization, batching and softmax around `torch_reference.
 Batch 1 (one review per call, latency-bound) and batch 64 (throughput). Each case runs in its own child process
 with OMP/MKL threads = --threads and MKL_DEBUG_CPU_TYPE=5.
 
+bf16 rows run only where the CPU computes bfloat16 natively (avx512_bf16 / AMX, `fastformer.precision`); elsewhere
+the row is skipped with the reason (PyTorch's bf16 autocast still runs there, emulated, and says so through the CPU
+flags). There is no int8 row: Paddle 3.3 Inference has no CPU int8 path for this model (`precision.INT8_UNAVAILABLE`,
+stored in the JSON). The JSON records the CPU model, its AVX-512 / bf16 / VNNI / AMX flags and what Paddle's oneDNN
+build detects ("setup" -> "cpu_features").
+
     python benchmarks/bench_inference.py --output benchmarks/results/inference_cpu.json      # ~1-2 min
     python benchmarks/bench_inference.py --num_texts 1024 --steps 5 --threads 1
+    python benchmarks/bench_inference.py --cases inference_onednn,inference_bf16,torch,torch_bf16,onnxruntime
 
 The figures compare the backends on the same inputs (the children also report the max abs difference of their
 probabilities from the dygraph model's on the first texts). On a machine other processes share they are noisy:
@@ -34,13 +43,17 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import common  # noqa: E402
 
-CASES = ("inference_onednn", "inference_plain", "dygraph", "torch")
+CASES = ("inference_onednn", "inference_bf16", "inference_plain", "dygraph", "torch", "torch_bf16", "onnxruntime")
 CASE_NAMES = {
     "inference_onednn": "Paddle Inference + oneDNN",
+    "inference_bf16": "Paddle Inference + oneDNN bf16",
     "inference_plain": "Paddle Inference, no oneDNN",
     "dygraph": "Paddle dygraph",
     "torch": "PyTorch eager",
+    "torch_bf16": "PyTorch eager, bf16 autocast",
+    "onnxruntime": "ONNX Runtime fp32",
 }
+TORCH_CASES = ("torch", "torch_bf16")
 CHECK_TEXTS = 16  # probabilities of this many texts are compared across backends
 
 
@@ -73,7 +86,7 @@ def prepare(args) -> dict:
     import paddle
 
     from data_process import generate_demo_reviews
-    from fastformer import task
+    from fastformer import precision, task
     from fastformer.export import export_model
     from fastformer.tokenizer import FastformerTokenizer
 
@@ -91,7 +104,9 @@ def prepare(args) -> dict:
     model_dir, export_dir = os.path.join(work, "model"), os.path.join(work, "export")
     task.save_model_dir(model, tokenizer, model_dir)
     t0 = time.perf_counter()
-    manifest = export_model(model_dir, export_dir, max_length=args.seq_len, log=lambda *a: None)
+    wants_onnx = "onnxruntime" in args.cases.split(",")
+    manifest = export_model(model_dir, export_dir, max_length=args.seq_len, log=lambda *a: None, onnx=wants_onnx,
+                            precision="fp32")  # no dev split for a random model: bf16 runs unchecked here
     export_s = time.perf_counter() - t0
 
     rng = random.Random(args.seed)
@@ -116,13 +131,42 @@ def prepare(args) -> dict:
         "export_parity_max_abs_logits_diff": manifest["parity"]["max_abs_logits_diff"],
         "text_tokens_min_mean_max": [min(lengths), round(sum(lengths) / len(lengths), 1), max(lengths)],
         "tokenize_reviews_per_s": round(len(texts) / tokenize_s, 1),
+        "onnx": manifest.get("onnx"),
+        "cpu_features": precision.cpu_features(),
+        "bf16_native": precision.bf16_support()[0],
+        "int8": precision.INT8_UNAVAILABLE.format(version=paddle.__version__),
     }
 
 
-class TorchPredictor:
-    """The Predictor's pipeline (tokenize, sort by length, pad, forward, softmax) around the PyTorch reference."""
+class PipelinePredictor:
+    """The Predictor's pipeline (tokenize, sort by length, pad, forward, softmax) around another engine's
+    `_probs(input_ids, attention_mask)`."""
 
-    def __init__(self, model_dir: str, max_length: int, batch_size: int, threads: int):
+    def __init__(self, tokenizer, max_length: int, batch_size: int, num_labels: int):
+        from fastformer.predictor import PAD_MULTIPLE
+
+        self.tokenizer, self.num_labels = tokenizer, num_labels
+        self.pad_id, self.pad_multiple = tokenizer.pad_token_id, PAD_MULTIPLE
+        self.max_length, self.batch_size = max_length, batch_size
+
+    def predict_proba(self, texts):
+        import numpy as np
+
+        from fastformer import task
+
+        ids = task.encode_texts(self.tokenizer, texts, self.max_length)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            out[rows] = self._probs(*task.pad_batch([ids[i] for i in rows], self.pad_id, self.pad_multiple))
+        return out
+
+
+class TorchPredictor(PipelinePredictor):
+    """The PyTorch reference model holding the same weights; `bf16`: under `torch.autocast("cpu", bfloat16)`."""
+
+    def __init__(self, model_dir: str, max_length: int, batch_size: int, threads: int, bf16: bool = False):
         import numpy as np
         import torch
 
@@ -130,7 +174,7 @@ class TorchPredictor:
         from fastformer.torch_reference import Model, TorchFastformerConfig
 
         torch.set_num_threads(threads)
-        paddle_model, self.tokenizer = task.load_model_dir(model_dir)
+        paddle_model, tokenizer = task.load_model_dir(model_dir)
         c = paddle_model.config
         self.model = Model(TorchFastformerConfig(
             vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
@@ -146,26 +190,38 @@ class TorchPredictor:
             state[name] = torch.from_numpy(np.ascontiguousarray(array.T if convert.is_linear_weight(name) else array))
         self.model.load_state_dict(state)
         self.model.eval()
-        from fastformer.predictor import PAD_MULTIPLE
+        self.torch, self.bf16 = torch, bf16
+        super().__init__(tokenizer, max_length, batch_size, c.num_labels)
 
-        self.torch, self.np, self.task = torch, np, task
-        self.pad_id, self.pad_multiple = self.tokenizer.pad_token_id, PAD_MULTIPLE
-        self.max_length, self.batch_size = max_length, batch_size
+    def _probs(self, input_ids, mask):
+        torch, m = self.torch, self.model
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            vec = m.fastformer_model(m.word_embedding(torch.from_numpy(input_ids)), torch.from_numpy(mask).float())
+            return torch.softmax(m.dense_linear(vec).float(), dim=-1).numpy()
 
-    def predict_proba(self, texts):
-        np, torch, task = self.np, self.torch, self.task
-        ids = task.encode_texts(self.tokenizer, texts, self.max_length)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out = np.zeros((len(ids), self.model.config.num_labels), dtype=np.float32)
-        m = self.model
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start:start + self.batch_size]
-                input_ids, mask = task.pad_batch([ids[i] for i in rows], self.pad_id, self.pad_multiple)
-                input_ids = torch.from_numpy(input_ids)
-                vec = m.fastformer_model(m.word_embedding(input_ids), torch.from_numpy(mask).float())
-                out[rows] = torch.softmax(m.dense_linear(vec), dim=-1).numpy()
-        return out
+
+class OnnxRuntimePredictor(PipelinePredictor):
+    """ONNX Runtime (CPU, fp32) on the export's model.onnx (`export_model.py --onnx`)."""
+
+    def __init__(self, export_dir: str, max_length: int, batch_size: int, threads: int):
+        import onnxruntime as ort
+
+        from fastformer import task
+        from fastformer.configuration import FastformerConfig
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        self.session = ort.InferenceSession(os.path.join(export_dir, "model.onnx"), options,
+                                            providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        config = FastformerConfig.from_pretrained(export_dir)
+        super().__init__(task.load_tokenizer(export_dir, config), max_length, batch_size, config.num_labels)
+
+    def _probs(self, input_ids, mask):
+        from fastformer.predictor import softmax
+
+        feeds = dict(zip(self.input_names, (input_ids.astype("int64"), mask.astype("int64"))))
+        return softmax(self.session.run(None, feeds)[0])
 
 
 def run_case(args) -> dict:
@@ -178,22 +234,33 @@ def run_case(args) -> dict:
     case = args.child_case
 
     def make(batch_size):
-        if case == "torch":
-            return TorchPredictor(model_dir, args.seq_len, batch_size, threads)
+        if case in TORCH_CASES:
+            return TorchPredictor(model_dir, args.seq_len, batch_size, threads, bf16=case == "torch_bf16")
+        if case == "onnxruntime":
+            return OnnxRuntimePredictor(export_dir, args.seq_len, batch_size, threads)
         from fastformer.predictor import Predictor
 
         if case == "dygraph":
             return Predictor(model_dir, backend="dynamic", batch_size=batch_size, max_length=args.seq_len,
                              num_threads=threads)
         return Predictor(export_dir, backend="inference", batch_size=batch_size, num_threads=threads,
-                         enable_mkldnn=case == "inference_onednn")
+                         enable_mkldnn=case != "inference_plain", precision="bf16" if case == "inference_bf16" else
+                         "fp32", quality_gate=False)  # random weights, no dev split: speed only
 
     result = {"case": case, "threads": threads, "runs": []}
+    if case == "onnxruntime" and not os.path.isfile(os.path.join(export_dir, "model.onnx")):
+        return {**result, "skipped": "no model.onnx: the ONNX conversion failed (setup -> onnx)"}
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     predictor = None
     for batch_size in batch_sizes:
-        if predictor is None or case == "torch":
-            predictor = make(batch_size)
+        if predictor is None:
+            import warnings
+
+            with warnings.catch_warnings(record=True):
+                warnings.simplefilter("always")
+                predictor = make(batch_size)
+            if case == "inference_bf16" and predictor.precision != "bf16":
+                return {**result, "skipped": predictor.precision_note}  # never fp32 under a bf16 label
         predictor.batch_size = batch_size
         n = args.num_texts_b1 if batch_size == 1 else args.num_texts
         subset = texts[:n]
@@ -222,8 +289,8 @@ def child_main(args) -> None:
 
 # ------------------------------------------------------------------------------------------------------- parent
 def forward_args(args) -> List[str]:
-    keys = ("batch_sizes", "num_texts", "num_texts_b1", "steps", "warmup", "seq_len", "hidden_size", "num_layers",
-            "num_heads", "intermediate_size", "corpus_reviews", "threads", "seed")
+    keys = ("cases", "batch_sizes", "num_texts", "num_texts_b1", "steps", "warmup", "seq_len", "hidden_size",
+            "num_layers", "num_heads", "intermediate_size", "corpus_reviews", "threads", "seed")
     return [x for k in keys for x in (f"--{k}", str(getattr(args, k)))]
 
 
@@ -236,15 +303,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     unknown = set(cases) - set(CASES)
     if unknown:
         raise SystemExit(f"unknown cases {sorted(unknown)}; choose from {CASES}")
-    if "torch" in cases:
-        import importlib.util
+    import importlib.util
 
+    if set(TORCH_CASES) & set(cases):
+        missing = None
         if importlib.util.find_spec("torch") is None:
-            print("skipping the PyTorch column: torch is not installed")
-            cases.remove("torch")
+            missing = "torch is not installed"
         elif not os.path.isfile(os.path.join(common.ROOT, "fastformer", "torch_reference.py")):
-            print("skipping the PyTorch column: fastformer/torch_reference.py is absent")
-            cases.remove("torch")
+            missing = "fastformer/torch_reference.py is absent"
+        if missing:
+            print(f"skipping the PyTorch rows: {missing}")
+            cases = [c for c in cases if c not in TORCH_CASES]
+    if "onnxruntime" in cases and importlib.util.find_spec("onnxruntime") is None:
+        print("skipping the ONNX Runtime row: onnxruntime is not installed "
+              "(pip install -r benchmarks/requirements.txt)")
+        cases.remove("onnxruntime")
+    args.cases = ",".join(cases)  # the children see what runs (prepare converts to ONNX only when needed)
     env = common.cpu_env(args.threads)
     start = time.perf_counter()
     results = {}
@@ -264,13 +338,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 __file__, forward_args(args) + ["--child_case", case, "--work_dir", work], env=env)
             if "error" in results[case]:
                 print(f"  failed: {results[case]['error']}\n{results[case]['log_tail']}")
+            elif "skipped" in results[case]:
+                print(f"  skipped: {results[case]['skipped']}")
 
     import numpy as np
 
     reference = np.asarray(results.get("dygraph", {}).get("check_probs", []) or [])
     rows = []
     for case, res in results.items():
-        if "error" in res:
+        if "error" in res or "skipped" in res:
             continue
         diff = None
         if reference.size and res.get("check_probs"):
@@ -279,11 +355,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for run in res["runs"]:
             base = next((r for r in results.get("dygraph", {}).get("runs", []) if r["batch_size"] == run["batch_size"]),
                         None)
+            torch_base = next((r for r in results.get("torch", {}).get("runs", [])
+                               if r["batch_size"] == run["batch_size"]), None)
             rows.append({
                 "backend": CASE_NAMES[case], "batch": run["batch_size"],
                 "best": run["reviews_per_s_best"], "median": run["reviews_per_s_median"],
                 "tokens": run["tokens_per_s_best"], "ms": run["ms_per_batch_best"], "cores": run["cores_used"],
                 "speedup": run["reviews_per_s_best"] / base["reviews_per_s_best"] if base else None,
+                "vs_torch": run["reviews_per_s_best"] / torch_base["reviews_per_s_best"] if torch_base else None,
                 "diff": diff,
             })
     rows.sort(key=lambda r: (r["batch"], -r["best"]))
@@ -291,18 +370,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(common.format_table(rows, [
         ("backend", "backend", None), ("batch", "batch", "d"), ("best", "reviews/s (best)", ".1f"),
         ("median", "reviews/s (median)", ".1f"), ("tokens", "tokens/s", ",.0f"), ("ms", "ms/batch", ".2f"),
-        ("cores", "cores used", ".2f"), ("speedup", "x dygraph", ".2f"), ("diff", "max |dp| vs dygraph", ".1e"),
+        ("cores", "cores used", ".2f"), ("speedup", "x dygraph", ".2f"), ("vs_torch", "x PyTorch", ".2f"),
+        ("diff", "max |dp| vs dygraph", ".1e"),
     ]))
     header = common.result_header("inference", __file__, args, argv)
     machine = header["machine"]
-    print(f"\n{machine['cpu']}, {machine['cores']} cores, threads {env['OMP_NUM_THREADS']}, load average "
+    features = setup.get("cpu_features", {})
+    print(f"\nCPU flags {features.get('flags')}, Paddle/oneDNN detects {features.get('paddle')}; int8: not run "
+          "(see the JSON's setup -> int8)")
+    print(f"{machine['cpu']}, {machine['cores']} cores, threads {env['OMP_NUM_THREADS']}, load average "
           f"{machine['load_average_1_5_15min']} (figures are noisy when other processes share the CPU); "
           f"{time.perf_counter() - start:.0f} s")
     payload = {
         **header,
         "description": "end-to-end reviews/s of Predictor.predict_proba from raw text (tokenize, sort, pad, forward, "
                        "softmax); random-weight paper-size model",
-        "versions": common.versions("paddle", "paddlenlp", "numpy", "torch"),
+        "versions": common.versions("paddle", "paddlenlp", "numpy", "torch", "onnxruntime"),
         "env": env,
         "setup": setup,
         "results": {case: {k: v for k, v in res.items() if k != "check_probs"} for case, res in results.items()},

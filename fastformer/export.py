@@ -218,13 +218,18 @@ def export_model(
     parity_texts: Sequence[str] = PARITY_TEXTS,
     log=print,
     allow_pickle: bool = False,
+    precision: str = "auto",
+    precision_data: Optional[str] = None,
 ) -> Dict[str, object]:
     """Export `model_dir` (a `task.save_model_dir` / train.py folder) to `output_dir`; returns the manifest.
 
     `max_length` (default: the model folder's truncation length, i.e. the training max_length) is stored in the
     manifest and as the tokenizer's `model_max_length`. Raises `ExportParityError` (and writes no manifest) when the exported model's logits differ from the dynamic
     model's by more than `tolerance`. An ONNX conversion failure does not raise: the manifest's "onnx" entry
-    says what happened. `allow_pickle`: see `task.load_model_dir`.
+    says what happened. Unless `precision` is "fp32", the bf16 quality gate (`fastformer.precision`) then compares
+    bf16 with fp32 on the dev split (`precision_data`, default data/dev.jsonl next to `model_dir`) where this CPU
+    has bf16, and records the result (or why it could not run) in the manifest's "quality_gate".
+    `allow_pickle`: see `task.load_model_dir`.
     """
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UserError(f"--output_dir {output_dir!r} is a file, not a folder")
@@ -302,4 +307,13 @@ def export_model(
         else:
             log(f"ONNX export not supported with this combination: {manifest['onnx']['reason']}")
     write_json(manifest_path, manifest)
+    if precision != "fp32":
+        from . import precision as precisions
+
+        precisions.check_precision(precision)
+        data_file = precision_data or precisions.default_data_file(model_dir)
+        for reduced in precisions.REDUCED_PRECISIONS:
+            record = precisions.run_quality_gate(output_dir, reduced, data_file, when="export", max_length=max_length)
+            manifest.setdefault(precisions.GATE_KEY, {})[reduced] = record
+            log(f"{reduced} quality gate: {precisions.describe_record(record)}")
     return manifest

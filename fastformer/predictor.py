@@ -13,8 +13,10 @@ Weight files are checked before they are loaded: the SHA-256 recorded in the exp
 model folder's `checksums.json` (a mismatch is an error naming the file).
 
 "auto" (the default) picks "inference" when the folder has `manifest.json`, "dynamic" when it has
-model weights. Texts are tokenized, truncated to `max_length`, sorted by length and batched (little
-padding), and the results are returned in input order. `max_length` defaults to the folder's truncation length:
+model weights. `precision` ("auto", "fp32", "bf16"; `fastformer.precision`) runs Paddle Inference in
+oneDNN bfloat16 where the CPU has it and the export passed its quality gate against fp32, else in fp32. Texts are
+tokenized, truncated to `max_length`, sorted by length and batched (little padding), and the results are returned
+in input order. `max_length` defaults to the folder's truncation length:
 the export's manifest, else the tokenizer's `model_max_length` (tokenizer_config.json; the training max_length
 recorded by `task.save_model_dir`), else the model's max_position_embeddings.
 
@@ -40,6 +42,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import precision as precisions
 from . import task
 
 __all__ = [
@@ -183,6 +186,13 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        "export's)")
     group.add_argument("--no_onednn", action="store_true", help="Paddle Inference on CPU without oneDNN")
     add_allow_pickle_arg(group)
+    group.add_argument("--precision", type=precisions.precision_arg, default="auto", metavar="{auto,fp32,bf16}",
+                       help="auto: bf16 where the CPU has avx512_bf16/AMX and the export passed the quality gate "
+                       "against fp32 on the dev split, else fp32; bf16: the same, with a warning when it falls back; "
+                       "fp32. int8 is not available (Paddle 3.3 Inference has no CPU int8 path for this model)")
+    group.add_argument("--precision_data", default=None,
+                       help="dev split (JSON lines {text, label}) for the bf16 quality gate when the export has not "
+                       "been checked yet (default: data/dev.jsonl next to the model folder)")
     return parser
 
 
@@ -217,6 +227,7 @@ class InferenceRunner:
         enable_mkldnn: bool = True,
         gpu_id: int = 0,
         mkldnn_cache_capacity: int = 0,
+        precision: str = "fp32",
     ):
         from paddle import inference
 
@@ -231,12 +242,15 @@ class InferenceRunner:
                 config.enable_mkldnn()
                 if mkldnn_cache_capacity:
                     config.set_mkldnn_cache_capacity(mkldnn_cache_capacity)
+                if precision == "bf16":  # callers check the CPU first (precision.choose_precision)
+                    config.enable_mkldnn_bfloat16()
             else:
                 config.disable_mkldnn()
         config.switch_ir_optim(True)
         config.disable_glog_info()
         self.device = device
         self.enable_mkldnn = bool(enable_mkldnn and device == "cpu")
+        self.precision = precision if self.enable_mkldnn else "fp32"
         try:
             self._predictor = inference.create_predictor(config)
         except (RuntimeError, ValueError, OSError) as exc:  # Paddle's many-line message: its first line
@@ -306,6 +320,10 @@ class Predictor:
             max_position_embeddings); longer texts are truncated and say so (`truncated_tokens`).
         enable_mkldnn: oneDNN for Paddle Inference on CPU.
         allow_pickle: also load a trained model folder with pickle-format weights (`task.ALLOW_PICKLE_HELP`).
+        precision: "auto", "fp32" or "bf16" (`fastformer.precision`); `precision` / `precision_note` say what runs
+            and why.
+        precision_data: the dev split for a first-use quality gate (default: data/dev.jsonl next to model_dir).
+        quality_gate: False runs a requested bf16 unchecked (benchmarks).
     """
 
     def __init__(
@@ -318,11 +336,15 @@ class Predictor:
         max_length: Optional[int] = None,
         enable_mkldnn: bool = True,
         allow_pickle: bool = False,
+        precision: str = "auto",
+        precision_data: Optional[str] = None,
+        quality_gate: bool = True,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        precisions.check_precision(precision)
         _check_device(device)
         if backend == "auto":
             backend = detect_backend(model_dir)
@@ -341,9 +363,13 @@ class Predictor:
             check_manifest_checksums(model_dir, self.manifest)
             config = FastformerConfig.from_pretrained(model_dir)
             self.tokenizer = task.load_tokenizer(model_dir, config)
+            self.precision, self.precision_note = precisions.choose_precision(
+                precision, model_dir, self.manifest, device=device, onednn=enable_mkldnn, data_file=precision_data,
+                quality_gate=quality_gate, num_threads=num_threads, batch_size=batch_size, max_length=max_length,
+            )
             self._runner = InferenceRunner(
                 os.path.join(model_dir, model_file), os.path.join(model_dir, params_file),
-                device=device, num_threads=num_threads, enable_mkldnn=enable_mkldnn,
+                device=device, num_threads=num_threads, enable_mkldnn=enable_mkldnn, precision=self.precision,
             )
             default_length = int(self.manifest.get("max_length") or self.tokenizer.model_max_length)
         else:
@@ -351,6 +377,7 @@ class Predictor:
             model, self.tokenizer = task.load_model_dir(model_dir, allow_pickle=allow_pickle)
             config = model.config
             self._runner = DynamicRunner(model, device=device, num_threads=num_threads)
+            self.precision, self.precision_note = precisions.choose_precision(precision, model_dir, None, "dynamic")
             default_length = self.tokenizer.model_max_length
         self.config = config
         self.enable_mkldnn = getattr(self._runner, "enable_mkldnn", False)
@@ -370,7 +397,8 @@ class Predictor:
         try:
             return cls(args.model_dir, backend=args.backend, device=args.device, num_threads=args.num_threads,
                        batch_size=args.batch_size, max_length=args.max_length, enable_mkldnn=not args.no_onednn,
-                       allow_pickle=getattr(args, "allow_pickle", False))
+                       allow_pickle=getattr(args, "allow_pickle", False),
+                       precision=args.precision, precision_data=args.precision_data)
         except UserError:
             raise
         except (ValueError, RuntimeError) as exc:
@@ -391,6 +419,8 @@ class Predictor:
             "backend": self.backend,
             "device": self.device,
             "onednn": self.enable_mkldnn,
+            "precision": self.precision,
+            "precision_note": self.precision_note,
             "max_length": self.max_length,
             "batch_size": self.batch_size,
             "labels": self.labels,
@@ -502,4 +532,4 @@ class Predictor:
 
     def __repr__(self) -> str:
         return (f"Predictor({self.model_dir!r}, backend={self.backend!r}, device={self.device!r}, "
-                f"max_length={self.max_length}, batch_size={self.batch_size})")
+                f"precision={self.precision!r}, max_length={self.max_length}, batch_size={self.batch_size})")

@@ -1,0 +1,235 @@
+"""Precision option (fastformer/precision.py): bf16 only where the CPU has it and the quality gate passed, fp32 with a
+clear message otherwise, int8 refused with its reason; the gate's figures recorded in the export's manifest.
+
+The CPU is made to look bf16-capable or not with monkeypatch, so every test means the same on an AVX2 machine and
+on one with avx512_bf16. Where a test needs "bf16 logits" it uses a runner that perturbs fp32 logits in a known way
+(a real bf16 run of a random tiny model could flip near-tied ratings and make the gate's outcome machine-dependent);
+`test_bf16_on_this_cpu` is the one that runs whatever this CPU really offers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+import fastformer  # noqa: F401
+import paddle
+from fastformer import precision as precisions
+from fastformer import predictor as predictor_module
+from fastformer import task
+from fastformer.export import export_model
+from fastformer.predictor import MANIFEST_FILE, Predictor
+from fastformer.tokenizer import FastformerTokenizer
+
+import predict as predict_script
+
+CORPUS = [
+    "great product , works perfectly and the battery lasts all day .",
+    "stopped working after two days , waste of money .",
+    "the sound is fine but the cable is too short .",
+    "i bought this for my office and it is ok .",
+    "terrible keyboard , keys stick and the receiver broke .",
+]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """<root>/model (random tiny model), <root>/export (fp32 export, no gate yet), <root>/data/dev.jsonl."""
+    root = tmp_path_factory.mktemp("precision")
+    tokenizer = FastformerTokenizer.build_from_corpus(CORPUS, min_freq=1)
+    paddle.seed(11)
+    model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=32,
+                             num_hidden_layers=1, max_position_embeddings=64)
+    task.save_model_dir(model, tokenizer, str(root / "model"))
+    export_model(str(root / "model"), str(root / "export"), max_length=48, log=lambda *a: None, precision="fp32")
+    rng = np.random.default_rng(0)
+    words = " ".join(CORPUS).split()
+    os.makedirs(root / "data")
+    with open(root / "data" / "dev.jsonl", "w", encoding="utf-8") as f:
+        for _ in range(200):
+            text = " ".join(rng.choice(words, size=int(rng.integers(3, 30))))
+            f.write(json.dumps({"text": text, "label": int(rng.integers(0, 5))}) + "\n")
+    return root
+
+
+@pytest.fixture
+def export_copy(built, tmp_path):
+    """A fresh copy of the export with the dev split next to it (first-use gates write into its manifest)."""
+    shutil.copytree(built / "export", tmp_path / "export")
+    shutil.copytree(built / "data", tmp_path / "data")
+    return str(tmp_path / "export")
+
+
+def _features(bf16_fast: bool):
+    def fake():
+        return {"cpu": "test CPU", "flags": ["avx2"] + (["avx512_bf16"] if bf16_fast else []),
+                "paddle": {"bfloat16": bf16_fast, "bfloat16_fast": bf16_fast, "int8": True, "vnni": False}}
+    return fake
+
+
+class _PerturbingRunner(predictor_module.InferenceRunner):
+    """Runs fp32 and, when built for bf16, changes the logits with `perturb` (stands in for bf16 rounding)."""
+
+    perturb = staticmethod(lambda logits: logits)
+    built_precisions: list = []
+
+    def __init__(self, *args, precision="fp32", **kwargs):
+        super().__init__(*args, precision="fp32", **kwargs)
+        self.precision = precision
+        _PerturbingRunner.built_precisions.append(precision)
+
+    def run(self, input_ids, attention_mask):
+        logits = super().run(input_ids, attention_mask)
+        return self.perturb(logits) if self.precision == "bf16" else logits
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """A CPU that has bf16, and a bf16 runner whose logits the test controls."""
+    monkeypatch.setattr(precisions, "cpu_features", _features(True))
+    monkeypatch.setattr(predictor_module, "InferenceRunner", _PerturbingRunner)
+    monkeypatch.setattr(_PerturbingRunner, "built_precisions", [])
+    monkeypatch.setattr(_PerturbingRunner, "perturb", staticmethod(lambda logits: logits))  # tests set their own
+    return _PerturbingRunner
+
+
+def _manifest(export_dir):
+    with open(os.path.join(export_dir, MANIFEST_FILE)) as f:
+        return json.load(f)
+
+
+# ------------------------------------------------------------------------------------------------ the gate figures
+def test_compare_predictions_thresholds():
+    labels = np.arange(1000) % 5
+    same = labels.copy()
+    report = precisions.compare_predictions(labels, labels, same)
+    assert report["passed"] and report["agreement"] == 1.0 and report["macro_f1_change"] == 0.0
+    off4 = same.copy()
+    off4[:4] = (off4[:4] + 1) % 5  # 99.6 % identical, macro-F1 -0.4 points: fails on F1 alone
+    report = precisions.compare_predictions(labels, labels, off4)
+    assert report["agreement"] == pytest.approx(0.996) and not report["passed"]
+    assert report["macro_f1_change"] == pytest.approx(-0.004, abs=5e-4)
+    # reference and candidate both wrong in ways that keep macro-F1 but change 1 % of ratings: fails on agreement
+    ref = labels.copy()
+    ref[:10] = (ref[:10] + 1) % 5
+    cand = labels.copy()
+    cand[10:20] = (cand[10:20] + 1) % 5
+    report = precisions.compare_predictions(labels, ref, cand)
+    assert abs(report["macro_f1_change"]) < 1e-3 and report["agreement"] == pytest.approx(0.98)
+    assert not report["passed"]
+    with pytest.raises(ValueError, match="as many predictions"):
+        precisions.compare_predictions(labels[:3], labels[:3], labels[:2])
+
+
+# -------------------------------------------------------------------------------------------- fallbacks and int8
+def test_bf16_without_cpu_support_warns_and_runs_fp32(built, monkeypatch):
+    monkeypatch.setattr(precisions, "cpu_features", _features(False))
+    export = str(built / "export")
+    fp32 = Predictor(export, precision="fp32")
+    with pytest.warns(precisions.PrecisionWarning, match="avx512_bf16"):
+        asked = Predictor(export, precision="bf16")
+    assert asked.precision == "fp32" and "avx512_bf16" in asked.precision_note
+    assert asked.info()["precision"] == "fp32"
+    texts = ["great product", "keys stick and the receiver broke"]
+    np.testing.assert_array_equal(asked.predict_proba(texts), fp32.predict_proba(texts))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", precisions.PrecisionWarning)  # auto falls back quietly (a note, no warning)
+        auto = Predictor(export)
+    assert auto.precision == "fp32" and "avx512_bf16" in auto.precision_note
+    assert "quality_gate" not in _manifest(export)  # nothing was checked or written
+
+
+def test_bf16_needs_onednn_and_an_export(built, bf16_cpu):
+    with pytest.warns(precisions.PrecisionWarning, match="oneDNN"):
+        assert Predictor(str(built / "export"), precision="bf16", enable_mkldnn=False).precision == "fp32"
+    with pytest.warns(precisions.PrecisionWarning, match="Paddle Inference exports"):
+        assert Predictor(str(built / "model"), precision="bf16", max_length=48).precision == "fp32"
+
+
+def test_int8_is_refused_with_the_measured_reason(built, capsys):
+    with pytest.raises(ValueError, match="int8 is not available .*no oneDNN int8 passes"):
+        Predictor(str(built / "export"), precision="int8")
+    with pytest.raises(SystemExit) as exit_info:
+        predict_script.main(["--model_dir", str(built / "export"), "--precision", "int8", "great"])
+    assert exit_info.value.code == 2 and "int8 is not available" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Predictor(str(built / "export"), precision="fp16")
+
+
+def test_bf16_on_this_cpu(built):
+    """Whatever this CPU offers: bf16 close to fp32 where it has avx512_bf16, else a warning and fp32."""
+    supported, why = precisions.bf16_support()
+    export = str(built / "export")
+    texts = [" ".join(CORPUS)] + CORPUS
+    reference = Predictor(export, precision="fp32").predict_proba(texts)
+    if supported:
+        predictor = Predictor(export, precision="bf16", quality_gate=False)
+        assert predictor.precision == "bf16"
+        assert np.abs(predictor.predict_proba(texts) - reference).max() < 0.02
+    else:
+        assert "avx512_bf16" in why
+        with pytest.warns(precisions.PrecisionWarning, match="avx512_bf16"):
+            predictor = Predictor(export, precision="bf16", quality_gate=False)
+        assert predictor.precision == "fp32"
+        np.testing.assert_array_equal(predictor.predict_proba(texts), reference)
+
+
+# -------------------------------------------------------------------------------------------------- quality gate
+def test_first_use_gate_passes_and_is_recorded(export_copy, bf16_cpu):
+    bf16_cpu.perturb = staticmethod(lambda logits: logits + 1e-4)  # rounding that changes no rating
+    predictor = Predictor(export_copy)  # auto
+    assert predictor.precision == "bf16" and "quality gate passed" in predictor.precision_note
+    gate = _manifest(export_copy)["quality_gate"]["bf16"]
+    assert gate["status"] == "passed" and gate["checked_at"] == "first use"
+    assert gate["agreement"] == 1.0 and gate["macro_f1_change"] == 0.0 and gate["num_examples"] == 200
+    assert gate["data_file"].endswith(os.path.join("data", "dev.jsonl")) and gate["cpu"] == "test CPU"
+    # the recorded result is used from then on: no second check
+    bf16_cpu.built_precisions = []
+    again = Predictor(export_copy, precision="bf16")
+    assert again.precision == "bf16" and bf16_cpu.built_precisions == ["bf16"]
+
+
+def test_failed_gate_falls_back_to_fp32_with_the_figures(export_copy, bf16_cpu):
+    bf16_cpu.perturb = staticmethod(lambda logits: np.roll(logits, 1, axis=-1))  # every rating moves
+    with pytest.warns(precisions.PrecisionWarning, match=r"quality gate failed .*identical ratings"):
+        predictor = Predictor(export_copy, precision="auto")
+    assert predictor.precision == "fp32"
+    gate = _manifest(export_copy)["quality_gate"]["bf16"]
+    assert gate["status"] == "failed" and gate["agreement"] < precisions.MIN_AGREEMENT
+    assert {"macro_f1_fp32", "macro_f1", "macro_f1_change", "max_abs_prob_diff"} <= set(gate)
+    with pytest.warns(precisions.PrecisionWarning, match="quality gate failed"):  # read back, not rerun
+        assert Predictor(export_copy, precision="bf16").precision == "fp32"
+
+
+def test_gate_without_dev_data(export_copy, bf16_cpu, tmp_path):
+    shutil.rmtree(os.path.join(os.path.dirname(export_copy), "data"))
+    with pytest.warns(precisions.PrecisionWarning, match="no dev split"):
+        assert Predictor(export_copy, precision="bf16").precision == "fp32"
+    assert _manifest(export_copy)["quality_gate"]["bf16"]["status"] == "not checked"
+    # a dev file given explicitly is used
+    data = tmp_path / "my_dev.jsonl"
+    data.write_text(json.dumps({"text": "great product , works", "label": 4}) + "\n")
+    predictor = Predictor(export_copy, precision="bf16", precision_data=str(data))
+    assert predictor.precision == "bf16"
+    assert _manifest(export_copy)["quality_gate"]["bf16"]["num_examples"] == 1
+
+
+def test_export_records_the_gate(built, bf16_cpu, tmp_path):
+    shutil.copytree(built / "model", tmp_path / "model")
+    shutil.copytree(built / "data", tmp_path / "data")  # next to the model folder: the default dev split
+    manifest = export_model(str(tmp_path / "model"), str(tmp_path / "export"), max_length=48, log=lambda *a: None)
+    gate = manifest["quality_gate"]["bf16"]
+    assert gate["status"] == "passed" and gate["checked_at"] == "export" and gate["num_examples"] == 200
+    assert _manifest(str(tmp_path / "export"))["quality_gate"]["bf16"] == gate
+
+
+def test_gate_on_a_cpu_without_bf16_says_why(export_copy, monkeypatch):
+    monkeypatch.setattr(precisions, "cpu_features", _features(False))
+    gate = precisions.run_quality_gate(export_copy, "bf16", when="export")
+    assert gate["status"] == "not checked" and "avx512_bf16" in gate["reason"]
+    assert _manifest(export_copy)["quality_gate"]["bf16"] == gate
