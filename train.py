@@ -22,14 +22,21 @@ Output folder:
   train_results.json, test_results.json
 
 Threads: Paddle runs its CPU math (MKL) on one thread unless OMP_NUM_THREADS is set when it loads; this script sets
-OMP_NUM_THREADS (and MKL_NUM_THREADS) to the number of cores unless you set them yourself, e.g.
+OMP_NUM_THREADS (and MKL_NUM_THREADS) to the number of cores (divided among the processes that
+`paddle.distributed.launch` starts on this machine) unless you set them yourself, e.g.
 `OMP_NUM_THREADS=1 python train.py ...` on a shared machine. `import fastformer` also sets MKL_DEBUG_CPU_TYPE=5
 (MKL's fast path on AMD CPUs); both must happen before paddle is imported, hence the import order below.
+
+Several GPUs or machines: `python -m paddle.distributed.launch --nproc_per_node N train.py ...` (README: "Several
+GPUs or machines"). --per_device_train_batch_size is per process; each process trains on its own slice of every
+global batch. The first process (rank 0) prepares the data and the vocabulary and sends them to the others, and only
+it writes the output folder (with --save_on_each_node, the first process of each machine).
 """
 
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+_PROCESSES_HERE = max(1, int(os.environ.get("PADDLE_LOCAL_SIZE") or 1))  # set by paddle.distributed.launch
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _PROCESSES_HERE)))
 os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
 import fastformer  # noqa: E402,F401  (before paddle: sets MKL_DEBUG_CPU_TYPE)
@@ -52,6 +59,7 @@ from fastformer.training import (  # noqa: E402
     EncodedDataset,
     FastformerTrainer,
     compute_metrics,
+    from_first_process,
     parse_args,
     resolved_args,
 )
@@ -164,24 +172,9 @@ def _eval_entry(log_history: list, step: Optional[int]) -> dict:
     return entries[-1] if entries else {}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    """Run training as on the command line (`argv` without the program name); returns the results dict."""
-    data_args, model_args, training_args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
-    )
-    wall_start = time.perf_counter()
-    output_dir = training_args.output_dir
-    os.makedirs(output_dir, exist_ok=True)
-    checkpoint = find_checkpoint(training_args)
-    if checkpoint:
-        logger.info("resuming from %s", checkpoint)
-    all_args = resolved_args(data_args, model_args, training_args)
-    _write_json(os.path.join(output_dir, RESOLVED_ARGS), all_args)
-    _append_history(os.path.join(output_dir, RESOLVED_ARGS_HISTORY), all_args, argv, checkpoint)
-
-    # ---- data and vocabulary
-    data_dir = prepare_data(data_args, output_dir, show_progress=not training_args.disable_tqdm)
+def load_data(data_args, training_args, checkpoint: Optional[str]):
+    """(data_dir, tokenizer, {split: EncodedDataset}): the dataset prepared (or reused) and encoded."""
+    data_dir = prepare_data(data_args, training_args.output_dir, show_progress=not training_args.disable_tqdm)
     splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl")) for name in ("train", "dev", "test")}
     tokenizer = load_tokenizer(splits["train"][0], data_args, checkpoint)
     logger.info("vocabulary: %d tokens (min_freq %d)", len(tokenizer), data_args.vocab_min_freq)
@@ -189,6 +182,34 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         name: EncodedDataset(encode_texts(tokenizer, texts, data_args.max_length), labels)
         for name, (texts, labels) in splits.items()
     }
+    return data_dir, tokenizer, datasets
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """Run training as on the command line (`argv` without the program name); returns the results dict."""
+    data_args, model_args, training_args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout,
+    )
+    wall_start = time.perf_counter()
+    output_dir = training_args.output_dir
+    writer = training_args.should_save  # one process writes the output folder (rank 0; see --save_on_each_node)
+    if writer:
+        os.makedirs(output_dir, exist_ok=True)
+    checkpoint = find_checkpoint(training_args)
+    if checkpoint:
+        logger.info("resuming from %s", checkpoint)
+    all_args = resolved_args(data_args, model_args, training_args)
+    if writer:
+        _write_json(os.path.join(output_dir, RESOLVED_ARGS), all_args)
+        _append_history(os.path.join(output_dir, RESOLVED_ARGS_HISTORY), all_args, argv, checkpoint)
+
+    # ---- data and vocabulary: made by the first process only (no two processes writing the same files) and sent
+    # to the others, which need no copy of the raw reviews
+    data_dir, tokenizer, datasets = from_first_process(
+        training_args, lambda: load_data(data_args, training_args, checkpoint)
+    )
     # Evaluation order does not matter: sorted by length (in _train_and_report), batches need almost no padding.
     if not len(datasets["dev"]) and training_args.load_best_model_at_end:
         raise ValueError("the dev split is empty: --load_best_model_at_end needs it (pass --load_best_model_at_end false)")
@@ -235,9 +256,11 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
     )
 
     # ---- final model folder
+    writer = training_args.should_save
     model_dir = os.path.join(output_dir, "model")
-    save_model_dir(trainer.model, tokenizer, model_dir, max_length=data_args.max_length)  # the truncation used here
-    _write_json(os.path.join(model_dir, "training_args.json"), all_args)
+    if writer:
+        save_model_dir(trainer.model, tokenizer, model_dir, max_length=data_args.max_length)  # the truncation used
+        _write_json(os.path.join(model_dir, "training_args.json"), all_args)
 
     # ---- dev metrics of the kept model (from the log when available) and test metrics
     results = {"output_dir": output_dir, "model_dir": model_dir, "data_dir": data_dir}
@@ -266,7 +289,8 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
             "wall_seconds": round(time.perf_counter() - wall_start, 2),
         }
     )
-    _write_json(os.path.join(output_dir, "test_results.json"), results)
+    if writer:
+        _write_json(os.path.join(output_dir, "test_results.json"), results)
     logger.info(
         "dev macro-F1 %.4f accuracy %.4f | test macro-F1 %s accuracy %s | model in %s",
         results.get("dev_macro_f1", float("nan")), results.get("dev_accuracy", float("nan")),
