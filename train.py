@@ -53,11 +53,13 @@ from paddlenlp.trainer import get_last_checkpoint, set_seed  # noqa: E402
 from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
 
 from data_process import generate_demo_reviews, prepare_dataset, read_split  # noqa: E402
+from fastformer import cpu_ops  # noqa: E402
 from fastformer.task import DataCollator, build_model, encode_texts, label_maps, save_model_dir  # noqa: E402
 from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
 from fastformer.training import (  # noqa: E402
     EncodedDataset,
     FastformerTrainer,
+    close_processes,
     compute_metrics,
     from_first_process,
     parse_args,
@@ -189,8 +191,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     """Run training as on the command line (`argv` without the program name); returns the results dict."""
     data_args, model_args, training_args = parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if training_args.should_log else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout,
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
     )
     wall_start = time.perf_counter()
     output_dir = training_args.output_dir
@@ -205,6 +206,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         _write_json(os.path.join(output_dir, RESOLVED_ARGS), all_args)
         _append_history(os.path.join(output_dir, RESOLVED_ARGS_HISTORY), all_args, argv, checkpoint)
 
+    if training_args.world_size > 1 and paddle.get_device() == "cpu":
+        # The compiled CPU kernels are built (or loaded) on first use; done now, a process still compiling does not
+        # keep the others waiting inside the first step's gradient all-reduce (gloo gives up after 30 s).
+        cpu_ops.load_ops()
     # ---- data and vocabulary: made by the first process only (no two processes writing the same files) and sent
     # to the others, which need no copy of the raw reviews
     data_dir, tokenizer, datasets = from_first_process(
@@ -218,8 +223,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     # Fresh parameter/optimizer names (embedding_0.w_0, ..._moment1_0) as in a new process, whatever ran before in
     # this one: PaddleNLP restores optimizer state by these names, so resuming needs them to match the checkpoint.
     with paddle.utils.unique_name.guard():
-        return _train_and_report(data_args, model_args, training_args, all_args, tokenizer, datasets, checkpoint,
-                                 data_dir, wall_start)
+        results = _train_and_report(data_args, model_args, training_args, all_args, tokenizer, datasets, checkpoint,
+                                    data_dir, wall_start)
+    close_processes(training_args)
+    return results
 
 
 def _train_and_report(data_args, model_args, training_args, all_args, tokenizer, datasets, checkpoint, data_dir,

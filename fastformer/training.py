@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -47,7 +48,9 @@ __all__ = [
     "classification_metrics",
     "compute_metrics",
     "FastformerTrainer",
+    "close_processes",
     "from_first_process",
+    "wait_for_every_process",
 ]
 
 logger = logging.getLogger(__name__)
@@ -561,24 +564,53 @@ class FastformerTrainer(Trainer):
 
 
 # ----------------------------------------------------------------------------------------------- data parallel
+_sync_points = itertools.count()
+
+
+def wait_for_every_process(training_args: TrainingArguments) -> None:
+    """Return once every process has called this (as many times). A barrier on the job's TCP store, polled: no
+    process waits inside a collective, so one may arrive minutes after the others (a gloo collective, the CPU
+    backend's, gives up after 30 s)."""
+    if training_args.world_size <= 1:
+        return
+    from paddle.base import core
+
+    store = core.create_or_get_global_tcp_store()  # the store of paddle.distributed.init_parallel_env
+    key = f"fastformer/sync/{next(_sync_points)}"
+    store.add(key, 1)
+    while store.add(key, 0) < training_args.world_size:
+        time.sleep(0.2)
+
+
+def close_processes(training_args: TrainingArguments) -> None:
+    """At the end of a run with several processes: wait for every process, then take the process groups down. Left
+    to the interpreter's exit, Paddle's teardown of the CPU (gloo) groups took about a minute here, and once ended in
+    SIGABRT after a complete run."""
+    if training_args.world_size <= 1:
+        return
+    wait_for_every_process(training_args)
+    paddle.distributed.destroy_process_group()
+
+
 def from_first_process(training_args: TrainingArguments, fn: Callable[[], Any]) -> Any:
     """`fn()` run by the first process (rank 0) only, its result sent to every process (pickled, over the collective
     backend); with one process just `fn()`.
 
-    The other processes wait for it. If `fn` fails, the first process raises its error and the others raise a
-    RuntimeError quoting it, instead of waiting for a result that never comes.
+    The others wait for it however long it takes (`wait_for_every_process`). If `fn` fails, the first process raises
+    its error and the others raise a RuntimeError quoting it, instead of waiting for a result that never comes.
     """
     if training_args.world_size <= 1:
         return fn()
+    payload, error = [None], None
     if training_args.process_index == 0:
         try:
             payload = [(True, fn())]
         except Exception as exc:
-            paddle.distributed.broadcast_object_list([(False, f"{type(exc).__name__}: {exc}")], src=0)
-            raise
-    else:
-        payload = [None]
+            payload, error = [(False, f"{type(exc).__name__}: {exc}")], exc
+    wait_for_every_process(training_args)
     paddle.distributed.broadcast_object_list(payload, src=0)
+    if error is not None:
+        raise error
     ok, value = payload[0]
     if not ok:
         raise RuntimeError(f"the first process (rank 0) failed: {value}")

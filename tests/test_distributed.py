@@ -77,7 +77,7 @@ def _tool():
 def report(tmp_path_factory):
     # Paddle's own kernels in the children (no compiled-kernel build inside the timed runs); dropout off.
     result = _tool().run_check(processes=2, per_device=32, work_dir=str(tmp_path_factory.mktemp("dp")),
-                               timeout=300, env={"FASTFORMER_CPU_OPS": "0"})
+                               timeout=600, env={"FASTFORMER_CPU_OPS": "0"})
     print("\n[data parallel] steps", result["steps"], "| weights", result["weights"]["model"],
           "| dev logits", result["dev_logits_max_abs_diff"], "| timing", result["timing"])
     return result

@@ -264,7 +264,7 @@ def run_check(processes: int = 2, per_device: int = 32, work_dir: Optional[str] 
         "steps": {
             "one_process_at_global_batch": one_res["global_step"],
             "processes_at_per_device_batch": [r["global_step"] for r in res],
-            "one_process_at_per_device_batch": -(-n_train // per_device) * epochs,  # drop_last off
+            "one_process_at_per_device_batch": -(-n_train // per_device) * int(epochs),  # drop_last off
         },
         "batches": compare_batches(one_rec["batches"], [r["batches"] for r in many["ranks"]]),
         "weights": weights,
@@ -284,6 +284,7 @@ def run_check(processes: int = 2, per_device: int = 32, work_dir: Optional[str] 
             "processes": {"wall_seconds": many["wall_seconds"], "train_seconds": res[0]["train_seconds"],
                           "omp_num_threads": res[0]["omp_num_threads"]},
         },
+        "environment": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "FASTFORMER_CPU_OPS")},  # None: unset
         "work_dir": work_dir,
     }
     if resume:
