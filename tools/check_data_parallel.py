@@ -169,9 +169,14 @@ def compare_batches(one: Dict[str, List[List[int]]], ranks: Sequence[Dict[str, L
 
 
 def _weights(folder: str) -> Dict[str, "object"]:
-    import fastformer  # noqa: F401  (before paddle: MKL settings)
+    """The weights of a checkpoint (model_state.pdparams) or of a model folder (model.safetensors), as numpy."""
+    from fastformer.task import WEIGHTS_FILE, load_model_dir  # before paddle: MKL settings
+
     import paddle
 
+    if os.path.isfile(os.path.join(folder, WEIGHTS_FILE)):  # task.save_model_dir's folder: loaded with its checks
+        model, _ = load_model_dir(folder)
+        return {name: value.numpy() for name, value in model.state_dict().items()}
     return paddle.load(os.path.join(folder, "model_state.pdparams"), return_numpy=True)
 
 
