@@ -25,14 +25,23 @@ Output folder:
   train_results.json, test_results.json
 
 Threads: Paddle runs its CPU math (MKL) on one thread unless OMP_NUM_THREADS is set when it loads; this script sets
-OMP_NUM_THREADS (and MKL_NUM_THREADS) to the number of cores unless you set them yourself, e.g.
+OMP_NUM_THREADS (and MKL_NUM_THREADS) to the number of cores (divided among the processes that
+`paddle.distributed.launch` starts on this machine) unless you set them yourself, e.g.
 `OMP_NUM_THREADS=1 python train.py ...` on a shared machine. `import fastformer` also sets MKL_DEBUG_CPU_TYPE=5
 (MKL's fast path on AMD CPUs); both must happen before paddle is imported, hence the import order below.
+
+Several GPUs or machines: `python -m paddle.distributed.launch --nproc_per_node N train.py ...` (README: "Several
+GPUs or machines"). --per_device_train_batch_size is per process; each process trains on its own slice of every
+global batch. The first process (rank 0) prepares the data and the vocabulary (and --word_vectors train), picks the
+checkpoint to resume from and sends them to the others, and only it writes the output folder: resolved args,
+checkpoints, model/, results (with --save_on_each_node, the first process of each machine). With --logit_adjustment
+dev every process predicts the dev split, the first fits tau and every process applies that tau.
 """
 
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+_PROCESSES_HERE = max(1, int(os.environ.get("PADDLE_LOCAL_SIZE") or 1))  # set by paddle.distributed.launch
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _PROCESSES_HERE)))
 os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
 import fastformer  # noqa: E402,F401  (before paddle: sets MKL_DEBUG_CPU_TYPE)
@@ -50,6 +59,7 @@ from paddlenlp.trainer import set_seed  # noqa: E402
 from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
 
 from data_process import generate_demo_reviews, prepare_dataset, read_split  # noqa: E402
+from fastformer import cpu_ops  # noqa: E402
 from fastformer.cli import UserError, run_main  # noqa: E402
 from fastformer.fileio import atomic_write  # noqa: E402
 from fastformer.task import DataCollator, build_model, encode_texts, label_maps, save_model_dir  # noqa: E402
@@ -60,8 +70,10 @@ from fastformer.training import (  # noqa: E402
     FastformerTrainer,
     checkpoint_problem,
     classification_metrics,
+    close_processes,
     compute_metrics,
     fit_logit_adjustment,
+    from_first_process,
     log_prior,
     parse_args,
     resolved_args,
@@ -199,6 +211,20 @@ def _eval_entry(log_history: list, step: Optional[int]) -> dict:
     return entries[-1] if entries else {}
 
 
+def load_data(data_args, model_args, training_args, checkpoint: Optional[str]):
+    """(data_dir, tokenizer, {split: EncodedDataset}, word vectors file or None): the dataset prepared (or reused)
+    and encoded; with --word_vectors train, the vectors learnt from the training split (made once, kept in data_dir)."""
+    data_dir = prepare_data(data_args, training_args.output_dir, show_progress=not training_args.disable_tqdm)
+    splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl")) for name in ("train", "dev", "test")}
+    tokenizer = load_tokenizer(splits["train"][0], data_args, checkpoint)
+    logger.info("vocabulary: %d tokens (min_freq %d)", len(tokenizer), data_args.vocab_min_freq)
+    datasets = {
+        name: EncodedDataset(encode_texts(tokenizer, texts, data_args.max_length), labels)
+        for name, (texts, labels) in splits.items()
+    }
+    return data_dir, tokenizer, datasets, word_vectors_file(data_args, model_args, data_dir, tokenizer)
+
+
 def init_encoder(model, path: str) -> None:
     """Start from the encoder weights (`fastformer.*`: embeddings, layers, pooler) of the model folder `path`; the
     classifier keeps its fresh initialisation. The folder's architecture must match the configured one."""
@@ -238,10 +264,15 @@ def word_vectors_file(data_args, model_args, data_dir: str, tokenizer) -> Option
 def adjust_logits_on_dev(trainer, dev_dataset, prior) -> dict:
     """Fit the logit adjustment's tau on the dev predictions of the kept model and fold `-tau * prior` into its
     classifier bias (so the saved model, its export and every prediction include it); returns what was done."""
-    logits = trainer.predict(dev_dataset).predictions
+    logits = trainer.predict(dev_dataset).predictions  # every process predicts the whole dev split (no collective)
     logits = logits[0] if isinstance(logits, (tuple, list)) else logits
-    before = classification_metrics(dev_dataset.labels, np.asarray(logits).argmax(axis=-1))
-    tau, after = fit_logit_adjustment(logits, dev_dataset.labels, prior)
+
+    def fit():
+        before = classification_metrics(dev_dataset.labels, np.asarray(logits).argmax(axis=-1))
+        return (before, *fit_logit_adjustment(logits, dev_dataset.labels, prior))
+
+    # With several processes the first one fits tau and every process applies it: the same model everywhere.
+    before, tau, after = from_first_process(trainer.args, fit)
     model = trainer.model
     bias = model.classifier.bias
     bias.set_value(bias.numpy() - (tau * prior).astype(bias.numpy().dtype))
@@ -261,25 +292,34 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     )
     wall_start = time.perf_counter()
     output_dir = training_args.output_dir
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):  # checked by every process: all stop
         raise UserError(f"--output_dir {output_dir!r} is a file, not a folder")
-    os.makedirs(output_dir, exist_ok=True)
-    checkpoint = find_checkpoint(training_args)
+    writer = training_args.should_save  # one process writes the output folder (rank 0; see --save_on_each_node)
+    if writer:
+        os.makedirs(output_dir, exist_ok=True)
+    # The first process picks the checkpoint (checking the candidates' checksums once) and tells the others, so that
+    # every process resumes from the same one.
+    checkpoint = from_first_process(training_args, lambda: find_checkpoint(training_args))
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     all_args = resolved_args(data_args, model_args, training_args)
-    _write_json(os.path.join(output_dir, RESOLVED_ARGS), all_args)
-    _append_history(os.path.join(output_dir, RESOLVED_ARGS_HISTORY), all_args, argv, checkpoint)
+    if writer:
+        _write_json(os.path.join(output_dir, RESOLVED_ARGS), all_args)
+        _append_history(os.path.join(output_dir, RESOLVED_ARGS_HISTORY), all_args, argv, checkpoint)
 
-    # ---- data and vocabulary
-    data_dir = prepare_data(data_args, output_dir, show_progress=not training_args.disable_tqdm)
-    splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl")) for name in ("train", "dev", "test")}
-    tokenizer = load_tokenizer(splits["train"][0], data_args, checkpoint)
-    logger.info("vocabulary: %d tokens (min_freq %d)", len(tokenizer), data_args.vocab_min_freq)
-    datasets = {
-        name: EncodedDataset(encode_texts(tokenizer, texts, data_args.max_length), labels)
-        for name, (texts, labels) in splits.items()
-    }
+    if training_args.world_size > 1 and paddle.get_device() == "cpu":
+        # The compiled CPU kernels are built (or loaded) on first use; done now, a process still compiling does not
+        # keep the others waiting inside the first step's gradient all-reduce (gloo gives up after 30 s).
+        cpu_ops.load_ops()
+    # ---- data and vocabulary: made by the first process only (no two processes writing the same files) and sent
+    # to the others, which need no copy of the raw reviews
+    data_dir, tokenizer, datasets, word_vectors = from_first_process(
+        training_args, lambda: load_data(data_args, model_args, training_args, checkpoint)
+    )
+    if word_vectors and training_args.process_index > 0 and not os.path.isfile(word_vectors):
+        # Not on this machine (made by the first process, or only given to it): this process's embeddings are
+        # replaced by the first process's anyway when paddle.DataParallel starts.
+        word_vectors = None
     # Evaluation order does not matter: sorted by length (in _train_and_report), batches need almost no padding.
     if not len(datasets["dev"]) and training_args.load_best_model_at_end:
         raise ValueError("the dev split is empty: --load_best_model_at_end needs it (pass --load_best_model_at_end false)")
@@ -288,18 +328,19 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     # Fresh parameter/optimizer names (embedding_0.w_0, ..._moment1_0) as in a new process, whatever ran before in
     # this one: PaddleNLP restores optimizer state by these names, so resuming needs them to match the checkpoint.
     with paddle.utils.unique_name.guard():
-        return _train_and_report(data_args, model_args, training_args, all_args, tokenizer, datasets, checkpoint,
-                                 data_dir, wall_start)
+        results = _train_and_report(data_args, model_args, training_args, all_args, tokenizer, datasets, checkpoint,
+                                    data_dir, word_vectors, wall_start)
+    close_processes(training_args)
+    return results
 
 
 def _train_and_report(data_args, model_args, training_args, all_args, tokenizer, datasets, checkpoint, data_dir,
-                      wall_start) -> dict:
+                      word_vectors, wall_start) -> dict:
     output_dir = training_args.output_dir
     dev_dataset = datasets["dev"].sorted_by_length() if len(datasets["dev"]) else None
     test_dataset = datasets["test"].sorted_by_length() if len(datasets["test"]) else None
     set_seed(training_args.seed)
-    model = build_model(tokenizer, word_vectors=word_vectors_file(data_args, model_args, data_dir, tokenizer),
-                        **model_args.config_kwargs(data_args.max_length))
+    model = build_model(tokenizer, word_vectors=word_vectors, **model_args.config_kwargs(data_args.max_length))
     if data_args.init_from:
         init_encoder(model, data_args.init_from)
     num_labels = len(label_maps()[0])
@@ -336,9 +377,11 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
     trainer.compute_metrics = compute_metrics  # test: plain metrics of the saved model, nothing fitted on it
 
     # ---- final model folder
+    writer = training_args.should_save
     model_dir = os.path.join(output_dir, "model")
-    save_model_dir(trainer.model, tokenizer, model_dir, max_length=data_args.max_length,  # the truncation used here
-                   extra_json={"training_args.json": all_args})
+    if writer:
+        save_model_dir(trainer.model, tokenizer, model_dir, max_length=data_args.max_length,  # the truncation used
+                       extra_json={"training_args.json": all_args})
 
     # ---- dev metrics of the kept model (from the log when available) and test metrics
     results = {"output_dir": output_dir, "model_dir": model_dir, "data_dir": data_dir}
@@ -369,7 +412,8 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
             "wall_seconds": round(time.perf_counter() - wall_start, 2),
         }
     )
-    _write_json(os.path.join(output_dir, "test_results.json"), results)
+    if writer:
+        _write_json(os.path.join(output_dir, "test_results.json"), results)
     logger.info(
         "dev macro-F1 %.4f accuracy %.4f | test macro-F1 %s accuracy %s | model in %s",
         results.get("dev_macro_f1", float("nan")), results.get("dev_accuracy", float("nan")),

@@ -34,7 +34,14 @@ __all__ = [
     "FastformerPretrainedModel",
     "FastformerModel",
     "FastformerForSequenceClassification",
+    "SHIFT_INVARIANT_BIASES",
 ]
+
+# Parameter-name suffixes whose gradient is identically zero in exact arithmetic: the biases of the scorers whose
+# scores go through a softmax over the sequence (`query_att`, `key_att`, `att_fc2`), which a constant shift leaves
+# unchanged. Their float gradient is rounding noise (~1e-9) that Adam's 1/sqrt(v) turns into steps of about the
+# learning rate, so their values depend on the summation order while the model's outputs do not.
+SHIFT_INVARIANT_BIASES = ("query_att.bias", "key_att.bias", "att_fc2.bias")
 
 # Additive mask value of the official code. Paddle's CPU softmax clips (x - max) at -64, so the masked
 # weights are also multiplied by the 0/1 mask to make them exactly 0, as exp(-1e4) is in PyTorch.

@@ -5,16 +5,20 @@
   command line on top of it.
 * `EncodedDataset`: token ids and labels for the Trainer (batched by `fastformer.task.DataCollator`).
 * `EpochBatchSampler`: the seeded training batch sampler, class-balanced by default. Its order depends only on the
-  seed and the epoch number, so a run resumed from a checkpoint sees exactly the batches it would have seen.
+  seed and the epoch number, so a run resumed from a checkpoint sees exactly the batches it would have seen. With
+  several processes (data parallel) each takes its slice of every global batch.
 * `classification_metrics` / `compute_metrics`: accuracy and macro-F1 (`sklearn.metrics.f1_score(average="macro")`).
 * `FastformerTrainer`: the PaddleNLP `Trainer` with that sampler, the optional class-weighted loss, RNG restore on
   resume at an epoch boundary, training-throughput counters (real and padded tokens per second), and checkpoints
-  written atomically with the SHA-256 of their files (`checkpoint_problem` checks one before a resume).
+  written atomically with the SHA-256 of their files (`checkpoint_problem` checks one before a resume); with several
+  processes, whole-split evaluation on each, one dropout stream per process, and one process writing checkpoints.
+* `from_first_process`: run a step (data preparation) on rank 0 only and send its result to the other processes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -22,7 +26,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -60,6 +64,9 @@ __all__ = [
     "drop_words",
     "FastformerTrainer",
     "checkpoint_problem",
+    "close_processes",
+    "from_first_process",
+    "wait_for_every_process",
 ]
 
 logger = logging.getLogger(__name__)
@@ -416,8 +423,15 @@ class EpochBatchSampler(paddle.io.DistributedBatchSampler):
     * `lengths` given (group_by_length): the epoch's samples are cut into windows of `group_size` batches, sorted
       by length inside each window and batched, then the batch order is shuffled.
 
-    It subclasses `paddle.io.DistributedBatchSampler` (one replica) because PaddleNLP's Trainer calls `set_epoch`
-    on such samplers at the start of every epoch, the resumed one included.
+    Data parallel (`num_replicas` processes, this one `rank`): `batch_size` is per process. The epoch is cut into
+    global batches of `batch_size * num_replicas` exactly as one process with that batch size would cut it (same
+    sample, same length groups, same order), and rank r takes the r-th `batch_size` slice of each: the ranks' slices
+    do not overlap and together they are the one-process epoch, step by step. The short remainder batch (not dropped
+    unless `drop_last`) is split into `num_replicas` contiguous parts whose sizes differ by at most one; a remainder
+    smaller than `num_replicas` cannot give every rank a sample and is dropped (at most num_replicas - 1 samples).
+
+    It subclasses `paddle.io.DistributedBatchSampler` because PaddleNLP's Trainer calls `set_epoch` on such samplers
+    at the start of every epoch, the resumed one included.
     """
 
     def __init__(
@@ -429,11 +443,17 @@ class EpochBatchSampler(paddle.io.DistributedBatchSampler):
         drop_last: bool = False,
         lengths: Optional[Sequence[int]] = None,
         group_size: int = 50,
+        num_replicas: int = 1,
+        rank: int = 0,
     ):
         labels = np.asarray(labels, dtype=np.int64)
         if labels.ndim != 1 or len(labels) == 0:
             raise ValueError("EpochBatchSampler needs a non-empty 1-d sequence of labels")
-        super().__init__(np.arange(len(labels)), batch_size, num_replicas=1, rank=0, shuffle=True, drop_last=drop_last)
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not one of {num_replicas} replicas")
+        super().__init__(np.arange(len(labels)), batch_size, num_replicas=num_replicas, rank=rank, shuffle=True,
+                         drop_last=drop_last)
+        self.global_batch_size = batch_size * num_replicas
         self.labels = labels
         self.seed = int(seed)
         self.balanced = bool(balanced)
@@ -448,8 +468,9 @@ class EpochBatchSampler(paddle.io.DistributedBatchSampler):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        """Steps per epoch: global batches (of batch_size * num_replicas), the same on every rank."""
+        full, remainder = divmod(len(self.labels), self.global_batch_size)
+        return full + int(not self.drop_last and remainder >= self.nranks)
 
     def _quota(self, epoch: int) -> np.ndarray:
         """Samples per class in `epoch`: n // C each, the n % C extra ones to classes in rotation."""
@@ -484,8 +505,9 @@ class EpochBatchSampler(paddle.io.DistributedBatchSampler):
         return rng.permutation(np.concatenate(parts))
 
     def epoch_batches(self, epoch: int) -> List[List[int]]:
+        """The global batches of `epoch` (all ranks together): what one process with batch_size * num_replicas sees."""
         indices = self.epoch_indices(epoch)
-        bs = self.batch_size
+        bs = self.global_batch_size
         if self.lengths is None:
             batches = [indices[i : i + bs] for i in range(0, len(indices), bs)]
         else:
@@ -502,8 +524,14 @@ class EpochBatchSampler(paddle.io.DistributedBatchSampler):
             batches = [b for b in batches if len(b) == bs]
         return [b.tolist() for b in batches]
 
+    def rank_batches(self, epoch: int, rank: Optional[int] = None) -> List[List[int]]:
+        """This rank's (or `rank`'s) batches of `epoch`: the rank-th slice of every global batch."""
+        rank = self.local_rank if rank is None else rank
+        return [np.array_split(b, self.nranks)[rank].tolist() for b in self.epoch_batches(epoch)
+                if len(b) >= self.nranks]
+
     def __iter__(self):
-        yield from self.epoch_batches(self.epoch)
+        yield from self.rank_batches(self.epoch)
 
 
 def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
@@ -601,6 +629,11 @@ class FastformerTrainer(Trainer):
 
     def __init__(self, *args, num_labels: Optional[int] = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.args.world_size > 1:
+            # PaddleNLP seeds every data-parallel process alike, so each would draw the same dropout masks as the
+            # others. One stream per process (rank 0 keeps the one-process stream); the weights stay the same on
+            # every process (built after the same seed, and DataParallel starts all from rank 0's).
+            paddle.seed(self.args.seed + self.args.process_index)
         num_labels = num_labels or len(label_maps()[0])  # default: the task's star-rating labels
         self.num_labels = num_labels
         self.loss_weights = None
@@ -623,6 +656,8 @@ class FastformerTrainer(Trainer):
             balanced=self.args.sampling == "balanced",
             drop_last=self.args.dataloader_drop_last,
             lengths=dataset.lengths() if self.args.group_by_length else None,
+            num_replicas=self.args.dataset_world_size,
+            rank=self.args.dataset_rank,
         )
 
     # ---- loss and counters
@@ -652,10 +687,34 @@ class FastformerTrainer(Trainer):
         finally:
             self.eval_seconds += time.perf_counter() - start
 
+    # ---- evaluation with several processes: each one evaluates the whole split, in the batches one process uses.
+    # PaddleNLP's default splits it with paddle.io.DistributedBatchSampler, which pads the split with repeated samples
+    # to a multiple of the process count (their predictions are cut off, but they enter the last batch's mean loss).
+    # Evaluation is a small part of training time; this way every process gets exactly one process's metrics.
+    _local_evaluation = False
+
+    def _get_eval_sampler(self, eval_dataset):
+        return paddle.io.BatchSampler(eval_dataset, batch_size=self.args.per_device_eval_batch_size, shuffle=False)
+
+    def evaluation_loop(self, *args, **kwargs):
+        self._local_evaluation = True
+        try:
+            return super().evaluation_loop(*args, **kwargs)
+        finally:
+            self._local_evaluation = False
+
+    def _nested_gather(self, tensors):
+        return tensors if self._local_evaluation else super()._nested_gather(tensors)
+
     def _save_checkpoint(self, model, metrics=None):
         """PaddleNLP's checkpoint, written to a hidden folder in output_dir and renamed to checkpoint-<step> once
         complete, with checksums.json (SHA-256 of every file): a kill while saving leaves no checkpoint-<step> that
-        a resume would trust. An existing checkpoint-<step> (a run resumed from an earlier one) is kept, renamed."""
+        a resume would trust. An existing checkpoint-<step> (a run resumed from an earlier one) is kept, renamed.
+
+        With several processes only the writer (`args.should_save`) does this; the others write nothing but still
+        run PaddleNLP's steps, collective ones included (the RNG states of every process are gathered), and record
+        the same best_model_checkpoint (the final path). The renaming is done before the writer returns, so the
+        barrier before PaddleNLP loads the best model at the end finds the checkpoint in place."""
         start = time.perf_counter()
         try:
             if self.args.world_size > 1 and not self.args.should_save:  # writes nothing of its own
@@ -691,23 +750,33 @@ class FastformerTrainer(Trainer):
         super()._load_optimizer_and_scheduler(checkpoint)
         # PaddleNLP restores the RNG state only after skipping batches inside an epoch, i.e. never when the
         # checkpoint is at an epoch boundary (save_strategy "epoch"). Restore it here too, so that dropout after a
-        # resume is what it would have been without the interruption.
-        if checkpoint is not None and os.path.isfile(os.path.join(checkpoint, "rng_state.pth")):
+        # resume is what it would have been without the interruption. With several processes the states are in
+        # rng_state_<world size>.pth and loading them is collective (every process calls it).
+        if checkpoint is not None and (
+            self.args.world_size > 1 or os.path.isfile(os.path.join(checkpoint, "rng_state.pth"))
+        ):
             self._load_rng_state(checkpoint)
 
     def throughput(self, train_seconds: float) -> Dict[str, Optional[float]]:
-        """Training counters of this run (not counting batches done before a resume) over `train_seconds`."""
+        """Training counters of this run (not counting batches done before a resume) over `train_seconds`.
+
+        With several processes the counters are summed over all of them (collective: every process calls this)."""
         seconds = max(train_seconds, 0.0)
-        rate = (lambda n: round(n / seconds, 1)) if seconds > 0 and self.train_samples else (lambda n: None)
+        samples, real, padded = self.train_samples, self.real_tokens, self.padded_tokens
+        if self.args.world_size > 1:
+            counts = paddle.to_tensor([samples, real, padded], dtype="int64")
+            paddle.distributed.all_reduce(counts)
+            samples, real, padded = (int(n) for n in counts.numpy())
+        rate = (lambda n: round(n / seconds, 1)) if seconds > 0 and samples else (lambda n: None)
         return {
             "train_seconds": round(seconds, 2),
-            "train_samples_seen": self.train_samples,
-            "train_real_tokens": self.real_tokens,
-            "train_padded_tokens": self.padded_tokens,
-            "train_real_tokens_per_second": rate(self.real_tokens),
-            "train_padded_tokens_per_second": rate(self.padded_tokens),
-            "train_samples_per_second": rate(self.train_samples),
-            "padding_fraction": round(1 - self.real_tokens / self.padded_tokens, 4) if self.padded_tokens else None,
+            "train_samples_seen": samples,
+            "train_real_tokens": real,
+            "train_padded_tokens": padded,
+            "train_real_tokens_per_second": rate(real),
+            "train_padded_tokens_per_second": rate(padded),
+            "train_samples_per_second": rate(samples),
+            "padding_fraction": round(1 - real / padded, 4) if padded else None,
         }
 
 
@@ -739,3 +808,57 @@ def checkpoint_problem(path: str) -> Optional[str]:
     except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, the checkpoint is unusable
         return f"unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
     return None
+
+
+# ----------------------------------------------------------------------------------------------- data parallel
+_sync_points = itertools.count()
+
+
+def wait_for_every_process(training_args: TrainingArguments) -> None:
+    """Return once every process has called this (as many times). A barrier on the job's TCP store, polled: no
+    process waits inside a collective, so one may arrive minutes after the others (a gloo collective, the CPU
+    backend's, gives up after 30 s)."""
+    if training_args.world_size <= 1:
+        return
+    from paddle.base import core
+
+    store = core.create_or_get_global_tcp_store()  # the store of paddle.distributed.init_parallel_env
+    key = f"fastformer/sync/{next(_sync_points)}"
+    store.add(key, 1)
+    while store.add(key, 0) < training_args.world_size:
+        time.sleep(0.2)
+
+
+def close_processes(training_args: TrainingArguments) -> None:
+    """At the end of a run with several processes: wait for every process, then take the process groups down. Left
+    to the interpreter's exit, Paddle's teardown of the CPU (gloo) groups took about a minute here, and once ended in
+    SIGABRT after a complete run."""
+    if training_args.world_size <= 1:
+        return
+    wait_for_every_process(training_args)
+    paddle.distributed.destroy_process_group()
+
+
+def from_first_process(training_args: TrainingArguments, fn: Callable[[], Any]) -> Any:
+    """`fn()` run by the first process (rank 0) only, its result sent to every process (pickled, over the collective
+    backend); with one process just `fn()`.
+
+    The others wait for it however long it takes (`wait_for_every_process`). If `fn` fails, the first process raises
+    its error and the others raise a RuntimeError quoting it, instead of waiting for a result that never comes.
+    """
+    if training_args.world_size <= 1:
+        return fn()
+    payload, error = [None], None
+    if training_args.process_index == 0:
+        try:
+            payload = [(True, fn())]
+        except Exception as exc:
+            payload, error = [(False, f"{type(exc).__name__}: {exc}")], exc
+    wait_for_every_process(training_args)
+    paddle.distributed.broadcast_object_list(payload, src=0)
+    if error is not None:
+        raise error
+    ok, value = payload[0]
+    if not ok:
+        raise RuntimeError(f"the first process (rank 0) failed: {value}")
+    return value
