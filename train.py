@@ -164,8 +164,11 @@ def _eval_entry(log_history: list, step: Optional[int]) -> dict:
     return entries[-1] if entries else {}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    """Run training as on the command line (`argv` without the program name); returns the results dict."""
+def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None) -> dict:
+    """Run training as on the command line (`argv` without the program name); returns the results dict.
+
+    `callbacks`: extra PaddleNLP `TrainerCallback`s for the Trainer (e.g. the initial-weights recorder of
+    `tools/check_training_alignment.py`); none from the command line."""
     data_args, model_args, training_args = parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
@@ -198,11 +201,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     # this one: PaddleNLP restores optimizer state by these names, so resuming needs them to match the checkpoint.
     with paddle.utils.unique_name.guard():
         return _train_and_report(data_args, model_args, training_args, all_args, tokenizer, datasets, checkpoint,
-                                 data_dir, wall_start)
+                                 data_dir, wall_start, callbacks)
 
 
 def _train_and_report(data_args, model_args, training_args, all_args, tokenizer, datasets, checkpoint, data_dir,
-                      wall_start) -> dict:
+                      wall_start, callbacks=None) -> dict:
     output_dir = training_args.output_dir
     dev_dataset = datasets["dev"].sorted_by_length() if len(datasets["dev"]) else None
     test_dataset = datasets["test"].sorted_by_length() if len(datasets["test"]) else None
@@ -218,6 +221,7 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
         tokenizer=tokenizer,
         compute_metrics=compute_metrics,
         num_labels=num_labels,
+        callbacks=callbacks,
     )
 
     train_start = time.perf_counter()
