@@ -6,12 +6,19 @@ OUT    ?= output/demo
 
 .PHONY: install install-dev demo test
 
-$(VENV)/.runtime: requirements.txt
+# The pinned packages, then the project itself as an editable package (pyproject.toml): `fastformer` and
+# `data_process` import from any folder of this venv, and edits to the sources take effect without reinstalling.
+$(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps -e .
 	touch $@
 
+# torch's CPU wheel (the torch==X+cpu line of requirements-dev.txt) from PyTorch's CPU index, alone (on PyPI torch is the
+# CUDA build), then the rest of requirements-dev.txt (torch's own dependencies included).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --no-deps --extra-index-url $(TORCH_INDEX) "$$(grep -E '^torch==' requirements-dev.txt)"
 	$(PY) -m pip install -r requirements-dev.txt
 	touch $@
 

@@ -14,8 +14,9 @@ max_length (recorded in the model folder by train.py: tokenizer_config.json's mo
 manifest) unless --max_length is given.
 
 Writes to --output_dir (default: eval_<split> next to the model folder): eval_results.json (accuracy, macro-F1,
-per-class precision/recall/F1/support, confusion matrix, the classification report), confusion_matrix.png; prints
-the report and the matrix.
+per-class precision/recall/F1/support, confusion matrix, the classification report), confusion_matrix.png (each
+written whole or not at all); prints the report and the matrix. A model giving NaN/Inf outputs, a missing or
+malformed data file or an unusable model folder is a one-line error (exit status 2) and writes nothing.
 """
 
 import os
@@ -23,7 +24,6 @@ import os
 import fastformer  # noqa: F401  (before paddle: sets MKL_DEBUG_CPU_TYPE)
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from typing import List, Optional, Sequence  # noqa: E402
@@ -32,7 +32,9 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support  # noqa: E402
 
 from data_process import read_split  # noqa: E402
-from fastformer.predictor import Predictor, add_predictor_args  # noqa: E402
+from fastformer.cli import UserError, run_main  # noqa: E402
+from fastformer.fileio import atomic_open, write_json  # noqa: E402
+from fastformer.predictor import NonFiniteOutputError, Predictor, add_predictor_args  # noqa: E402
 from fastformer.training import classification_metrics  # noqa: E402
 
 SPLITS = ("test", "dev", "train")
@@ -80,7 +82,8 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: List[str], path: str, titl
             ax.text(j, i, f"{matrix[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=8,
                     color="white" if share[i, j] > 0.5 else "black")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
     plt.close(fig)
 
 
@@ -119,20 +122,33 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     else:
         data_dir = args.data_dir or os.path.join(_parent(args.model_dir), "data")
         data_file, name = os.path.join(data_dir, f"{args.split}.jsonl"), args.split
+    if os.path.isdir(data_file):
+        raise UserError(f"evaluation data {data_file!r} is a directory, not a JSON-lines file")
     if not os.path.isfile(data_file):
         raise FileNotFoundError(f"evaluation data {data_file!r} not found (give --data_dir or --data_file)")
     output_dir = args.output_dir or os.path.join(_parent(args.model_dir), f"eval_{name}")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UserError(f"--output_dir {output_dir!r} is a file, not a folder")
 
     predictor = Predictor.from_args(args)
-    texts, labels = read_split(data_file)
+    try:
+        texts, labels = read_split(data_file)
+    except ValueError as exc:  # names the file and the line
+        raise UserError(str(exc)) from exc
     if not texts:
-        raise ValueError(f"{data_file!r} holds no examples")
+        raise UserError(f"{data_file!r} holds no examples")
     names = predictor.labels
     if max(labels) >= len(names):
-        raise ValueError(f"{data_file!r} has labels up to {max(labels)}, the model knows {len(names)} classes")
+        raise UserError(f"{data_file!r} has labels up to {max(labels)}, the model knows {len(names)} classes")
 
     start = time.perf_counter()
-    probabilities = predictor.predict_proba(texts)
+    try:
+        probabilities = predictor.predict_proba(texts)
+    except NonFiniteOutputError as exc:
+        lines = ", ".join(str(i + 1) for i in exc.indices[:10]) + (" ..." if len(exc.indices) > 10 else "")
+        raise UserError(f"the model in {args.model_dir!r} gave non-finite logits (NaN or Inf) for "
+                        f"{len(exc.indices)} of {len(texts)} examples of {data_file!r} (lines {lines}): its weights "
+                        "are damaged or the model diverged; nothing was written") from exc
     seconds = time.perf_counter() - start
     predictions = probabilities.argmax(axis=-1)
     results = {
@@ -155,9 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         f"{name}: accuracy {results['accuracy']:.4f}, macro-F1 {results['macro_f1']:.4f} (n={len(texts)})",
     )
     results["confusion_matrix_png"] = os.path.abspath(png)
-    with open(os.path.join(output_dir, "eval_results.json"), "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    write_json(os.path.join(output_dir, "eval_results.json"), results)
 
     print(f"{results['model_dir']} ({predictor.backend}) on {data_file}: {len(texts)} reviews")
     print(f"accuracy {results['accuracy']:.4f}   macro-F1 {results['macro_f1']:.4f}\n")
@@ -170,4 +184,4 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

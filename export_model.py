@@ -23,7 +23,10 @@ import fastformer  # noqa: F401  (sets MKL_DEBUG_CPU_TYPE before paddle loads)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from fastformer.predictor import add_allow_pickle_arg
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--model_dir", required=True, help="trained model folder (train.py / task.save_model_dir)")
     parser.add_argument("--output_dir", required=True, help="export folder to write")
     parser.add_argument("--max_length", type=int, default=None,
@@ -31,6 +34,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "max_length; max_position_embeddings for a folder that does not record one)")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx through paddle2onnx")
     parser.add_argument("--tolerance", type=float, default=None, help="max abs logits difference allowed (1e-5)")
+    add_allow_pickle_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -41,14 +45,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         manifest = export_model(
             args.model_dir, args.output_dir, max_length=args.max_length, onnx=args.onnx,
-            tolerance=PARITY_TOLERANCE if args.tolerance is None else args.tolerance,
+            tolerance=PARITY_TOLERANCE if args.tolerance is None else args.tolerance, allow_pickle=args.allow_pickle,
         )
     except ExportParityError as exc:
         print(f"EXPORT FAILED: {exc}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as exc:  # a model folder or output path that cannot be used: one line (run_main)
+        from fastformer.cli import UserError
+
+        raise UserError(str(exc)) from exc
     files = sorted(os.listdir(args.output_dir))
     print(f"exported {args.model_dir} -> {args.output_dir}: {', '.join(files)}")
     print(json.dumps({k: manifest[k] for k in ("model_file", "params_file", "input_names", "output_name",
@@ -63,4 +68,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fastformer.cli import run_main
+
+    sys.exit(run_main(main))

@@ -5,26 +5,36 @@
     cat reviews.jsonl | python predict.py --model_dir output/demo/export -
 
 Input: the text arguments, or --input_file FILE ("-" or a lone "-" argument: standard input) with one review per
-line, or JSON lines with a "text" field (detected from the first non-blank line; an "id" field is passed through).
-Lines are decoded one by one: a line that is not UTF-8, not valid JSON (JSON lines), without a string "text", empty
-or only whitespace gets an error naming its line number; every other line is still predicted. Texts longer than
-the model's max length are truncated and say so (`truncated_tokens`). Output: a table (default) or JSON lines,
-one per input, in input order, to standard output or --output FILE.
+line, or JSON lines with a "text" field (an "id" field is passed through). Which of the two is --input_format's:
+by default JSON lines for a .jsonl / .ndjson file, one review a line for a .txt file, and otherwise JSON lines when
+the first non-blank line starts with "{". Lines are decoded one by one: a line that is not UTF-8, not valid JSON
+(JSON lines), without a string "text", empty or only whitespace gets an error naming its line number and is never
+given to the model; every other line is still predicted. Texts longer than the model's max length are truncated
+and say so (`truncated_tokens`); `unk_share` is the share of a text's tokens the vocabulary does not know, with a
+`warning` when it is over half. Output: a table (default; control and bidi characters of the texts escaped) or
+JSON lines, one per input, in input order, to standard output or --output FILE (written whole or not at all; never
+the input file).
 
 Exit status: 0 when every input was predicted; 1 when any input failed (the results of all the other inputs are
-still written first) or when the model or the input file cannot be opened.
+still written first); 2 when the arguments, the input file or the model cannot be used, or the model gives NaN/Inf
+(one line on standard error).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
+import stat
 import sys
+import unicodedata
 from typing import BinaryIO, Dict, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 import fastformer  # noqa: F401  (sets MKL_DEBUG_CPU_TYPE before paddle loads)
+from fastformer.cli import UserError, run_main
+from fastformer.fileio import atomic_open
 
 CHUNK = 2048  # lines read, predicted and written at a time (bounded memory on large files)
 
@@ -34,8 +44,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("texts", nargs="*", help="review texts (a lone '-' reads standard input)")
     parser.add_argument("--model_dir", required=True, help="export folder (export_model.py) or trained model folder")
     parser.add_argument("--input_file", default=None, help="one review per line or JSON lines with 'text'; '-': stdin")
+    parser.add_argument("--input_format", choices=("auto", "text", "jsonl"), default="auto",
+                        help="text: one review a line; jsonl: a JSON object with 'text' a line; auto: jsonl for "
+                        ".jsonl/.ndjson files, text for .txt files, else jsonl when the first non-blank line starts "
+                        "with '{'")
     parser.add_argument("--format", choices=("table", "jsonl"), default="table", help="output format")
-    parser.add_argument("--output", default=None, help="write here instead of standard output")
+    parser.add_argument("--output", default=None,
+                        help="write here instead of standard output ('-': standard output); not the input file")
     parser.add_argument("--no_progress", action="store_true",
                         help="no progress bar (else shown for input files over 1 MiB or stdin when stderr is a tty)")
     from fastformer.predictor import add_predictor_args
@@ -79,15 +94,21 @@ def read_lines(data: bytes) -> List[Line]:
     return list(iter_lines(io.BytesIO(data)))
 
 
+JSONL_EXTENSIONS, TEXT_EXTENSIONS = (".jsonl", ".ndjson"), (".txt",)
+
+
+def input_is_jsonl(path: Optional[str], input_format: str = "auto") -> Optional[bool]:
+    """Whether `path` holds JSON lines, from --input_format or the file's extension; None: decide from the
+    first non-blank line (standard input, other extensions)."""
+    if input_format != "auto":
+        return input_format == "jsonl"
+    ext = os.path.splitext(path or "")[1].lower() if path not in (None, "-") else ""
+    return True if ext in JSONL_EXTENSIONS else False if ext in TEXT_EXTENSIONS else None
+
+
 def _looks_jsonl(text: str) -> bool:
-    """A JSON object with a "text" field."""
-    if not text.lstrip().startswith("{"):
-        return False
-    try:
-        record = json.loads(text)
-    except ValueError:
-        return False
-    return isinstance(record, dict) and "text" in record
+    """A line meant as JSON: it starts with "{" (a malformed one is then reported, not read as a review)."""
+    return text.lstrip().startswith("{")
 
 
 def _record(number: int, text: Optional[str], error: Optional[str], jsonl: bool) -> dict:
@@ -116,15 +137,16 @@ def _record(number: int, text: Optional[str], error: Optional[str], jsonl: bool)
     return record
 
 
-def iter_records(lines: Iterable[Line], info: Optional[dict] = None) -> Iterator[dict]:
+def iter_records(lines: Iterable[Line], info: Optional[dict] = None, jsonl: Optional[bool] = None) -> Iterator[dict]:
     """Records {"line", "text", "error", "id"?} from decoded lines, one review per line or JSON lines.
 
-    JSON lines when the first non-blank decodable line is a JSON object with a "text" field (lines before it are
-    held back until then). `info["jsonl"]` is set once that is decided.
+    `jsonl` True/False says which; None: JSON lines when the first non-blank decodable line starts with "{" (lines
+    before it are held back until then). `info["jsonl"]` is set once that is decided.
     """
     info = {} if info is None else info
     held: List[Line] = []
-    jsonl = None
+    if jsonl is not None:
+        info["jsonl"] = jsonl
     for line in lines:
         if jsonl is None:
             number, text, error = line
@@ -142,35 +164,51 @@ def iter_records(lines: Iterable[Line], info: Optional[dict] = None) -> Iterator
         yield _record(*h, False)
 
 
-def parse_records(lines: Sequence[Line]) -> Tuple[List[dict], bool]:
+def parse_records(lines: Sequence[Line], jsonl: Optional[bool] = None) -> Tuple[List[dict], bool]:
     """All records of `lines` and whether they were JSON lines."""
     info: dict = {}
-    records = list(iter_records(lines, info))
+    records = list(iter_records(lines, info, jsonl))
     return records, info["jsonl"]
 
 
 # ------------------------------------------------------------------------------------------------------ writing
+# Characters that would act on the terminal instead of showing: C0/C1 controls (ESC sequences), lone surrogates
+# and the bidirectional-text controls (U+202E turns the rest of the line around).
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str) -> str:
+    """`text` with control, surrogate and bidi-control characters written as escapes (\\x1b, \\u202e)."""
+    return "".join(
+        (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        if ch in BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs") else ch
+        for ch in text
+    )
+
+
 def _preview(text: Optional[str], width: int = 60) -> str:
-    text = " ".join((text or "").split())
+    text = printable(" ".join((text or "").split()))
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
 class TableWriter:
-    """Fixed-width rows: where, rating, confidence, truncated tokens, the text (or the error)."""
+    """Fixed-width rows: where, rating, confidence, truncated tokens, unknown-token share, the text (or the error),
+    printable (see `printable`)."""
 
     def __init__(self, out: TextIO, key: str):
         self.out, self.key = out, key
-        out.write(f"{key:>6}  {'rating':>6}  {'conf':>5}  {'trunc':>5}  text\n")
-        out.write(f"{'-' * 6}  {'-' * 6}  {'-' * 5}  {'-' * 5}  {'-' * 60}\n")
+        out.write(f"{key:>6}  {'rating':>6}  {'conf':>5}  {'trunc':>5}  {'unk':>4}  text\n")
+        out.write(f"{'-' * 6}  {'-' * 6}  {'-' * 5}  {'-' * 5}  {'-' * 4}  {'-' * 60}\n")
 
     def write(self, record: dict) -> None:
         where = record.get("line", record.get("index"))
         if record["error"]:
-            self.out.write(f"{where:>6}  {'-':>6}  {'-':>5}  {'-':>5}  ERROR: {record['error']}\n")
+            self.out.write(f"{where:>6}  {'-':>6}  {'-':>5}  {'-':>5}  {'-':>4}  ERROR: {printable(record['error'])}\n")
             return
         conf = max(record["probabilities"].values())
+        flag = "[mostly unknown words] " if record.get("warning") else ""
         self.out.write(f"{where:>6}  {record['rating']:>6}  {conf:>5.2f}  {record['truncated_tokens']:>5}  "
-                       f"{_preview(record['text'])}\n")
+                       f"{record['unk_share']:>4.0%}  {flag}{_preview(record['text'])}\n")
 
 
 class JsonlWriter:
@@ -179,8 +217,9 @@ class JsonlWriter:
 
     def write(self, record: dict) -> None:
         keys = [k for k in ("line", "index", "id") if k in record]
-        keys += ["rating", "label", "probabilities", "truncated_tokens", "error", "text"]
-        self.out.write(json.dumps({k: record.get(k) for k in keys}, ensure_ascii=False) + "\n")
+        keys += ["rating", "label", "probabilities", "truncated_tokens", "unk_share", "warning", "error", "text"]
+        # allow_nan=False: a bare NaN is not JSON (the predictor refuses non-finite outputs before this)
+        self.out.write(json.dumps({k: record.get(k) for k in keys}, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def _chunks(items: Iterable[dict], size: int) -> Iterator[List[dict]]:
@@ -196,11 +235,21 @@ def _chunks(items: Iterable[dict], size: int) -> Iterator[List[dict]]:
 
 def predict_records(predictor, records: Iterable[dict], writer) -> Dict[str, int]:
     """Predict the records without an error and write every record, in order, a chunk at a time (bounded
-    memory); counts of predicted, failed and truncated records."""
-    counts = {"predicted": 0, "errors": 0, "truncated": 0}
+    memory); counts of predicted, failed, truncated and mostly-unknown records. Non-finite model outputs are a
+    UserError naming the lines (or text arguments)."""
+    from fastformer.predictor import NonFiniteOutputError
+
+    counts = {"predicted": 0, "errors": 0, "truncated": 0, "unknown": 0}
     for chunk in _chunks(records, CHUNK):
         todo = [r for r in chunk if r["error"] is None]
-        results = predictor.predict([r["text"] for r in todo]) if todo else []
+        try:
+            results = predictor.predict([r["text"] for r in todo]) if todo else []
+        except NonFiniteOutputError as exc:
+            where = [todo[i].get("line", todo[i].get("index")) for i in exc.indices]
+            what = "line(s)" if "line" in todo[0] else "text argument(s) #"
+            raise UserError(f"the model in {predictor.model_dir!r} gave non-finite logits (NaN or Inf) for {what} "
+                            f"{', '.join(map(str, where[:10]))}{' ...' if len(where) > 10 else ''}: its weights are "
+                            "damaged or the model diverged; no rating was given") from exc
         for record, result in zip(todo, results):
             record.update(result)
             if result["error"] and "line" in record:
@@ -214,67 +263,94 @@ def predict_records(predictor, records: Iterable[dict], writer) -> Dict[str, int
             else:
                 counts["predicted"] += 1
                 counts["truncated"] += bool(record["truncated_tokens"])
+                counts["unknown"] += bool(record.get("warning"))
             writer.write(record)
     return counts
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def check_paths(args) -> None:
+    """UserError for an input file that is missing or a directory, an --output into a missing folder or onto a
+    directory, and an output that is the input (the same file under any name: links, symlinks, redirections)."""
+    inp = None  # the input's stat
+    if args.input_file == "-":
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # stdin may be no real file (tests)
+            inp = os.fstat(sys.stdin.fileno())
+    elif args.input_file is not None:
+        if os.path.isdir(args.input_file):
+            raise UserError(f"--input_file {args.input_file!r} is a directory, not a file")
+        if not os.path.exists(args.input_file):
+            raise UserError(f"--input_file {args.input_file!r} does not exist")
+        inp = os.stat(args.input_file)
+    if args.output not in (None, "-"):
+        if os.path.isdir(args.output):
+            raise UserError(f"--output {args.output!r} is a directory; give a file name")
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(folder):
+            raise UserError(f"--output {args.output!r}: folder {folder!r} does not exist")
+        if inp is not None and os.path.exists(args.output) and _same_file(os.stat(args.output), inp):
+            raise UserError(f"--output {args.output!r} is the input file ({args.input_file!r}): it would be "
+                            "overwritten; write the predictions to another file")
+    elif inp is not None and stat.S_ISREG(inp.st_mode):
+        same = False
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # stdout may be no real file (tests)
+            same = _same_file(os.fstat(sys.stdout.fileno()), inp)
+        if same:  # (UserError is a ValueError: raised outside the suppress)
+            raise UserError(f"standard output is the input file ({args.input_file!r}): redirect it to "
+                                "another file")
 
 
 def _open_input(args) -> Tuple[BinaryIO, str, Optional[int]]:
     """(binary stream, name, size in bytes or None)."""
     if args.input_file == "-":
         return sys.stdin.buffer, "standard input", None
-    if not os.path.isfile(args.input_file):
-        raise FileNotFoundError(f"input file {args.input_file!r} does not exist")
     return open(args.input_file, "rb"), args.input_file, os.path.getsize(args.input_file)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Predict as on the command line; user errors raise `UserError` (one line and status 2 through `run_main`)."""
     args = parse_args(argv)
-    stream = None
-    try:
-        if args.input_file is not None:
-            stream, source, size = _open_input(args)
-        from fastformer.predictor import Predictor
+    check_paths(args)
+    from fastformer.predictor import Predictor
 
-        predictor = Predictor.from_args(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        if stream is not None and stream is not sys.stdin.buffer:
-            stream.close()
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    predictor = Predictor.from_args(args)
+    to_file = args.output not in (None, "-")
     bar, info = None, {}
-    if args.input_file is None:
-        records: Iterable[dict] = [{"index": i, "text": t, "error": None} for i, t in enumerate(args.texts)]
-        source = f"{len(args.texts)} text argument(s)"
-    else:
-        on_bytes = None
-        if not args.no_progress and sys.stderr.isatty() and (size is None or size > 1 << 20):
-            from tqdm import tqdm
+    with contextlib.ExitStack() as stack:
+        if args.input_file is None:
+            records: Iterable[dict] = [{"index": i, "text": t, "error": None} for i, t in enumerate(args.texts)]
+            source = f"{len(args.texts)} text argument(s)"
+        else:
+            stream, source, size = _open_input(args)
+            if stream is not sys.stdin.buffer:
+                stack.enter_context(stream)
+            on_bytes = None
+            if not args.no_progress and sys.stderr.isatty() and (size is None or size > 1 << 20):
+                from tqdm import tqdm
 
-            bar = tqdm(total=size, unit="B", unit_scale=True, file=sys.stderr, dynamic_ncols=True, desc="predict")
-            on_bytes = bar.update
-        records = iter_records(iter_lines(stream, on_bytes), info)
-    out = open(args.output, "w", encoding="utf-8", newline="\n") if args.output else sys.stdout
-    try:
+                bar = tqdm(total=size, unit="B", unit_scale=True, file=sys.stderr, dynamic_ncols=True, desc="predict")
+                stack.callback(bar.close)
+                on_bytes = bar.update
+            records = iter_records(iter_lines(stream, on_bytes), info, input_is_jsonl(args.input_file,
+                                                                                      args.input_format))
+        # a file appears whole when every record is written, or not at all (the old one, if any, is kept)
+        out = stack.enter_context(atomic_open(args.output)) if to_file else sys.stdout
         key = "line" if args.input_file is not None else "#"
         writer = (JsonlWriter if args.format == "jsonl" else TableWriter)(out, key)
         counts = predict_records(predictor, records, writer)
-    finally:
-        if bar is not None:
-            bar.close()
-        if stream is not None and stream is not sys.stdin.buffer:
-            stream.close()
-        if out is not sys.stdout:
-            out.close()
-        else:
+        if not to_file:
             out.flush()
     if args.input_file is not None:
         source += f" ({'JSON lines' if info.get('jsonl') else 'one review per line'})"
     print(f"{source}: {counts['predicted']} predicted, {counts['errors']} with errors, {counts['truncated']} "
-          f"truncated to {predictor.max_length} tokens ({predictor.backend} backend"
-          f"{', oneDNN' if predictor.enable_mkldnn else ''}, {predictor.device})"
-          + (f"; wrote {args.output}" if args.output else ""), file=sys.stderr)
+          f"truncated to {predictor.max_length} tokens, {counts['unknown']} mostly unknown words "
+          f"({predictor.backend} backend{', oneDNN' if predictor.enable_mkldnn else ''}, {predictor.device})"
+          + (f"; wrote {args.output}" if to_file else ""), file=sys.stderr)
     return 1 if counts["errors"] else 0  # every good result is written above; failed inputs make the status 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

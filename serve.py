@@ -8,17 +8,22 @@
 `POST /predict` takes `{"texts": [str, ...]}` and answers `{"predictions": [...]}`, one entry per text in order, as
 `Predictor.predict` (an empty or blank text gets its own "error"; the others are still predicted). Requests are
 bounded: a body over --max_body_bytes is refused with 413 (from Content-Length, and while the body is read, so a
-chunked upload cannot get past it), more than --max_texts texts with 413; a body that is not JSON gets 400, JSON
-of the wrong shape or types 422, each with a "detail" message. `GET /health` says the model is loaded.
+chunked upload cannot get past it), more than --max_texts texts with 413; a body that is not `application/json`
+gets 415, one that is not JSON (or nested too deeply to parse) 400, JSON of the wrong shape or types 422, each with
+a "detail" message. A model giving NaN/Inf outputs (damaged weights) answers 500 with a JSON "detail", never a
+made-up rating. `GET /health` says the model is loaded. The interactive docs page (/docs) is off unless --docs is
+given: it loads Swagger UI from a third-party CDN into the browser; /openapi.json is always served.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations (`request: Request`).
 import argparse
 import json
+import socket
 import sys
 from typing import Optional, Sequence
 
 import fastformer  # noqa: F401  (sets MKL_DEBUG_CPU_TYPE before paddle loads)
+from fastformer.cli import UserError, run_main
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB
 DEFAULT_MAX_TEXTS = 256
@@ -28,6 +33,14 @@ class RequestError(Exception):
     def __init__(self, status_code: int, detail: str):
         super().__init__(detail)
         self.status_code, self.detail = status_code, detail
+
+
+def _check_content_type(request) -> None:
+    """415 unless the body is declared `application/json` (parameters such as charset allowed)."""
+    declared = request.headers.get("content-type", "")
+    if declared.split(";")[0].strip().lower() != "application/json":
+        raise RequestError(415, f"the body must be JSON sent as 'Content-Type: application/json', got "
+                                f"{declared or 'no Content-Type'!r}")
 
 
 async def _read_body(request, max_body_bytes: int) -> bytes:
@@ -58,6 +71,8 @@ def _parse_texts(body: bytes, max_texts: int) -> list:
         raise RequestError(400, f"request body is not UTF-8 JSON: {exc}") from None
     except ValueError as exc:
         raise RequestError(400, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError(400, "request body is JSON nested too deeply to parse") from None
     if not isinstance(payload, dict):
         raise RequestError(422, f'expected a JSON object {{"texts": [...]}}, got {type(payload).__name__}')
     if "texts" not in payload:
@@ -74,19 +89,31 @@ def _parse_texts(body: bytes, max_texts: int) -> list:
     return texts
 
 
-def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_texts: int = DEFAULT_MAX_TEXTS):
+def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_texts: int = DEFAULT_MAX_TEXTS,
+               docs: bool = False):
     """The FastAPI application serving `predictor` (a `fastformer.predictor.Predictor` or anything with
-    `predict(texts)` and `labels`)."""
+    `predict(texts)` and `labels`). `docs`: serve the Swagger UI page at /docs (it loads from a CDN)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
 
-    app = FastAPI(title="Fastformer review ratings", version="1.0")
+    from fastformer.predictor import NonFiniteOutputError
+
+    app = FastAPI(title="Fastformer review ratings", version="1.0", docs_url="/docs" if docs else None,
+                  redoc_url=None)
     app.state.predictor = predictor
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError):
         return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
+
+    @app.exception_handler(NonFiniteOutputError)
+    async def _non_finite(request: Request, exc: NonFiniteOutputError):
+        return JSONResponse(status_code=500, content={"detail": str(exc)})
+
+    @app.exception_handler(Exception)  # anything else: still a JSON answer (the traceback goes to the log)
+    async def _internal_error(request: Request, exc: Exception):
+        return JSONResponse(status_code=500, content={"detail": f"internal server error ({type(exc).__name__})"})
 
     @app.get("/health")
     def health():
@@ -101,6 +128,7 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
         }}}}},
     )
     async def predict(request: Request):
+        _check_content_type(request)
         body = await _read_body(request, max_body_bytes)
         texts = _parse_texts(body, max_texts)
         predictions = await run_in_threadpool(predictor.predict, texts) if texts else []
@@ -109,11 +137,36 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
     return app
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {port}")
+    return port
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), as uvicorn binds it; UserError when the address cannot be used (busy
+    port, no such address)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot listen on --host {host} --port {port}: {exc.strerror or exc}") from None
+    return sock
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dir", required=True, help="export folder (export_model.py) or trained model folder")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=_port, default=8000)
+    parser.add_argument("--docs", action="store_true",
+                        help="serve the interactive docs page /docs (the browser loads Swagger UI from a CDN)")
     parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--max_texts", type=int, default=DEFAULT_MAX_TEXTS)
     parser.add_argument("--log_level", default="info")
@@ -124,21 +177,24 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Serve as on the command line; user errors (model folder, busy port) raise `UserError`."""
     args = parse_args(argv)
-    from fastformer.predictor import Predictor
-
+    sock = listen_socket(args.host, args.port)  # before loading the model: a busy port fails at once
     try:
-        predictor = Predictor.from_args(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    import uvicorn
+        from fastformer.predictor import Predictor
 
-    app = create_app(predictor, max_body_bytes=args.max_body_bytes, max_texts=args.max_texts)
-    print(f"serving {predictor!r} on http://{args.host}:{args.port} (POST /predict, GET /health)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        predictor = Predictor.from_args(args)
+        import uvicorn
+
+        app = create_app(predictor, max_body_bytes=args.max_body_bytes, max_texts=args.max_texts, docs=args.docs)
+        print(f"serving {predictor!r} on http://{args.host}:{args.port} (POST /predict, GET /health)",
+              file=sys.stderr)
+        uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)).run(
+            sockets=[sock])
+    finally:
+        sock.close()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -15,10 +15,13 @@ Output folder:
   data/                       the prepared dataset (train/dev/test.jsonl, label.txt, stats.json)
   checkpoint-<step>/          one per epoch, never deleted; a rerun resumes from the last one (or
                               --resume_from_checkpoint PATH picks one). --overwrite_output_dir (start from scratch)
-                              refuses a folder that already holds checkpoints: pick a new --output_dir or move them
+                              refuses a folder that already holds checkpoints: pick a new --output_dir or move them.
+                              Each is written to a hidden .checkpoint-<step>.*.tmp folder and renamed when complete,
+                              with checksums.json (SHA-256 of its files); a resume skips a damaged or incomplete
+                              last checkpoint with a warning and takes the newest good one
   runs/<date>_<host>/         VisualDL logs (loss, learning rate, dev metrics): visualdl --logdir <output_dir>/runs
-  model/                      the final (best) model: config.json with id2label, model_state.pdparams, vocab.txt,
-                              tokenizer files, training_args.json; what evaluate.py / export_model.py read
+  model/                      the final (best) model: config.json with id2label, model.safetensors, checksums.json,
+                              vocab.txt, tokenizer files, training_args.json; what evaluate.py / export_model.py read
   train_results.json, test_results.json
 
 Threads: Paddle runs its CPU math (MKL) on one thread unless OMP_NUM_THREADS is set when it loads; this script sets
@@ -41,17 +44,25 @@ import re  # noqa: E402
 import time  # noqa: E402
 from typing import List, Optional, Sequence  # noqa: E402
 
+import numpy as np  # noqa: E402
 import paddle  # noqa: E402
-from paddlenlp.trainer import get_last_checkpoint, set_seed  # noqa: E402
+from paddlenlp.trainer import set_seed  # noqa: E402
 from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
 
 from data_process import generate_demo_reviews, prepare_dataset, read_split  # noqa: E402
+from fastformer.cli import UserError, run_main  # noqa: E402
+from fastformer.fileio import atomic_write  # noqa: E402
 from fastformer.task import DataCollator, build_model, encode_texts, label_maps, save_model_dir  # noqa: E402
 from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
 from fastformer.training import (  # noqa: E402
+    AdjustedMetrics,
     EncodedDataset,
     FastformerTrainer,
+    checkpoint_problem,
+    classification_metrics,
     compute_metrics,
+    fit_logit_adjustment,
+    log_prior,
     parse_args,
     resolved_args,
 )
@@ -61,12 +72,12 @@ logger = logging.getLogger("train")
 RESOLVED_ARGS = "resolved_args.json"
 RESOLVED_ARGS_HISTORY = "resolved_args_history.jsonl"
 _CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+_STAGING_RE = re.compile(rf"^\.{PREFIX_CHECKPOINT_DIR}-\d+\..*\.tmp$")  # FastformerTrainer._save_checkpoint's
 
 
 def _write_json(path: str, obj) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    """Atomically; NaN is kept as written by json (a diverged run still gets its results file)."""
+    atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def existing_checkpoints(output_dir: str) -> List[str]:
@@ -91,8 +102,9 @@ def _append_history(path: str, all_args: dict, argv: Optional[Sequence[str]], ch
 
 
 def find_checkpoint(training_args) -> Optional[str]:
-    """The checkpoint to resume from: the one named by --resume_from_checkpoint, else the last one in output_dir
-    (unless --overwrite_output_dir), else None.
+    """The checkpoint to resume from: the one named by --resume_from_checkpoint (a UserError when it is damaged),
+    else the newest good one in output_dir (unless --overwrite_output_dir), else None. A damaged or incomplete
+    checkpoint (`checkpoint_problem`) is skipped with a warning naming it; nothing is deleted.
 
     --overwrite_output_dir on a folder that already holds checkpoints is an error (FileExistsError naming them): the
     new run would write over some of them and leave the higher-numbered ones, so a later plain run would resume from
@@ -111,10 +123,26 @@ def find_checkpoint(training_args) -> Optional[str]:
     if explicit:
         if not os.path.isdir(explicit):
             raise FileNotFoundError(f"--resume_from_checkpoint {explicit!r} is not a folder")
+        problem = checkpoint_problem(explicit)
+        if problem:
+            raise UserError(f"--resume_from_checkpoint {explicit!r} cannot be resumed from: {problem}")
         return explicit
     if training_args.overwrite_output_dir or not os.path.isdir(training_args.output_dir):
         return None
-    return get_last_checkpoint(training_args.output_dir)
+    output_dir = training_args.output_dir
+    interrupted = sorted(name for name in os.listdir(output_dir) if _STAGING_RE.match(name))
+    if interrupted:
+        logger.warning("%s holds checkpoints whose saving was interrupted (%s): never used, they can be deleted",
+                       output_dir, ", ".join(interrupted))
+    for name in reversed(existing_checkpoints(output_dir)):  # the newest good one
+        path = os.path.join(output_dir, name)
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        logger.warning("skipping checkpoint %s: %s", path, problem)
+    if existing_checkpoints(output_dir):
+        logger.warning("no usable checkpoint in %s: training starts from the beginning", output_dir)
+    return None
 
 
 def prepare_data(data_args, output_dir: str, show_progress: bool) -> str:
@@ -126,6 +154,9 @@ def prepare_data(data_args, output_dir: str, show_progress: bool) -> str:
             raise FileNotFoundError(f"no --input_file given and {data_dir!r} lacks {', '.join(missing)}")
         logger.info("using the prepared dataset in %s", data_dir)
         return data_dir
+    if os.path.isdir(data_args.input_file):
+        raise UserError(f"--input_file {data_args.input_file!r} is a folder: give the raw review file (.json(.gz) or "
+                        ".jsonl(.gz)), or --input_file '' --data_dir FOLDER for a prepared dataset")
     if not os.path.isfile(data_args.input_file):
         if not data_args.demo_data:
             raise FileNotFoundError(
@@ -143,6 +174,7 @@ def prepare_data(data_args, output_dir: str, show_progress: bool) -> str:
         balanced=data_args.balanced_sample,
         text_fields=tuple(data_args.text_fields),
         show_progress=show_progress,
+        split_by=data_args.split_by,
     )
     logger.info("dataset in %s: %s", data_dir, {k: v["size"] for k, v in stats["splits"].items()})
     return data_dir
@@ -153,6 +185,9 @@ def load_tokenizer(train_texts: List[str], data_args, checkpoint: Optional[str])
     if checkpoint and os.path.isfile(os.path.join(checkpoint, "vocab.txt")):
         logger.info("resuming: vocabulary of %s", checkpoint)
         return FastformerTokenizer.from_pretrained(checkpoint)
+    if data_args.init_from:
+        logger.info("vocabulary of --init_from %s", data_args.init_from)
+        return FastformerTokenizer.from_pretrained(data_args.init_from)
     return FastformerTokenizer.build_from_corpus(
         train_texts, min_freq=data_args.vocab_min_freq, max_size=data_args.vocab_max_size or None
     )
@@ -162,6 +197,60 @@ def _eval_entry(log_history: list, step: Optional[int]) -> dict:
     """The dev metrics logged at `step` (the last evaluation when step is None)."""
     entries = [e for e in log_history if "eval_macro_f1" in e and (step is None or e.get("step") == step)]
     return entries[-1] if entries else {}
+
+
+def init_encoder(model, path: str) -> None:
+    """Start from the encoder weights (`fastformer.*`: embeddings, layers, pooler) of the model folder `path`; the
+    classifier keeps its fresh initialisation. The folder's architecture must match the configured one."""
+    from fastformer.task import load_model_dir
+
+    source, _ = load_model_dir(path)
+    for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "attention_type", "pooler_type", "use_value_projection", "share_attention_layers"):
+        if getattr(source.config, name) != getattr(model.config, name):
+            raise ValueError(f"--init_from {path}: {name} is {getattr(source.config, name)!r} there, "
+                             f"{getattr(model.config, name)!r} here")
+    weights = {k: v for k, v in source.state_dict().items() if k.startswith("fastformer.")}
+    own = model.state_dict()
+    for name, value in weights.items():
+        if name not in own or tuple(own[name].shape) != tuple(value.shape):
+            raise ValueError(f"--init_from {path}: weight {name} {tuple(value.shape)} does not fit this model")
+        own[name].set_value(value)
+    logger.info("encoder initialised from %s (%d tensors)", path, len(weights))
+
+
+def word_vectors_file(data_args, model_args, data_dir: str, tokenizer) -> Optional[str]:
+    """The --word_vectors file; for 'train', vectors learnt from the training split (made once, kept in data_dir)."""
+    if data_args.word_vectors != "train":
+        return data_args.word_vectors or None
+    path = os.path.join(data_dir, f"word_vectors_{model_args.hidden_size}.txt")
+    if not os.path.isfile(path):
+        from data_process.prepare import read_split
+        from data_process.word_vectors import train_word_vectors, write_word_vectors
+
+        logger.info("learning %d-d word vectors from the training split into %s", model_args.hidden_size, path)
+        texts, _ = read_split(os.path.join(data_dir, "train.jsonl"))
+        words, vectors = train_word_vectors(texts, tokenizer.tokenize, dim=model_args.hidden_size)
+        write_word_vectors(path, words, vectors)
+    return path
+
+
+def adjust_logits_on_dev(trainer, dev_dataset, prior) -> dict:
+    """Fit the logit adjustment's tau on the dev predictions of the kept model and fold `-tau * prior` into its
+    classifier bias (so the saved model, its export and every prediction include it); returns what was done."""
+    logits = trainer.predict(dev_dataset).predictions
+    logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+    before = classification_metrics(dev_dataset.labels, np.asarray(logits).argmax(axis=-1))
+    tau, after = fit_logit_adjustment(logits, dev_dataset.labels, prior)
+    model = trainer.model
+    bias = model.classifier.bias
+    bias.set_value(bias.numpy() - (tau * prior).astype(bias.numpy().dtype))
+    adjustment = {"tau": tau, "log_prior": [round(float(p), 6) for p in prior], "fitted_on": "dev",
+                  "dev_before": before, "dev_after": after}
+    model.config.logit_adjustment = adjustment  # recorded in config.json (already folded into the bias)
+    logger.info("logit adjustment fitted on dev: tau %.2f, dev macro-F1 %.4f -> %.4f, accuracy %.4f -> %.4f", tau,
+                before["macro_f1"], after["macro_f1"], before["accuracy"], after["accuracy"])
+    return adjustment
 
 
 def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None) -> dict:
@@ -175,6 +264,8 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     )
     wall_start = time.perf_counter()
     output_dir = training_args.output_dir
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UserError(f"--output_dir {output_dir!r} is a file, not a folder")
     os.makedirs(output_dir, exist_ok=True)
     checkpoint = find_checkpoint(training_args)
     if checkpoint:
@@ -210,8 +301,13 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
     dev_dataset = datasets["dev"].sorted_by_length() if len(datasets["dev"]) else None
     test_dataset = datasets["test"].sorted_by_length() if len(datasets["test"]) else None
     set_seed(training_args.seed)
-    model = build_model(tokenizer, **model_args.config_kwargs(data_args.max_length))
+    model = build_model(tokenizer, word_vectors=word_vectors_file(data_args, model_args, data_dir, tokenizer),
+                        **model_args.config_kwargs(data_args.max_length))
+    if data_args.init_from:
+        init_encoder(model, data_args.init_from)
     num_labels = len(label_maps()[0])
+    prior = log_prior(datasets["train"].labels, num_labels)
+    dev_metrics = AdjustedMetrics(prior) if training_args.logit_adjustment == "dev" else compute_metrics
     trainer = FastformerTrainer(
         model=model,
         args=training_args,
@@ -219,7 +315,7 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
         train_dataset=datasets["train"],
         eval_dataset=dev_dataset,
         tokenizer=tokenizer,
-        compute_metrics=compute_metrics,
+        compute_metrics=dev_metrics,
         num_labels=num_labels,
         callbacks=callbacks,
     )
@@ -238,10 +334,15 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
         throughput["train_seconds"],
     )
 
+    adjustment = None
+    if training_args.logit_adjustment == "dev" and dev_dataset is not None:
+        adjustment = adjust_logits_on_dev(trainer, dev_dataset, prior)
+    trainer.compute_metrics = compute_metrics  # test: plain metrics of the saved model, nothing fitted on it
+
     # ---- final model folder
     model_dir = os.path.join(output_dir, "model")
-    save_model_dir(trainer.model, tokenizer, model_dir, max_length=data_args.max_length)  # the truncation used here
-    _write_json(os.path.join(model_dir, "training_args.json"), all_args)
+    save_model_dir(trainer.model, tokenizer, model_dir, max_length=data_args.max_length,  # the truncation used here
+                   extra_json={"training_args.json": all_args})
 
     # ---- dev metrics of the kept model (from the log when available) and test metrics
     results = {"output_dir": output_dir, "model_dir": model_dir, "data_dir": data_dir}
@@ -254,6 +355,8 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
         results.update({k.replace("eval_", "dev_"): v for k, v in dev.items() if k.startswith("eval_")})
         results["dev_step"] = dev.get("step", trainer.state.global_step)
     results["best_checkpoint"] = best
+    if adjustment:
+        results["logit_adjustment"] = adjustment
     if test_dataset is not None:
         test_metrics = trainer.evaluate(eval_dataset=test_dataset, metric_key_prefix="test")
         results.update({k: v for k, v in test_metrics.items() if k.startswith("test_")})
@@ -280,4 +383,4 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -105,7 +105,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--output", default=os.path.join(HERE, "results", "data_cpu.json"), help="JSON result file")
     args = parser.parse_args(argv)
 
-    result = {"machine": common.machine_info()}
+    result = common.result_header("data", __file__, args, argv)
     with tempfile.TemporaryDirectory() as tmp:
         input_file = args.input_file
         if input_file is None:

@@ -59,6 +59,39 @@ def machine_info() -> dict:
     }
 
 
+def pinned_versions(files: Sequence[str] = ("requirements.txt", "requirements-dev.txt")) -> Dict[str, str]:
+    """`name==version` pins of the requirement files (names lower-cased, `_` as `-`); options and comments skipped."""
+    pins = {}
+    for name in files:
+        path = os.path.join(ROOT, name)
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.split("#", 1)[0].strip()
+                if "==" in line and not line.startswith("-"):
+                    package, version = (part.strip() for part in line.split("==", 1))
+                    pins[package.lower().replace("_", "-")] = version.split(";")[0].strip()
+    return pins
+
+
+def package_versions() -> dict:
+    """Installed versions of every pinned package, and those that differ from the pin ("mismatches"). A pin without
+    a local part matches any local build of that version (torch==2.13.0 matches 2.13.0+cpu)."""
+    from importlib import metadata
+
+    installed, mismatches = {}, {}
+    for package, pinned in pinned_versions().items():
+        try:
+            version = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            version = None
+        installed[package] = version
+        if version != pinned and not ("+" not in pinned and version and version.split("+")[0] == pinned):
+            mismatches[package] = {"pinned": pinned, "installed": version}
+    return {"installed": installed, "mismatches": mismatches}
+
+
 def versions(*modules: str) -> Dict[str, str]:
     out = {}
     for name in modules:
@@ -237,11 +270,20 @@ def format_table(rows: Iterable[dict], columns: Sequence[tuple]) -> str:
 
 
 def result_header(benchmark: str, script: str, args, argv: Optional[Sequence[str]] = None) -> dict:
-    """The first keys of every result JSON: what ran (the command line), with which settings, on which machine."""
+    """The first keys of every result JSON: what ran (the command line), with which settings, on which machine and
+    package versions. Installed versions that differ from the requirements' pins are printed as a warning and listed
+    under "packages" / "mismatches": such figures are not those of the pinned set."""
     command = " ".join(["python", os.path.relpath(os.path.abspath(script), ROOT),
                         *(sys.argv[1:] if argv is None else argv)])
     settings = {k: v for k, v in vars(args).items() if not k.startswith("child") and k != "work_dir"}
-    return {"benchmark": benchmark, "command": command, "settings": settings, "machine": machine_info()}
+    packages = package_versions()
+    if packages["mismatches"]:
+        listed = ", ".join(f"{name} {v['installed'] or 'not installed'} (pinned {v['pinned']})"
+                           for name, v in sorted(packages["mismatches"].items()))
+        print(f"WARNING: installed packages differ from the pins of requirements*.txt: {listed}; these figures are "
+              "not those of the pinned set", file=sys.stderr)
+    return {"benchmark": benchmark, "command": command, "settings": settings, "machine": machine_info(),
+            "packages": packages}
 
 
 def write_json(path: Optional[str], payload: dict) -> None:

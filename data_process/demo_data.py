@@ -27,6 +27,9 @@ import re
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from fastformer.cli import UserError
+from fastformer.fileio import atomic_open
+
 __all__ = ["FORMATS", "RATING_WEIGHTS", "LABEL_NOISE", "generate_demo_reviews", "main"]
 
 FORMATS = ("2014", "2014-literal", "2018", "2023")
@@ -238,16 +241,17 @@ def _bad_lines(fmt: str) -> List[tuple]:
 def generate_demo_reviews(
     path: str, num_reviews: int, seed: int = 1, fmt: str = "2014", bad_records: bool = False
 ) -> Dict[str, object]:
-    """Write `num_reviews` synthetic reviews to `path` in the raw layout of release `fmt` (gzip if `.gz`).
+    """Write `num_reviews` synthetic reviews to `path` in the raw layout of release `fmt` (gzip if `.gz`), atomically
+    (an interrupted run leaves no partial file).
 
     With `bad_records`, one bad line per skip reason of the reader is spread through the file. Returns
     {"path", "format", "num_reviews", "lines", "ratings": {stars: count}, "bad_lines": {reason: [line numbers]}}
     where `bad_lines` also lists the 2018 records written without `reviewText` (reason "missing_text").
     """
     if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        raise UserError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     if num_reviews < 1:
-        raise ValueError(f"num_reviews must be positive, got {num_reviews}")
+        raise UserError(f"num_reviews must be positive, got {num_reviews}")
     writer = _Writer(seed)
     rng = random.Random(seed + 1)
     ratings = rng.choices(list(RATING_WEIGHTS), weights=list(RATING_WEIGHTS.values()), k=num_reviews)
@@ -259,7 +263,7 @@ def generate_demo_reviews(
     counts = {r: 0 for r in RATING_WEIGHTS}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     line_no = 0
-    with open(path, "wb") as raw:
+    with atomic_open(path, "wb") as raw:
         out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) if path.endswith(".gz") else raw
         for index, rating in enumerate(ratings):
             for reason, line in bad_at.get(index, ()):
@@ -292,7 +296,8 @@ def generate_demo_reviews(
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """CLI entry point; returns the summary of `generate_demo_reviews`."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--output", required=True, help="file to write (gzip-compressed if it ends with .gz)")
     parser.add_argument("--num_reviews", type=int, default=50000, help="number of synthetic reviews (default 50000)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
@@ -305,4 +310,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from fastformer.cli import run_main
+
+    sys.exit(run_main(main))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, List
+from typing import Any, List, Optional
 
 import numpy as np
 
@@ -16,8 +16,11 @@ logger = logging.getLogger(__name__)
 MAX_REPORTED_LINES = 5  # line numbers named in the invalid-UTF-8 warning
 
 
-def load_glove_embeddings(tokenizer: Any, glove_txt_path: str, hidden_size: int, seed: int = 0) -> np.ndarray:
-    """A float32 [vocab size, hidden_size] matrix: GloVe vectors where found, normal(0, 0.02) elsewhere, [PAD] zero.
+def load_glove_embeddings(
+    tokenizer: Any, glove_txt_path: str, hidden_size: int, seed: int = 0, init: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """A float32 [vocab size, hidden_size] matrix: GloVe vectors where found, elsewhere the rows of `init` (a model's
+    initial embedding matrix) or, without it, normal(0, 0.02) drawn with `seed`; [PAD] zero.
 
     `tokenizer` needs `get_vocab()` and `pad_token_id`. A vocabulary token takes the vector of the same word, or
     failing that of the first word equal to it once lower-cased (cased GloVe files list frequent forms first).
@@ -26,7 +29,12 @@ def load_glove_embeddings(tokenizer: Any, glove_txt_path: str, hidden_size: int,
     the first line numbers), never altered silently.
     """
     vocab = tokenizer.get_vocab()
-    embeddings = np.random.default_rng(seed).normal(0.0, 0.02, size=(len(vocab), hidden_size)).astype(np.float32)
+    if init is not None:
+        if tuple(init.shape) != (len(vocab), hidden_size):
+            raise ValueError(f"init has shape {tuple(init.shape)}, expected {(len(vocab), hidden_size)}")
+        embeddings = np.array(init, dtype=np.float32)
+    else:
+        embeddings = np.random.default_rng(seed).normal(0.0, 0.02, size=(len(vocab), hidden_size)).astype(np.float32)
     exact = np.zeros(len(vocab), dtype=bool)
     found = np.zeros(len(vocab), dtype=bool)
     bad_utf8 = 0  # lines skipped for invalid UTF-8

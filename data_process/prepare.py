@@ -33,9 +33,11 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from .reader import RATINGS, ReviewReader, check_text_fields, is_gzip
+from fastformer.cli import UserError
 
-__all__ = ["LABEL_NAMES", "SPLITS", "OUTPUT_FILES", "prepare_dataset", "read_split", "main"]
+from .reader import RATINGS, ReviewReader, check_input_file, check_text_fields, is_gzip
+
+__all__ = ["LABEL_NAMES", "SPLITS", "SPLIT_BY", "OUTPUT_FILES", "prepare_dataset", "read_split", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,9 @@ LABEL_NAMES = [str(stars) for stars in RATINGS]
 SPLITS = ("train", "dev", "test")
 OUTPUT_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl", "label.txt", "stats.json")
 DEFAULT_WEIGHTS = (8, 1, 1)  # train/dev/test 80/10/10
-FORMAT_VERSION = 1
+SPLIT_BY = ("random", "group")
+MAX_GROUP_SHARE = 0.1  # split_by "group": the largest share of dev or test one group (product, source) may take
+FORMAT_VERSION = 2  # 2: HTML character references unescaped (reader.normalize_text)
 _NO_LIMIT = 1 << 64
 _CHUNK = 1 << 20
 
@@ -57,20 +61,20 @@ class _BottomK:
         self.keys: Set[int] = set()
         self.limit = _NO_LIMIT  # keys >= limit cannot enter
 
-    def offer(self, key: int, text: str, rating: int) -> None:
+    def offer(self, key: int, text: str, rating: int, group: Optional[str] = None) -> None:
         if key in self.keys:
             return
         if len(self.heap) < self.capacity:
-            heapq.heappush(self.heap, (-key, rating, text))
+            heapq.heappush(self.heap, (-key, rating, text, group))
         else:
-            self.keys.discard(-heapq.heapreplace(self.heap, (-key, rating, text))[0])
+            self.keys.discard(-heapq.heapreplace(self.heap, (-key, rating, text, group))[0])
         self.keys.add(key)
         if len(self.heap) == self.capacity:
             self.limit = -self.heap[0][0]
 
-    def sorted_items(self) -> List[Tuple[int, int, str]]:
-        """(key, rating, text) by increasing key."""
-        return sorted((-k, rating, text) for k, rating, text in self.heap)
+    def sorted_items(self) -> List[Tuple[int, int, str, Optional[str]]]:
+        """(key, rating, text, group) by increasing key."""
+        return sorted((-k, rating, text, group) for k, rating, text, group in self.heap)
 
 
 def _hash_summary(values: np.ndarray) -> Tuple[int, Set[int], Dict[int, int]]:
@@ -119,16 +123,16 @@ def _split_stats(rows: List[Tuple[str, int]]) -> dict:
 
 def _check_args(num_samples: int, split_sizes: Optional[Sequence[int]], seed: int) -> Optional[List[int]]:
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+        raise UserError(f"num_samples must be a positive integer, got {num_samples!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+        raise UserError(f"seed must be an integer, got {seed!r}")
     if split_sizes is None:
         return None
     sizes = list(split_sizes)
     if len(sizes) != len(SPLITS) or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in sizes) or sizes[0] < 1:
-        raise ValueError(f"split_sizes must be 3 non-negative integers (train, dev, test) with train >= 1, got {split_sizes!r}")
+        raise UserError(f"split_sizes must be 3 non-negative integers (train, dev, test) with train >= 1, got {split_sizes!r}")
     if sum(sizes) != num_samples:
-        raise ValueError(f"split_sizes {tuple(sizes)} must add up to num_samples ({num_samples})")
+        raise UserError(f"split_sizes {tuple(sizes)} must add up to num_samples ({num_samples})")
     return sizes
 
 
@@ -144,8 +148,13 @@ def _reusable(output_dir: str, args: dict, overwrite: bool) -> Optional[dict]:
                 stats = json.load(f)
         except (OSError, ValueError):
             stats = None
-    if isinstance(stats, dict) and stats.get("args") == args and stats.get("format_version") == FORMAT_VERSION:
-        return stats
+    if isinstance(stats, dict) and stats.get("args") == args:
+        if stats.get("format_version") == FORMAT_VERSION:
+            return stats
+        # our own folder, made with the same arguments by an older version of the pipeline: made again
+        logger.info("%s was prepared by an older version of the data pipeline (format %s, now %s): preparing it "
+                    "again", output_dir, stats.get("format_version"), FORMAT_VERSION)
+        return None
     if overwrite:
         return None
     raise FileExistsError(
@@ -154,8 +163,9 @@ def _reusable(output_dir: str, args: dict, overwrite: bool) -> Optional[dict]:
     )
 
 
-def _sample(reader: ReviewReader, num_samples: int, seed: int, balanced: bool) -> Tuple[List[Tuple[int, int, str]], dict, List[str]]:
-    """One pass over `reader`: the sample as (key, rating, text) by increasing key, duplicate statistics, warnings."""
+def _sample(reader: ReviewReader, num_samples: int, seed: int, balanced: bool) -> Tuple[List[tuple], dict, List[str]]:
+    """One pass over `reader`: the sample as (key, rating, text, group) by increasing key, duplicate statistics,
+    warnings."""
     if balanced:
         quotas = {r: num_samples // len(RATINGS) + (i < num_samples % len(RATINGS)) for i, r in enumerate(RATINGS)}
     else:
@@ -170,14 +180,14 @@ def _sample(reader: ReviewReader, num_samples: int, seed: int, balanced: bool) -
         hashes.append(key | review.rating)
         bucket = buckets[review.rating if balanced else 0]
         if key < bucket.limit:
-            bucket.offer(key, review.text, review.rating)
+            bucket.offer(key, review.text, review.rating, review.group)
     if not reader.usable:
-        raise ValueError(f"no usable review: {reader.skipped_summary()}")
+        raise UserError(f"no usable review: {reader.skipped_summary()}")
     values = np.frombuffer(hashes, dtype=np.uint64)
     values.sort()
     distinct, conflicting, ratings = _hash_summary(values)
     del values
-    sample: List[Tuple[int, int, str]] = []
+    sample: List[tuple] = []
     warnings = []
     for c, bucket in buckets.items():
         items = [item for item in bucket.sorted_items() if item[0] not in conflicting][: quotas[c]]
@@ -194,6 +204,44 @@ def _sample(reader: ReviewReader, num_samples: int, seed: int, balanced: bool) -
         "ratings_of_usable": {str(r): ratings[r] for r in RATINGS},
     }
     return sample, dup_stats, warnings
+
+
+def _group_split(sample: List[tuple], counts: List[int], seed: int, warnings: List[str]) -> Tuple[dict, dict]:
+    """Split the sample so that each group lies in one split: groups in a seeded random order fill test, then dev,
+    up to their sizes in `counts` (a group that would overflow them is passed over and goes to train); train takes
+    the rest. A group larger than `MAX_GROUP_SHARE` of the dev or test size always goes to train, so that no single
+    product or source file dominates an evaluation split. Records without a group (no product or source field) are
+    each their own group."""
+    members: Dict[str, List[int]] = {}
+    for i, (key, _, _, group) in enumerate(sample):
+        members.setdefault(group if group is not None else f"record:{key}", []).append(i)
+    salt = hashlib.blake2b(f"group-split-{seed}".encode(), digest_size=16).digest()
+    order = sorted(members, key=lambda g: hashlib.blake2b(g.encode("utf-8"), digest_size=8, salt=salt).digest())
+    quota = {"test": counts[2], "dev": counts[1]}
+    taken: Dict[str, List[str]] = {name: [] for name in SPLITS}
+    filled = dict.fromkeys(SPLITS, 0)
+    for group in order:
+        size = len(members[group])
+        target = next((name for name in ("test", "dev")
+                       if filled[name] + size <= quota[name] and size <= MAX_GROUP_SHARE * quota[name]), "train")
+        taken[target].append(group)
+        filled[target] += size
+    splits = {}
+    for name in SPLITS:
+        rows = sorted(i for group in taken[name] for i in members[group])  # sample (key) order inside a split
+        splits[name] = [(sample[i][2], sample[i][1] - 1) for i in rows]
+    for name in ("dev", "test"):
+        if len(splits[name]) < 0.9 * quota[name]:
+            warnings.append(f"grouped split: {name} has {len(splits[name])} reviews, fewer than the {quota[name]} "
+                            "asked for (its groups are too large to fit)")
+    largest = max(len(m) for m in members.values())
+    stats = {
+        "groups": len(members),
+        "records_without_group": sum(1 for g in members if g.startswith("record:")),
+        "largest_group": largest,
+        "per_split": {name: len(taken[name]) for name in SPLITS},
+    }
+    return splits, stats
 
 
 def _write(output_dir: str, splits: Dict[str, List[Tuple[str, int]]], stats: dict) -> None:
@@ -226,6 +274,7 @@ def prepare_dataset(
     text_fields: Sequence[str] = ("text",),
     show_progress: bool = True,
     overwrite: bool = False,
+    split_by: str = "random",
 ) -> dict:
     """Sample `num_samples` reviews from `input_path`, split them and write the dataset folder; returns the stats.
 
@@ -235,11 +284,16 @@ def prepare_dataset(
     review text, ("title", "text") for "title. text". A folder already holding a complete dataset prepared with the
     same arguments is reused as is; another non-empty folder is an error unless `overwrite` (which replaces only
     the files of `OUTPUT_FILES`). Raises ValueError naming the file when no record is usable.
+
+    `split_by`: "random" cuts the seeded sample into train/dev/test; "group" keeps every group (product, else source
+    file: `reader.group_key`) in a single split, so no product of the test split was seen in training (see
+    `_group_split`; dev and test may come out a little smaller than asked, train takes the rest).
     """
     sizes = _check_args(num_samples, split_sizes, seed)
+    if split_by not in SPLIT_BY:
+        raise ValueError(f"split_by must be one of {SPLIT_BY}, got {split_by!r}")
     fields = check_text_fields(text_fields)
-    if not os.path.isfile(input_path):
-        raise FileNotFoundError(f"input file {input_path!r} does not exist")
+    check_input_file(input_path)
     args = {
         "input_file": os.path.basename(input_path),
         "input_bytes": os.path.getsize(input_path),
@@ -248,6 +302,7 @@ def prepare_dataset(
         "seed": seed,
         "balanced": bool(balanced),
         "text_fields": list(fields),
+        **({"split_by": split_by} if split_by != "random" else {}),  # folders made before split_by stay reusable
     }
     previous = _reusable(output_dir, args, overwrite)
     if previous is not None:
@@ -269,12 +324,16 @@ def prepare_dataset(
     if len(sample) < num_samples:
         warnings.append(f"only {len(sample)} of the {num_samples} requested reviews could be drawn")
     counts = _split_sizes(len(sample), sizes or DEFAULT_WEIGHTS)
+    if split_by == "group":
+        splits, group_stats = _group_split(sample, counts, seed, warnings)
+        counts = [len(splits[name]) for name in SPLITS]
+    else:
+        rows = [(text, rating - 1) for _, rating, text, _ in sample]
+        bounds = np.cumsum([0] + counts).tolist()
+        splits = {name: rows[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLITS)}
+        group_stats = None
     for message in warnings:
         logger.warning("%s: %s", input_path, message)
-
-    rows = [(text, rating - 1) for _, rating, text in sample]
-    bounds = np.cumsum([0] + counts).tolist()
-    splits = {name: rows[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLITS)}
     stats = {
         "format_version": FORMAT_VERSION,
         "args": args,
@@ -297,6 +356,8 @@ def prepare_dataset(
             "drawn": len(sample),
             "balanced": bool(balanced),
             "split_sizes": dict(zip(SPLITS, counts)),
+            "split_by": split_by,
+            **({"groups": group_stats} if group_stats else {}),
             "warnings": warnings,
         },
         "splits": {name: _split_stats(split) for name, split in splits.items()},
@@ -320,20 +381,20 @@ def read_split(path: str) -> Tuple[List[str], List[int]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
-                raise ValueError(f"{where}: not valid UTF-8") from None
+                raise UserError(f"{where}: not valid UTF-8") from None
             if not line.strip():  # prepare_dataset never writes one: the file is damaged (truncated, edited)
-                raise ValueError(f"{where}: blank line (a split file holds one JSON object a line)")
+                raise UserError(f"{where}: blank line (a split file holds one JSON object a line)")
             try:
                 row = json.loads(line)
             except ValueError as err:
-                raise ValueError(f"{where}: not valid JSON ({err})") from None
+                raise UserError(f"{where}: not valid JSON ({err})") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{where}: expected a JSON object with 'text' and 'label'")
+                raise UserError(f"{where}: expected a JSON object with 'text' and 'label'")
             text, label = row.get("text"), row.get("label")
             if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"{where}: 'text' must be a non-empty string, got {text!r}")
+                raise UserError(f"{where}: 'text' must be a non-empty string, got {text!r}")
             if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(LABEL_NAMES):
-                raise ValueError(f"{where}: 'label' must be an integer 0..{len(LABEL_NAMES) - 1}, got {label!r}")
+                raise UserError(f"{where}: 'label' must be an integer 0..{len(LABEL_NAMES) - 1}, got {label!r}")
             texts.append(text)
             labels.append(label)
     return texts, labels
@@ -341,7 +402,7 @@ def read_split(path: str) -> Tuple[List[str], List[int]]:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """CLI entry point; returns the stats of `prepare_dataset`."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--input_file", required=True, help="raw review file: 2014/2018 .json(.gz) or 2023 .jsonl(.gz)")
     parser.add_argument("--output_dir", required=True, help="folder for train/dev/test.jsonl, label.txt, stats.json")
     parser.add_argument("--num_samples", type=int, default=50000, help="reviews to draw (default 50000)")
@@ -351,13 +412,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--balanced", action="store_true", help="draw num_samples/5 reviews per star rating")
     parser.add_argument("--text_fields", nargs="+", choices=("title", "text"), default=["text"],
                         help="fields joined into the text, e.g. --text_fields title text (default: text)")
+    parser.add_argument("--split_by", choices=SPLIT_BY, default="random",
+                        help="random: a seeded random split; group: each product (asin; else the source field) in "
+                        "one split only")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset prepared with other arguments")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     stats = prepare_dataset(
         args.input_file, args.output_dir, args.num_samples, args.split_sizes, args.seed, args.balanced,
-        args.text_fields, show_progress=not args.no_progress, overwrite=args.overwrite,
+        args.text_fields, show_progress=not args.no_progress, overwrite=args.overwrite, split_by=args.split_by,
     )
     records, sample = stats["records"], stats["sample"]
     print(
@@ -369,4 +433,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from fastformer.cli import run_main
+
+    sys.exit(run_main(main))

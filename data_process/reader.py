@@ -12,9 +12,12 @@ Accepted input (plain or gzip; gzip is recognised by its magic bytes, whatever t
 The release is detected per record from its field names (`RELEASES`); 2014 and 2018 records are told apart by
 `helpful` (2014) and `verified`/`vote`/`style`/`image` (2018), and reported as "2014/2018" when they have none.
 
-A usable record has a non-empty review text (whitespace normalised, HTML line breaks of the 2023 release turned into
-spaces) and a whole-star rating 1..5. Every other line is skipped and counted under one of `SKIP_REASONS`, with its
-first line numbers (1-based). A fractional rating such as 3.5 is skipped (`non_integer_rating`): Amazon ratings are
+A usable record has a non-empty review text (whitespace normalised, HTML character references such as `&#34;`
+unescaped, HTML line breaks of the 2023 release turned into spaces) and a whole-star rating 1..5. Every other line is
+skipped and counted under one of `SKIP_REASONS`, with its first line numbers (1-based). A line longer than
+`MAX_LINE_BYTES` (1 MiB; a real review is a few KB) is skipped as `too_long` without being read into memory whole. A
+truncated or corrupt gzip file is an error naming the file, the byte offset reached and what was counted up to there
+(`stats()` keeps those counts). A fractional rating such as 3.5 is skipped (`non_integer_rating`): Amazon ratings are
 whole stars, so it signals a damaged record, and rounding it would invent a label.
 """
 
@@ -22,27 +25,35 @@ from __future__ import annotations
 
 import ast
 import gzip
+import html
 import json
 import math
 import os
 import re
 import sys
+import warnings
+import zlib
 from collections import Counter
 from contextlib import contextmanager
 from typing import BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Sequence
 
 from tqdm import tqdm
 
+from fastformer.cli import UserError
+
 __all__ = [
     "RATINGS",
     "TEXT_FIELDS",
     "SKIP_REASONS",
+    "MAX_LINE_BYTES",
     "Review",
     "ReviewReader",
     "open_binary",
     "is_gzip",
     "normalize_text",
     "check_text_fields",
+    "group_key",
+    "check_input_file",
 ]
 
 RATINGS = (1, 2, 3, 4, 5)
@@ -59,6 +70,7 @@ _ONLY_2018 = ("verified", "vote", "style", "image")
 
 SKIP_REASONS = {
     "blank_line": "empty line",
+    "too_long": "line longer than the reader's limit (MAX_LINE_BYTES, 1 MiB by default)",
     "invalid_utf8": "not valid UTF-8 (or text with unpaired surrogate escapes)",
     "unparseable": "neither a JSON object nor a Python-literal dict",
     "unknown_format": "an object without the text/rating fields of any release",
@@ -69,6 +81,7 @@ SKIP_REASONS = {
     "rating_out_of_range": "rating outside 1..5",
 }
 FIRST_LINES_KEPT = 5
+MAX_LINE_BYTES = 1 << 20  # longest line read, newline not counted; a longer one is skipped as too_long
 GZIP_MAGIC = b"\x1f\x8b"
 
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -76,11 +89,12 @@ _decode_json = json.JSONDecoder().decode
 
 
 class Review(NamedTuple):
-    """One usable record: 1-based line number, normalised text and star rating."""
+    """One usable record: 1-based line number, normalised text, star rating and group (see `group_key`)."""
 
     line: int
     text: str
     rating: int
+    group: Optional[str] = None
 
 
 class _Skip(Exception):
@@ -109,8 +123,19 @@ def open_binary(path: str) -> Iterator[BinaryIO]:
         yield stream
 
 
+def check_input_file(path: str) -> None:
+    """A one-line error when `path` is not a readable file: missing (FileNotFoundError) or a folder (UserError)."""
+    if os.path.isdir(path):
+        raise UserError(f"input file {path!r} is a folder, not a review file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"input file {path!r} does not exist")
+
+
 def normalize_text(text: str) -> str:
-    """Collapse all whitespace (and HTML line breaks) to single spaces, strip the ends."""
+    """Unescape HTML character references (the 2014 release writes quotes as `&#34;`), turn HTML line breaks into
+    spaces, collapse all whitespace to single spaces, strip the ends."""
+    if "&" in text:
+        text = html.unescape(text)
     if "<" in text:
         text = _BR.sub(" ", text)
     return " ".join(text.split())
@@ -126,6 +151,19 @@ def detect_release(record: dict) -> Optional[str]:
         return "2014/2018"
     if "rating" in record or "text" in record:
         return "2023"
+    return None
+
+
+GROUP_FIELDS = ("parent_asin", "asin", "source")  # product (2023: the parent product of all variants), else source
+
+
+def group_key(record: dict) -> Optional[str]:
+    """What a record's review is about, for grouped splits: its product (`parent_asin` in the 2023 release, `asin` in
+    2014/2018), else the file it was collected from (`source`, as in merged collections), else None."""
+    for name in GROUP_FIELDS:
+        value = record.get(name)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+            return f"{name}:{str(value).strip()}"
     return None
 
 
@@ -153,7 +191,7 @@ def check_text_fields(text_fields: Sequence[str]) -> tuple:
     fields = tuple(text_fields)
     unknown = [f for f in fields if f not in TEXT_FIELDS]
     if not fields or unknown or len(set(fields)) != len(fields):
-        raise ValueError(f"text_fields must be a non-empty sequence of distinct names from {sorted(TEXT_FIELDS)}, got {fields}")
+        raise UserError(f"text_fields must be a non-empty sequence of distinct names from {sorted(TEXT_FIELDS)}, got {fields}")
     return fields
 
 
@@ -173,9 +211,12 @@ class ReviewReader:
     After a full iteration, `stats()` returns the counts of that pass.
     """
 
-    def __init__(self, path: str, text_fields: Sequence[str] = ("text",), show_progress: bool = True):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"input file {path!r} does not exist")
+    def __init__(self, path: str, text_fields: Sequence[str] = ("text",), show_progress: bool = True,
+                 max_line_bytes: int = MAX_LINE_BYTES):
+        check_input_file(path)
+        if max_line_bytes < 1:
+            raise ValueError(f"max_line_bytes must be positive, got {max_line_bytes}")
+        self.max_line_bytes = int(max_line_bytes)
         self.path = path
         self.text_fields = check_text_fields(text_fields)
         self.required = "text" if "text" in self.text_fields else self.text_fields[0]
@@ -214,7 +255,9 @@ class ReviewReader:
         except (ValueError, RecursionError):
             pass
         try:
-            record = ast.literal_eval(line)
+            with warnings.catch_warnings():  # e.g. "invalid decimal literal" on a damaged line: it is counted instead
+                warnings.simplefilter("ignore", SyntaxWarning)
+                record = ast.literal_eval(line)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             raise _Skip("unparseable") from None
         if isinstance(record, dict):
@@ -242,7 +285,7 @@ class ReviewReader:
         except UnicodeEncodeError:
             raise _Skip("invalid_utf8") from None
         self.releases[release] += 1
-        return Review(line_no, text, rating)
+        return Review(line_no, text, rating, group_key(record))
 
     def _skip(self, reason: str, line_no: int) -> None:
         self.skipped[reason] += 1
@@ -263,19 +306,44 @@ class ReviewReader:
         )
         with open(self.path, "rb") as raw, _decompressed(raw) as stream, progress:
             done = 0
-            for line_no, line in enumerate(stream, start=1):
-                self.lines_read = line_no
-                if not line_no & 0x3FFF:  # progress in bytes of the (compressed) file
-                    progress.update(raw.tell() - done)
-                    done = raw.tell()
-                try:
-                    review = self._review(self._parse(line), line_no)
-                except _Skip as skip:
-                    self._skip(skip.reason, line_no)
-                    continue
-                self.usable += 1
-                yield review
+            try:
+                for line_no, line in enumerate(self._lines(stream), start=1):
+                    self.lines_read = line_no
+                    if not line_no & 0x3FFF:  # progress in bytes of the (compressed) file
+                        progress.update(raw.tell() - done)
+                        done = raw.tell()
+                    try:
+                        if line is None:
+                            raise _Skip("too_long")
+                        review = self._review(self._parse(line), line_no)
+                    except _Skip as skip:
+                        self._skip(skip.reason, line_no)
+                        continue
+                    self.usable += 1
+                    yield review
+            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                raise UserError(
+                    f"{self.path}: truncated or corrupt gzip data near byte {raw.tell()} of {size} after line "
+                    f"{self.lines_read} ({type(exc).__name__}: {exc}); counted up to there: {self.usable} usable, "
+                    f"{sum(self.skipped.values())} skipped"
+                ) from None
             progress.update(size - done)
+
+    def _lines(self, stream: BinaryIO) -> Iterator[Optional[bytes]]:
+        """The lines of `stream` (with their newline), None for a line over `max_line_bytes`, which is read and
+        dropped in chunks of at most max(max_line_bytes, 64 KiB)."""
+        readline, cap = stream.readline, self.max_line_bytes
+        chunk = max(cap, 1 << 16)
+        while True:
+            line = readline(cap + 1)
+            if not line:
+                return
+            if len(line) > cap and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):
+                    line = readline(chunk)
+                yield None
+            else:
+                yield line
 
     def detected_release(self) -> Optional[str]:
         """The most common release among the usable records (None if there were none)."""
@@ -306,4 +374,6 @@ class ReviewReader:
             if self.skipped[reason]
         ]
         total = sum(self.skipped.values())
+        if not self.lines_read:
+            return f"{self.path}: the file is empty (no lines)"
         return f"{self.path}: skipped {total} of {self.lines_read} lines: " + "; ".join(parts)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from paddlenlp.transformers.configuration_utils import PretrainedConfig
 
-__all__ = ["FastformerConfig", "POOLER_TYPES"]
+__all__ = ["FastformerConfig", "POOLER_TYPES", "ATTENTION_TYPES"]
 
 POOLER_TYPES = ("attention", "mean", "first")
+ATTENTION_TYPES = ("additive", "softmax")
 
 
 class FastformerConfig(PretrainedConfig):
@@ -36,6 +37,9 @@ class FastformerConfig(PretrainedConfig):
             Defaults to False.
         classifier_dropout (float): Dropout before the classifier. Defaults to 0.0, as the official classifier
             has none.
+        attention_type (str): "additive" (Fastformer) or "softmax": standard multi-head scaled dot-product
+            self-attention in the same blocks (embeddings, post-LayerNorm layers, pooler and classifier unchanged),
+            the paper's Transformer baseline. Defaults to "additive".
         num_labels / id2label / label2id: the classes (PaddleNLP's `PretrainedConfig` fields); 5 star ratings
             by default.
     """
@@ -60,6 +64,7 @@ class FastformerConfig(PretrainedConfig):
         use_value_projection: bool = False,
         share_attention_layers: bool = False,
         classifier_dropout: float = 0.0,
+        attention_type: str = "additive",
         **kwargs,
     ):
         kwargs.setdefault("return_dict", True)  # task heads return ModelOutput objects unless told otherwise
@@ -70,6 +75,8 @@ class FastformerConfig(PretrainedConfig):
             raise ValueError(
                 f"hidden_size ({hidden_size}) must be a multiple of num_attention_heads ({num_attention_heads})"
             )
+        if attention_type not in ATTENTION_TYPES:
+            raise ValueError(f"attention_type must be one of {ATTENTION_TYPES}, got {attention_type!r}")
         if pooler_type not in POOLER_TYPES:
             raise ValueError(f"pooler_type must be one of {POOLER_TYPES}, got {pooler_type!r}")
         self.vocab_size = vocab_size
@@ -86,3 +93,4 @@ class FastformerConfig(PretrainedConfig):
         self.use_value_projection = use_value_projection
         self.share_attention_layers = share_attention_layers
         self.classifier_dropout = classifier_dropout
+        self.attention_type = attention_type

@@ -8,11 +8,16 @@ The checkpoint may be a raw state dict or a dict holding it under "state_dict" /
 [in, out]); embeddings and LayerNorm are copied. The config is read from the shapes; only the LayerNorm epsilon
 and dropout are not in the weights (the official values are the defaults). PyTorch is imported only to read a
 `.pt` file or torch tensors: the mapping itself works on numpy arrays.
+
+The `.pt` file is read with `torch.load(weights_only=True)`, which unpickles only tensors and plain containers, never
+arbitrary objects; a file that needs more (e.g. a whole pickled `nn.Module`) is refused unless `--allow_pickle`
+(only for a file from a source you trust). The output folder holds `model.safetensors` (see `fastformer.task`).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import sys
@@ -20,6 +25,8 @@ import warnings
 from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import numpy as np
+
+from .cli import UserError
 
 __all__ = [
     "paddle_name",
@@ -225,11 +232,30 @@ def config_from_torch_state_dict(
     return config
 
 
-def load_torch_state_dict(path: str) -> Dict[str, object]:
-    """Read a `.pt` file: a raw state dict, or a dict with it under "state_dict" / "model_state_dict"."""
+def load_torch_state_dict(path: str, allow_pickle: bool = False) -> Dict[str, object]:
+    """Read a `.pt` file: a raw state dict, or a dict with it under "state_dict" / "model_state_dict".
+
+    Only tensors and plain containers are unpickled (`torch.load(weights_only=True)`); `allow_pickle` lifts that
+    for a trusted file (e.g. a pickled `nn.Module`), with a warning.
+    """
+    import pickle
+
     import torch
 
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if allow_pickle:
+        logging.getLogger(__name__).warning(
+            "reading %s with full unpickling (allowed by --allow_pickle): it can run code; only for a trusted file", path)
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            raise UserError(
+                f"{path}: holds more than tensors and plain containers (here: {found.group(1) if found else '?'}), "
+                "which torch.load(weights_only=True) refuses: unpickling it could run code; if you trust where it "
+                "comes from, pass --allow_pickle"
+            ) from None
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
     if isinstance(obj, Mapping):
@@ -287,9 +313,11 @@ def _parse_args(argv: Optional[Iterable[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m fastformer.convert",
         description="Convert an official PyTorch Fastformer checkpoint into a Paddle model folder.",
+        allow_abbrev=False,
     )
     parser.add_argument("--torch_checkpoint", required=True, help="the .pt file (state dict of the official Model)")
-    parser.add_argument("--output_dir", required=True, help="folder to write config.json and model_state.pdparams to")
+    parser.add_argument("--output_dir", required=True, help="model folder to write (config.json, model.safetensors, "
+                        "tokenizer)")
     parser.add_argument(
         "--num_attention_heads",
         type=int,
@@ -302,6 +330,12 @@ def _parse_args(argv: Optional[Iterable[str]]) -> argparse.Namespace:
         "--tokenizer_dir",
         default=None,
         help="required: the FastformerTokenizer folder whose vocabulary the checkpoint uses; copied into output_dir",
+    )
+    parser.add_argument(
+        "--allow_pickle",
+        action="store_true",
+        help="read a checkpoint that holds more than tensors (e.g. a pickled nn.Module) with full unpickling, which "
+        "can run code: only for a file from a source you trust",
     )
     return parser.parse_args(None if argv is None else list(argv))
 
@@ -326,7 +360,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
             f"--tokenizer_dir {args.tokenizer_dir!r} has no {vocab_name}: give the FastformerTokenizer folder whose "
             "vocabulary the checkpoint was trained with (e.g. a model folder saved by train.py)"
         )
-    torch_sd = load_torch_state_dict(args.torch_checkpoint)
+    torch_sd = load_torch_state_dict(args.torch_checkpoint, allow_pickle=args.allow_pickle)
     tokenizer = FastformerTokenizer.from_pretrained(args.tokenizer_dir)
     id2label, label2id = task.label_maps()
     model = convert_checkpoint(
@@ -352,4 +386,6 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import run_main
+
+    sys.exit(run_main(main))

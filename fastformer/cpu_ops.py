@@ -68,8 +68,9 @@ def load_ops():
                     _module = _build()
                 except Exception as exc:  # no compiler, no headers, a failed build: fall back, loudly
                     _error = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
-                    warnings.warn(f"fastformer: compiled CPU kernels unavailable ({_error}); training uses Paddle's "
-                                  "own backward kernels instead (same results, slower on CPU)", RuntimeWarning)
+            if _error is not None:  # once per process: later calls return above
+                warnings.warn(f"fastformer: compiled CPU kernels unavailable ({_error}); training uses Paddle's "
+                              "own backward kernels instead (same results, slower on CPU)", RuntimeWarning)
     return _module
 
 

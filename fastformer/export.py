@@ -4,7 +4,9 @@
 
 The export folder holds the static model (`model.json` + `model.pdiparams` under Paddle 3, PIR; a legacy
 `model.pdmodel` is still read by `fastformer.predictor`), `config.json` (with the labels), the tokenizer files
-and `manifest.json`. The manifest is written last, only once the exported model has matched the dynamic model
+and `manifest.json`, which records the SHA-256 of the model and params files (`sha256`; checked by `Predictor`
+before loading). `model.pdiparams` is Paddle's binary tensor format (per tensor: a version, the LoD, a TensorDesc
+protobuf and the raw data), read by Paddle Inference's C++ loader: no pickle is involved. The manifest is written last, only once the exported model has matched the dynamic model
 (max abs logits difference <= 1e-5 on a padded batch of reviews of varied lengths), so a folder without it is
 not a usable export. The graph takes `input_ids` and `attention_mask` (int64, [batch, length], both dynamic)
 and returns the logits [batch, num_labels].
@@ -12,7 +14,6 @@ and returns the logits [batch, num_labels].
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -24,6 +25,8 @@ import paddle
 import paddle.nn as nn
 
 from . import task
+from .cli import UserError
+from .fileio import file_sha256, write_json
 from .predictor import INPUT_NAMES, MANIFEST_FILE, MODEL_PREFIX, InferenceRunner
 
 __all__ = [
@@ -37,7 +40,7 @@ __all__ = [
 ]
 
 PARITY_TOLERANCE = 1e-5
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest records the SHA-256 of the model and params files
 
 # Review-like texts of very different lengths: one padded batch of them exercises padding, masking and the
 # dynamic length; the last one is longer than any max_length and is truncated to it.
@@ -214,15 +217,18 @@ def export_model(
     tolerance: float = PARITY_TOLERANCE,
     parity_texts: Sequence[str] = PARITY_TEXTS,
     log=print,
+    allow_pickle: bool = False,
 ) -> Dict[str, object]:
     """Export `model_dir` (a `task.save_model_dir` / train.py folder) to `output_dir`; returns the manifest.
 
     `max_length` (default: the model folder's truncation length, i.e. the training max_length) is stored in the
     manifest and as the tokenizer's `model_max_length`. Raises `ExportParityError` (and writes no manifest) when the exported model's logits differ from the dynamic
     model's by more than `tolerance`. An ONNX conversion failure does not raise: the manifest's "onnx" entry
-    says what happened.
+    says what happened. `allow_pickle`: see `task.load_model_dir`.
     """
-    model, tokenizer = task.load_model_dir(model_dir)
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UserError(f"--output_dir {output_dir!r} is a file, not a folder")
+    model, tokenizer = task.load_model_dir(model_dir, allow_pickle=allow_pickle)
     config = model.config
     # default: the model folder's truncation length (the training max_length; see task.load_tokenizer)
     max_length = task.check_max_length(max_length or tokenizer.model_max_length, config)
@@ -268,6 +274,7 @@ def export_model(
         "paddlenlp_version": paddlenlp.__version__,
         "model_file": os.path.basename(model_file),
         "params_file": os.path.basename(params_file),
+        "sha256": {os.path.basename(f): file_sha256(f) for f in (model_file, params_file)},
         "program_format": "pir-json" if model_file.endswith(".json") else "legacy-pdmodel",
         "input_names": list(runner.input_names),
         "input_dtype": "int64",
@@ -294,7 +301,5 @@ def export_model(
                 "evaluator)" if diff is not None else f"ONNX: wrote {manifest['onnx']['file']}")
         else:
             log(f"ONNX export not supported with this combination: {manifest['onnx']['reason']}")
-    with open(manifest_path, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
+    write_json(manifest_path, manifest)
     return manifest

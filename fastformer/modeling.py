@@ -247,6 +247,32 @@ class FastSelfAttention(nn.Layer):
         return self.transform(_expand(global_key, v) * v) + q  # [B, L, H]
 
 
+class SoftmaxSelfAttention(nn.Layer):
+    """Standard multi-head scaled dot-product self-attention (Vaswani et al., 2017), quadratic in L: the paper's
+    Transformer baseline, in the same blocks as the additive attention (`attention_type="softmax"`)."""
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__()
+        h, n = config.hidden_size, config.num_attention_heads
+        self.num_heads, self.head_size = n, h // n
+        self.scale = 1.0 / math.sqrt(self.head_size)
+        self.query = Linear(h, h)
+        self.key = Linear(h, h)
+        self.value = Linear(h, h)
+
+    def _heads(self, x: paddle.Tensor) -> paddle.Tensor:
+        return x.reshape([0, 0, self.num_heads, self.head_size]).transpose([0, 2, 1, 3])  # [B, N, L, D]
+
+    def forward(self, hidden_states: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+        q, k, v = (self._heads(layer(hidden_states)) for layer in (self.query, self.key, self.value))
+        # softmax(q k^T / sqrt(d) + mask) v, per head
+        mask = mask.unsqueeze(1)  # [B, 1, 1, L]
+        weights = F.softmax(paddle.matmul(q, k, transpose_y=True) * self.scale + mask, axis=-1)  # [B, N, L, L]
+        weights = weights * (mask == 0).astype(weights.dtype)  # exact 0 on padding
+        context = paddle.matmul(weights, v)  # [B, N, L, D]
+        return context.transpose([0, 2, 1, 3]).reshape([0, 0, self.num_heads * self.head_size])  # [B, L, H]
+
+
 class FastformerSelfOutput(nn.Layer):
     """BERT post-LayerNorm residual: LayerNorm(dropout(dense(x)) + input)."""
 
@@ -260,12 +286,16 @@ class FastformerSelfOutput(nn.Layer):
         return self.layer_norm(self.dropout(self.dense(hidden_states)) + input_tensor)
 
 
+def _attention(config: FastformerConfig) -> nn.Layer:
+    return SoftmaxSelfAttention(config) if config.attention_type == "softmax" else FastSelfAttention(config)
+
+
 class FastformerLayer(nn.Layer):
     """Additive attention block + feed-forward block, each post-LayerNorm."""
 
-    def __init__(self, config: FastformerConfig, attention: Optional[FastSelfAttention] = None):
+    def __init__(self, config: FastformerConfig, attention: Optional[nn.Layer] = None):
         super().__init__()
-        self.attention = attention if attention is not None else FastSelfAttention(config)
+        self.attention = attention if attention is not None else _attention(config)
         self.attention_output = FastformerSelfOutput(config, config.hidden_size)
         self.intermediate = Linear(config.hidden_size, config.intermediate_size)
         self.activation = GELU() if config.hidden_act == "gelu" else ACT2FN[config.hidden_act]
@@ -333,7 +363,7 @@ class FastformerModel(FastformerPretrainedModel):
     def __init__(self, config: FastformerConfig):
         super().__init__(config)
         self.embeddings = FastformerEmbeddings(config)
-        shared = FastSelfAttention(config) if config.share_attention_layers else None
+        shared = _attention(config) if config.share_attention_layers else None
         self.layers = nn.LayerList([FastformerLayer(config, shared) for _ in range(config.num_hidden_layers)])
         self.pooler = FastformerPooler(config)
 

@@ -5,11 +5,15 @@ Two backends read two kinds of folder:
 * "inference": an export folder written by `export_model.py` (`manifest.json`, `model.json` + `model.pdiparams`
   or a legacy `model.pdmodel`, `config.json`, tokenizer), run by Paddle Inference; on CPU with oneDNN by default,
   the fast path.
-* "dynamic": a trained model folder (`task.save_model_dir` / train.py: `config.json`, `model_state.pdparams`,
-  tokenizer), run by the Paddle dygraph model.
+* "dynamic": a trained model folder (`task.save_model_dir` / train.py: `config.json`, `model.safetensors`,
+  tokenizer), run by the Paddle dygraph model; a folder with the older pickle-format `model_state.pdparams` only
+  with `allow_pickle` (`--allow_pickle`).
+
+Weight files are checked before they are loaded: the SHA-256 recorded in the export's manifest (`sha256`) or in the
+model folder's `checksums.json` (a mismatch is an error naming the file).
 
 "auto" (the default) picks "inference" when the folder has `manifest.json`, "dynamic" when it has
-`model_state.pdparams`. Texts are tokenized, truncated to `max_length`, sorted by length and batched (little
+model weights. Texts are tokenized, truncated to `max_length`, sorted by length and batched (little
 padding), and the results are returned in input order. `max_length` defaults to the folder's truncation length:
 the export's manifest, else the tokenizer's `model_max_length` (tokenizer_config.json; the training max_length
 recorded by `task.save_model_dir`), else the model's max_position_embeddings.
@@ -18,6 +22,10 @@ recorded by `task.save_model_dir`), else the model's max_position_embeddings.
     predictor.predict(["Great sound.", "Broke after a week."])   # [{"rating": 5, "label": "5", ...}, ...]
     predictor.predict_proba(texts)                                 # float32 [N, num_labels]
 
+Outputs are checked: logits that are not finite (NaN/Inf: damaged weights) raise `NonFiniteOutputError` instead of
+becoming a rating. Each result gives the share of its tokens the vocabulary does not know (`unk_share`) and a
+`warning` when more than half are unknown (another language, emoji only): such a rating means little.
+
 The scripts share the command-line flags: `add_predictor_args(parser)`, then `Predictor.from_args(args)`.
 """
 
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -35,7 +44,10 @@ from . import task
 
 __all__ = [
     "Predictor",
+    "NonFiniteOutputError",
     "add_predictor_args",
+    "add_allow_pickle_arg",
+    "check_manifest_checksums",
     "InferenceRunner",
     "DynamicRunner",
     "MANIFEST_FILE",
@@ -43,16 +55,38 @@ __all__ = [
     "INPUT_NAMES",
     "BACKENDS",
     "find_model_files",
+    "bucket_rows",
     "detect_backend",
     "softmax",
 ]
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 MODEL_PREFIX = "model"
 INPUT_NAMES = ("input_ids", "attention_mask")
 BACKENDS = ("auto", "inference", "dynamic")
 DEVICES = ("cpu", "gpu")
-PAD_MULTIPLE = 8  # padded lengths rounded up to a multiple of 8: fewer distinct shapes for oneDNN's caches
+# Paddle Inference with oneDNN keeps kernels and memory for every input shape it has run (the RSS of a server grew
+# by hundreds of MB over all batch x length shapes). Lengths are padded to a multiple of 16 and batches to a power
+# of two rows (`bucket_rows`), so at most ceil(max_length / 16) x (log2(batch_size) + 1) shapes ever occur.
+# (Config.set_mkldnn_cache_capacity evicts instead, but then re-creates the kernels whenever the shape changes.)
+PAD_MULTIPLE = 16
+MOSTLY_UNKNOWN = 0.5  # a result warns when more than this share of its tokens is [UNK]
+
+
+class NonFiniteOutputError(RuntimeError):
+    """The model gave NaN or infinite logits: its weights are damaged (or it diverged in training).
+
+    `indices`: the positions, in the texts given, of the texts whose logits are not finite."""
+
+    def __init__(self, model_dir: str, indices: Sequence[int], total: int):
+        self.indices = list(indices)
+        shown = ", ".join(map(str, self.indices[:10])) + (" ..." if len(self.indices) > 10 else "")
+        super().__init__(
+            f"the model in {model_dir!r} gave non-finite logits (NaN or Inf) for {len(self.indices)} of {total} "
+            f"text(s) (indices {shown}): its weights are damaged or the model diverged; no rating was given"
+        )
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -60,6 +94,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.float32)
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def bucket_rows(n: int, batch_size: int) -> int:
+    """Rows a batch of `n` texts is padded to: the next power of two, at most `batch_size`."""
+    return min(batch_size, 1 << (n - 1).bit_length()) if n > 0 else 0
 
 
 def _read_manifest(path: str) -> Optional[dict]:
@@ -94,7 +133,7 @@ def detect_backend(path: str) -> str:
         raise FileNotFoundError(f"model folder {path!r} does not exist")
     if os.path.isfile(os.path.join(path, MANIFEST_FILE)):
         return "inference"
-    if os.path.isfile(os.path.join(path, task.MODEL_FILES[-1])):
+    if any(os.path.isfile(os.path.join(path, name)) for name in (task.WEIGHTS_FILE, task.PICKLE_WEIGHTS_FILE)):
         return "dynamic"
     if any(os.path.isfile(os.path.join(path, MODEL_PREFIX + ext)) for ext in (".json", ".pdmodel")):
         return "inference"  # an export without its manifest: check_model_dir names what is missing
@@ -143,7 +182,27 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        help="tokens kept per review (default: the model folder's: the training max_length, or the "
                        "export's)")
     group.add_argument("--no_onednn", action="store_true", help="Paddle Inference on CPU without oneDNN")
+    add_allow_pickle_arg(group)
     return parser
+
+
+def add_allow_pickle_arg(parser) -> None:
+    """`--allow_pickle` (see `task.ALLOW_PICKLE_HELP`), shared by the scripts that load a trained model folder."""
+    parser.add_argument("--allow_pickle", action="store_true", help=task.ALLOW_PICKLE_HELP)
+
+
+def check_manifest_checksums(path: str, manifest: dict) -> None:
+    """The export's weight files against the SHA-256 its manifest records (`fileio.ChecksumError` on a mismatch);
+    an older manifest without them loads with a warning."""
+    from .fileio import check_checksums
+
+    digests = manifest.get("sha256")
+    if not isinstance(digests, dict) or not digests:
+        logger.warning(
+            "%s: no SHA-256 of the weight files recorded (an older export), their integrity is not checked; export "
+            "the model again to record them", os.path.join(path, MANIFEST_FILE))
+        return
+    check_checksums(path, digests, source=MANIFEST_FILE)
 
 
 class InferenceRunner:
@@ -178,7 +237,12 @@ class InferenceRunner:
         config.disable_glog_info()
         self.device = device
         self.enable_mkldnn = bool(enable_mkldnn and device == "cpu")
-        self._predictor = inference.create_predictor(config)
+        try:
+            self._predictor = inference.create_predictor(config)
+        except (RuntimeError, ValueError, OSError) as exc:  # Paddle's many-line message: its first line
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise ValueError(f"Paddle Inference cannot load {model_file!r} + {params_file!r} (damaged or not an "
+                             f"export of this Paddle): {first}") from exc
         self.input_names = list(self._predictor.get_input_names())
         unknown = set(self.input_names) - set(INPUT_NAMES)
         if unknown:
@@ -241,6 +305,7 @@ class Predictor:
             truncation length, tokenizer_config.json's model_max_length, else the model's
             max_position_embeddings); longer texts are truncated and say so (`truncated_tokens`).
         enable_mkldnn: oneDNN for Paddle Inference on CPU.
+        allow_pickle: also load a trained model folder with pickle-format weights (`task.ALLOW_PICKLE_HELP`).
     """
 
     def __init__(
@@ -252,6 +317,7 @@ class Predictor:
         batch_size: int = 64,
         max_length: Optional[int] = None,
         enable_mkldnn: bool = True,
+        allow_pickle: bool = False,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -272,6 +338,7 @@ class Predictor:
             self.manifest = _read_manifest(model_dir) if os.path.isdir(model_dir) else None
             model_file, params_file = find_model_files(model_dir, self.manifest)
             task.check_model_dir(model_dir, required=(MANIFEST_FILE, "config.json", model_file, params_file))
+            check_manifest_checksums(model_dir, self.manifest)
             config = FastformerConfig.from_pretrained(model_dir)
             self.tokenizer = task.load_tokenizer(model_dir, config)
             self._runner = InferenceRunner(
@@ -281,7 +348,7 @@ class Predictor:
             default_length = int(self.manifest.get("max_length") or self.tokenizer.model_max_length)
         else:
             self.manifest = None
-            model, self.tokenizer = task.load_model_dir(model_dir)
+            model, self.tokenizer = task.load_model_dir(model_dir, allow_pickle=allow_pickle)
             config = model.config
             self._runner = DynamicRunner(model, device=device, num_threads=num_threads)
             default_length = self.tokenizer.model_max_length
@@ -296,9 +363,18 @@ class Predictor:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Predictor":
-        """A predictor of `args.model_dir` with the flags of `add_predictor_args`."""
-        return cls(args.model_dir, backend=args.backend, device=args.device, num_threads=args.num_threads,
-                   batch_size=args.batch_size, max_length=args.max_length, enable_mkldnn=not args.no_onednn)
+        """A predictor of `args.model_dir` with the flags of `add_predictor_args`; a folder or flag that cannot be
+        used is a `UserError` (one line from the scripts) or FileNotFoundError."""
+        from .cli import UserError
+
+        try:
+            return cls(args.model_dir, backend=args.backend, device=args.device, num_threads=args.num_threads,
+                       batch_size=args.batch_size, max_length=args.max_length, enable_mkldnn=not args.no_onednn,
+                       allow_pickle=getattr(args, "allow_pickle", False))
+        except UserError:
+            raise
+        except (ValueError, RuntimeError) as exc:
+            raise UserError(str(exc)) from exc
 
     # ------------------------------------------------------------------------------------------------ properties
     @property
@@ -330,17 +406,28 @@ class Predictor:
                 truncated[i] = task.count_truncated(self.tokenizer, texts[i], self.max_length) or 0
         return ids, truncated
 
+    def _finite(self, logits: np.ndarray, positions: Sequence[int]) -> np.ndarray:
+        """`logits`, or NonFiniteOutputError naming the `positions` (input indices) of rows that are not finite."""
+        bad = np.flatnonzero(~np.isfinite(logits).all(axis=-1))
+        if bad.size:
+            positions = list(positions)
+            raise NonFiniteOutputError(self.model_dir, [positions[i] for i in bad], len(positions))
+        return logits
+
     def _logits(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-        """Logits [N, C] of id lists, batched by length (sorted), in input order."""
+        """Logits [N, C] of id lists, batched by length (sorted), in input order. Batches are padded to few shapes
+        (lengths: a multiple of PAD_MULTIPLE; rows: `bucket_rows`, copies of the last text, their logits dropped)."""
         out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         pad_id = self.tokenizer.pad_token_id
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            input_ids, attention_mask = task.pad_batch([ids[i] for i in rows], pad_id, PAD_MULTIPLE)
+            batch = [ids[i] for i in rows]
+            batch += batch[-1:] * (bucket_rows(len(batch), self.batch_size) - len(batch))
+            input_ids, attention_mask = task.pad_batch(batch, pad_id, PAD_MULTIPLE)
             with self._lock:
                 logits = self._runner.run(input_ids, attention_mask)
-            out[rows] = logits
+            out[rows] = logits[: len(rows)]
         return out
 
     # -------------------------------------------------------------------------------------------------- public
@@ -358,15 +445,17 @@ class Predictor:
         if not texts:
             return np.zeros((0, self.num_labels), dtype=np.float32)
         ids, _ = self._encode(texts)
-        return softmax(self._logits(ids))
+        return softmax(self._finite(self._logits(ids), range(len(texts))))
 
     def predict(self, texts: Sequence[str]) -> List[Dict[str, object]]:
         """One result per text, in input order:
 
         {"rating": stars (int), "label": name, "probabilities": {label: p}, "truncated_tokens": tokens dropped
-        (0 when none), "error": None}; a text that is not a string, empty, blank or without any token gets
-        {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0, "error": message} and the
-        others are still predicted.
+        (0 when none), "unk_share": share of the tokens read that are [UNK] (0..1), "warning": None, or a message
+        when more than half of them are [UNK], "error": None}; a text that is not a string, empty, blank or without
+        any token gets {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0,
+        "unk_share": None, "warning": None, "error": message} and the others are still predicted. Non-finite
+        logits raise `NonFiniteOutputError` (no result is made up from them).
         """
         texts = list(texts)
         results: List[Optional[Dict[str, object]]] = [None] * len(texts)
@@ -387,22 +476,29 @@ class Predictor:
             for k in empty:  # e.g. only characters the tokenizer drops
                 results[good[k]] = self._error("text has no tokens")
             keep = [k for k in range(len(good)) if k not in empty]
-            probs = softmax(self._logits([ids[k] for k in keep])) if keep else np.zeros((0, self.num_labels))
+            logits = self._logits([ids[k] for k in keep]) if keep else np.zeros((0, self.num_labels))
+            probs = softmax(self._finite(logits, [good[k] for k in keep]))
+            unk = self.tokenizer.unk_token_id
             for row, k in enumerate(keep):
                 p = probs[row]
                 best = int(p.argmax())
+                unk_share = sum(i == unk for i in ids[k]) / len(ids[k])
                 results[good[k]] = {
                     "rating": self._ratings[best],
                     "label": self._labels[best],
                     "probabilities": {name: float(p[c]) for c, name in enumerate(self._labels)},
                     "truncated_tokens": int(truncated[k]),
+                    "unk_share": round(unk_share, 4),
+                    "warning": (f"{unk_share:.0%} of the tokens are unknown to the model's vocabulary: the rating "
+                                "is unreliable" if unk_share > MOSTLY_UNKNOWN else None),
                     "error": None,
                 }
         return results  # type: ignore[return-value]
 
     @staticmethod
     def _error(message: str) -> Dict[str, object]:
-        return {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0, "error": message}
+        return {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0, "unk_share": None,
+                "warning": None, "error": message}
 
     def __repr__(self) -> str:
         return (f"Predictor({self.model_dir!r}, backend={self.backend!r}, device={self.device!r}, "

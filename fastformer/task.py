@@ -2,13 +2,19 @@
 
 Every script (train, evaluate, export, predict, serve) goes through these functions, so a model folder
 written by one is read the same way by all the others. A model folder holds `config.json` (with
-`id2label`), `model_state.pdparams` and the tokenizer files (`vocab.txt`, `tokenizer_config.json`). The
-truncation length the model was trained with is the tokenizer's `model_max_length`, stored in
-`tokenizer_config.json` (a folder without it falls back to the model's `max_position_embeddings`).
+`id2label`), `model.safetensors`, `checksums.json` (its SHA-256) and the tokenizer files (`vocab.txt`,
+`tokenizer_config.json`). The truncation length the model was trained with is the tokenizer's `model_max_length`,
+stored in `tokenizer_config.json` (a folder without it falls back to the model's `max_position_embeddings`).
+
+Model folders are meant to be handed to others, so loading one runs no code from it: the weights are safetensors
+(tensors and a JSON header, nothing to unpickle) and are checked against their recorded SHA-256 first. A folder
+with the older pickle-format `model_state.pdparams` (which can run arbitrary code when unpickled) is loaded only
+with `allow_pickle=True` (the scripts' `--allow_pickle`), with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -16,7 +22,9 @@ import numpy as np
 
 from data_process import LABEL_NAMES
 
+from .cli import UserError
 from .configuration import FastformerConfig
+from .fileio import CHECKSUMS_FILE, atomic_dir, check_checksums, read_checksums, write_checksums, write_json
 from .modeling import FastformerForSequenceClassification
 from .tokenizer import FastformerTokenizer
 
@@ -28,6 +36,10 @@ __all__ = [
     "save_model_dir",
     "load_model_dir",
     "check_model_dir",
+    "model_weights_file",
+    "WEIGHTS_FILE",
+    "PICKLE_WEIGHTS_FILE",
+    "ALLOW_PICKLE_HELP",
     "check_max_length",
     "truncation_length",
     "load_tokenizer",
@@ -38,7 +50,15 @@ __all__ = [
     "count_truncated",
 ]
 
-MODEL_FILES = ("config.json", "model_state.pdparams")
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"  # what save_model_dir writes: tensors and a JSON header, nothing to unpickle
+PICKLE_WEIGHTS_FILE = "model_state.pdparams"  # older folders (and checkpoints): a pickle, read only with allow_pickle
+MODEL_FILES = ("config.json", WEIGHTS_FILE)
+ALLOW_PICKLE_HELP = (
+    f"also load a model folder whose weights are the pickle-format {PICKLE_WEIGHTS_FILE} (older folders): unpickling "
+    "can run arbitrary code, so only for a folder from a source you trust. Folders written now hold model.safetensors"
+)
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # do_lower_case and model_max_length: without it a cased
 # tokenizer would reload lower-casing and the truncation length would be lost
 UNSET_MAX_LENGTH = int(1e20)  # PaddleNLP's model_max_length when none was given (VERY_LARGE_INTEGER, 1e30)
@@ -64,8 +84,14 @@ def label_to_stars(id2label) -> List[int]:
     return [int(str(name).strip()) for name in names]
 
 
-def build_model(tokenizer: FastformerTokenizer, **config_kwargs) -> FastformerForSequenceClassification:
-    """A freshly initialised classifier sized to `tokenizer`, with the star-rating labels."""
+def build_model(
+    tokenizer: FastformerTokenizer, word_vectors: Optional[str] = None, **config_kwargs
+) -> FastformerForSequenceClassification:
+    """A freshly initialised classifier sized to `tokenizer`, with the star-rating labels.
+
+    `word_vectors`: a vector file (`word v1 v2 ...` a line, e.g. GloVe or `data_process.word_vectors`) whose vectors
+    replace the initial word embeddings of the vocabulary words it holds (the others keep their random init).
+    """
     id2label, label2id = label_maps()
     config = FastformerConfig(
         vocab_size=len(tokenizer),
@@ -74,7 +100,14 @@ def build_model(tokenizer: FastformerTokenizer, **config_kwargs) -> FastformerFo
         label2id=label2id,
         **config_kwargs,
     )
-    return FastformerForSequenceClassification(config)
+    model = FastformerForSequenceClassification(config)
+    if word_vectors:
+        from data_process.glove import load_glove_embeddings
+
+        embedding = model.get_input_embeddings().weight
+        vectors = load_glove_embeddings(tokenizer, word_vectors, config.hidden_size, init=embedding.numpy())
+        embedding.set_value(vectors)
+    return model
 
 
 def check_max_length(max_length: int, config: FastformerConfig) -> int:
@@ -106,35 +139,79 @@ def save_model_dir(
     tokenizer: FastformerTokenizer,
     path: str,
     max_length: Optional[int] = None,
+    extra_json: Optional[Mapping[str, object]] = None,
 ) -> None:
-    """Write everything needed to use the model: weights, config (with labels) and tokenizer.
+    """Write everything needed to use the model: weights (safetensors, with their SHA-256 in checksums.json),
+    config (with labels) and tokenizer, plus the JSON files of `extra_json` ({file name: object}).
 
-    `max_length`, the truncation length the model was trained with (default: the tokenizer's `model_max_length`
-    when set, else the model's `max_position_embeddings`), is stored as the tokenizer's `model_max_length` in
-    `tokenizer_config.json`; `load_model_dir`, `Predictor` and the export read it from there. `tokenizer`
-    itself is left unchanged.
+    The folder is written next to `path` and renamed to it once complete (`fileio.atomic_dir`): an interrupted save
+    leaves the previous folder as it was. `max_length`, the truncation length the model was trained with (default:
+    the tokenizer's `model_max_length` when set, else the model's `max_position_embeddings`), is stored as the
+    tokenizer's `model_max_length` in `tokenizer_config.json`; `load_model_dir`, `Predictor` and the export read it
+    from there. `tokenizer` itself is left unchanged.
     """
     max_length = check_max_length(max_length or truncation_length(model.config, tokenizer), model.config)
-    os.makedirs(path, exist_ok=True)
-    model.save_pretrained(path)
-    before = tokenizer.model_max_length, dict(tokenizer.init_kwargs)
-    set_model_max_length(tokenizer, max_length)
-    try:
-        tokenizer.save_pretrained(path)
-    finally:
-        tokenizer.model_max_length = before[0]
-        tokenizer.init_kwargs.clear()
-        tokenizer.init_kwargs.update(before[1])
+    with atomic_dir(path) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        if not os.path.isfile(os.path.join(staging, WEIGHTS_FILE)):  # e.g. a model large enough to be sharded
+            raise RuntimeError(f"save_pretrained wrote no single {WEIGHTS_FILE}: {sorted(os.listdir(staging))}")
+        before = tokenizer.model_max_length, dict(tokenizer.init_kwargs)
+        set_model_max_length(tokenizer, max_length)
+        try:
+            tokenizer.save_pretrained(staging)
+        finally:
+            tokenizer.model_max_length = before[0]
+            tokenizer.init_kwargs.clear()
+            tokenizer.init_kwargs.update(before[1])
+        for name, obj in (extra_json or {}).items():
+            write_json(os.path.join(staging, name), obj)
+        write_checksums(staging, [WEIGHTS_FILE])
 
 
 def check_model_dir(path: str, required: Sequence[str] = MODEL_FILES) -> None:
-    """Raise a clear error naming what is missing from a model folder (`required` and the tokenizer files)."""
+    """Raise a clear error naming what is missing from a model folder (`required` and the tokenizer files).
+
+    `WEIGHTS_FILE` counts as present in a folder with the older `PICKLE_WEIGHTS_FILE` instead (see
+    `model_weights_file`, which decides whether that one may be loaded)."""
     if not os.path.isdir(path):
         raise FileNotFoundError(f"model folder {path!r} does not exist")
     tokenizer_files = [*FastformerTokenizer.resource_files_names.values(), TOKENIZER_CONFIG_FILE]
     missing = [name for name in [*required, *tokenizer_files] if not os.path.isfile(os.path.join(path, name))]
+    if WEIGHTS_FILE in missing:
+        if os.path.isfile(os.path.join(path, PICKLE_WEIGHTS_FILE)):
+            missing.remove(WEIGHTS_FILE)
+        else:
+            missing[missing.index(WEIGHTS_FILE)] = f"{WEIGHTS_FILE} (or the older {PICKLE_WEIGHTS_FILE})"
     if missing:
         raise FileNotFoundError(f"model folder {path!r} is incomplete: missing {', '.join(missing)}")
+
+
+def model_weights_file(path: str, allow_pickle: bool = False) -> str:
+    """The weights file of a model folder, checked before anything is read from it.
+
+    `model.safetensors` when present; else the pickle-format `model_state.pdparams`, only with `allow_pickle` (a
+    warning says so; a `UserError` otherwise). Every file recorded in `checksums.json` must have its SHA-256
+    (`fileio.ChecksumError` naming the file otherwise); a folder without the record loads with a warning.
+    """
+    name = WEIGHTS_FILE
+    if not os.path.isfile(os.path.join(path, WEIGHTS_FILE)):
+        name = PICKLE_WEIGHTS_FILE
+        file = os.path.join(path, name)
+        if not allow_pickle:
+            raise UserError(
+                f"{file}: pickle-format weights, which can run arbitrary code when loaded; if you trust where the "
+                "folder comes from, pass --allow_pickle (allow_pickle=True); saving the model again with "
+                f"fastformer.task.save_model_dir writes {WEIGHTS_FILE}"
+            )
+        logger.warning("loading pickle-format weights %s (allowed by allow_pickle): unpickling can run code; do this "
+                       "only for a folder from a trusted source", file)
+    digests = read_checksums(path)
+    if digests is None or name not in digests:
+        logger.warning("%s: no SHA-256 recorded in %s, its integrity is not checked",
+                       os.path.join(path, name), CHECKSUMS_FILE)
+    if digests:
+        check_checksums(path, digests)
+    return name
 
 
 def load_tokenizer(path: str, config: FastformerConfig) -> FastformerTokenizer:
@@ -145,13 +222,17 @@ def load_tokenizer(path: str, config: FastformerConfig) -> FastformerTokenizer:
     return tokenizer
 
 
-def load_model_dir(path: str) -> Tuple[FastformerForSequenceClassification, FastformerTokenizer]:
+def load_model_dir(
+    path: str, allow_pickle: bool = False
+) -> Tuple[FastformerForSequenceClassification, FastformerTokenizer]:
     """Load a model folder written by `save_model_dir` (or `train.py`), in eval mode.
 
-    The tokenizer's `model_max_length` is the truncation length to use (see `load_tokenizer`).
+    The weights are checked first (`model_weights_file`: safetensors and their SHA-256; the pickle format only with
+    `allow_pickle`). The tokenizer's `model_max_length` is the truncation length to use (see `load_tokenizer`).
     """
     check_model_dir(path)
-    model = FastformerForSequenceClassification.from_pretrained(path)
+    weights = model_weights_file(path, allow_pickle)
+    model = FastformerForSequenceClassification.from_pretrained(path, use_safetensors=weights == WEIGHTS_FILE)
     model.eval()
     return model, load_tokenizer(path, model.config)
 

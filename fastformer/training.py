@@ -8,7 +8,8 @@
   seed and the epoch number, so a run resumed from a checkpoint sees exactly the batches it would have seen.
 * `classification_metrics` / `compute_metrics`: accuracy and macro-F1 (`sklearn.metrics.f1_score(average="macro")`).
 * `FastformerTrainer`: the PaddleNLP `Trainer` with that sampler, the optional class-weighted loss, RNG restore on
-  resume at an epoch boundary, and training-throughput counters (real and padded tokens per second).
+  resume at an epoch boundary, training-throughput counters (real and padded tokens per second), and checkpoints
+  written atomically with the SHA-256 of their files (`checkpoint_problem` checks one before a resume).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -25,9 +28,16 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 from paddlenlp.trainer import PdArgumentParser, Trainer, TrainingArguments
+from paddlenlp.trainer.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME
+from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR
 from sklearn.metrics import accuracy_score, f1_score
 
-from .task import label_maps
+from data_process.prepare import SPLIT_BY
+
+from .cli import UserError
+from .configuration import ATTENTION_TYPES
+from .fileio import ChecksumError, check_checksums, publish_dir, read_checksums, write_checksums
+from .task import PICKLE_WEIGHTS_FILE, label_maps
 
 __all__ = [
     "SAMPLING_MODES",
@@ -35,6 +45,7 @@ __all__ = [
     "ModelArguments",
     "FastformerTrainingArguments",
     "build_parser",
+    "read_config",
     "config_to_argv",
     "parse_args",
     "resolved_args",
@@ -43,12 +54,18 @@ __all__ = [
     "class_weights",
     "classification_metrics",
     "compute_metrics",
+    "log_prior",
+    "fit_logit_adjustment",
+    "AdjustedMetrics",
+    "drop_words",
     "FastformerTrainer",
+    "checkpoint_problem",
 ]
 
 logger = logging.getLogger(__name__)
 
 SAMPLING_MODES = ("balanced", "none", "weighted_loss")
+LOGIT_ADJUSTMENTS = ("none", "dev")
 
 
 # --------------------------------------------------------------------------------------------------- arguments
@@ -91,6 +108,13 @@ class DataArguments:
             "the natural one). Not the same as --sampling balanced, which only reweights training batches."
         },
     )
+    split_by: str = field(
+        default="random",
+        metadata={
+            "help": "random: a seeded random train/dev/test split; group: every product (asin, parent_asin in the 2023 "
+            "release; else the record's source field) lies in one split only, so test products are unseen in training."
+        },
+    )
     text_fields: List[str] = field(
         default_factory=lambda: ["text"],
         metadata={"help": "Review fields joined into the text: text (the review), or title text ('title. text')."},
@@ -101,6 +125,24 @@ class DataArguments:
     )
     vocab_max_size: int = field(
         default=0, metadata={"help": "Largest vocabulary, [PAD] and [UNK] included (0: no limit)."}
+    )
+    init_from: str = field(
+        default="",
+        metadata={
+            "help": "A model folder whose vocabulary and encoder weights (embeddings, layers, pooler) start the "
+            "training, e.g. one made by masked-LM self-pretraining on the training split; the classifier starts "
+            "fresh. Empty: a vocabulary built from the training split and random weights."
+        },
+    )
+    word_vectors: str = field(
+        default="",
+        metadata={
+            "help": "Initial word embeddings from a vector file (`word v1 v2 ...` a line, plain or gzip: GloVe, or "
+            "vectors learnt from the training split with `python -m data_process.word_vectors`); each vector must "
+            "have hidden_size values. Vocabulary words without a vector keep the random initialisation. 'train': "
+            "PPMI-SVD vectors learnt from the training split alone (data_process.word_vectors), made once and kept "
+            "in the data folder as word_vectors_<hidden_size>.txt. Empty: none."
+        },
     )
 
 
@@ -130,6 +172,13 @@ class ModelArguments:
     share_attention_layers: bool = field(
         default=False, metadata={"help": "One additive-attention module shared by all layers (layer-wise sharing)."}
     )
+    attention_type: str = field(
+        default="additive",
+        metadata={
+            "help": "additive: Fastformer; softmax: standard multi-head self-attention in the same blocks (the "
+            "paper's Transformer baseline, quadratic in the length)."
+        },
+    )
 
     def config_kwargs(self, max_length: int) -> dict:
         """`FastformerConfig` keyword arguments; max_position_embeddings 0 becomes `max_length`."""
@@ -150,6 +199,21 @@ class FastformerTrainingArguments(TrainingArguments):
             "class-weighted cross-entropy (weights n / (C * n_c)). Dev and test keep their natural distribution."
         },
     )
+    logit_adjustment: str = field(
+        default="none",
+        metadata={
+            "help": "none, or dev: after training, add -tau * log(class prior of the training split) to the logits, "
+            "with tau fitted on the dev split for the best macro-F1 (Menon et al. 2021), folded into the classifier "
+            "bias of the saved model (export and prediction use it as is). Evaluations then also report "
+            "adjusted_macro_f1, which metric_for_best_model may name. The dev figures after fitting are optimistic; "
+            "test is not used."
+        },
+    )
+    word_dropout: float = field(
+        default=0.0,
+        metadata={"help": "Training only: each real token of a batch is replaced by [UNK] with this probability "
+                  "(word dropout, a regulariser for embeddings learnt from little data). 0: off."},
+    )
     group_by_length: bool = field(
         default=False,
         metadata={
@@ -168,7 +232,42 @@ def build_parser() -> PdArgumentParser:
     return PdArgumentParser(
         (DataArguments, ModelArguments, FastformerTrainingArguments),
         description="Train a Fastformer review-rating classifier: train.py [config.json] [--flag value ...]",
+        allow_abbrev=False,  # `--learning_rat` is an error, not `--learning_rate`
     )
+
+
+def _option_names(parser) -> List[str]:
+    return [opt[2:] for action in parser._actions for opt in action.option_strings if opt.startswith("--")]
+
+
+def _unknown(names: Sequence[str], known: Sequence[str], what: str) -> str:
+    """'unknown key 'x' (did you mean 'y'?)' for each of `names` not in `known`."""
+    import difflib
+
+    parts = []
+    for name in names:
+        close = difflib.get_close_matches(name, known, n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"unknown {what}{'s' if len(parts) > 1 else ''} {', '.join(parts)}"
+
+
+def read_config(path: str) -> dict:
+    """The JSON object of a config file; a one-line `UserError` naming the file when it is missing, not JSON, or
+    not an object."""
+    if not os.path.isfile(path):
+        raise UserError(f"config file {path!r} {'is a folder' if os.path.isdir(path) else 'does not exist'}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"config file {path!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"config file {path!r} is not valid JSON: {exc.msg} at line {exc.lineno}, column "
+                        f"{exc.colno}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: a config must be a JSON object of argument names and values, got "
+                        f"{type(config).__name__}")
+    return config
 
 
 def config_to_argv(config: dict) -> List[str]:
@@ -184,12 +283,12 @@ def config_to_argv(config: dict) -> List[str]:
             argv += [f"--{key}", "true" if value else "false"]
         elif isinstance(value, list):
             if not value:
-                raise ValueError(f"config key {key!r}: an empty list cannot be passed, leave the key out instead")
+                raise UserError(f"config key {key!r}: an empty list cannot be passed, leave the key out instead")
             argv += [f"--{key}", *(str(v).lower() if isinstance(v, bool) else str(v) for v in value)]
         elif isinstance(value, (int, float, str)):
             argv += [f"--{key}", str(value)]
         else:
-            raise ValueError(f"config key {key!r}: unsupported value {value!r} (use numbers, strings, booleans, lists)")
+            raise UserError(f"config key {key!r}: unsupported value {value!r} (use numbers, strings, booleans, lists)")
     return argv
 
 
@@ -202,36 +301,64 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     import sys
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0].endswith(".json"):
-        with open(argv[0], encoding="utf-8") as f:
-            config = json.load(f)
-        if not isinstance(config, dict):
-            raise ValueError(f"{argv[0]}: a config must be a JSON object of argument names and values")
-        argv = config_to_argv(config) + argv[1:]
     parser = build_parser()
-    data_args, model_args, training_args, remaining = parser.parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True, look_for_args_file=False
-    )
+    known = _option_names(parser)
+    if argv and argv[0].endswith(".json"):
+        config = read_config(argv[0])
+        unknown = [key for key in config if not key.startswith("_") and key not in known]
+        if unknown:
+            raise UserError(f"{argv[0]}: {_unknown(unknown, known, 'key')}")
+        argv = config_to_argv(config) + argv[1:]
+    try:
+        data_args, model_args, training_args, remaining = parser.parse_args_into_dataclasses(
+            args=argv, return_remaining_strings=True, look_for_args_file=False
+        )
+    except ValueError as exc:  # TrainingArguments.__post_init__ on inconsistent values
+        raise UserError(" ".join(str(exc).split())) from None
     if remaining:
-        parser.error(f"unrecognized arguments: {' '.join(remaining)}")
+        flags = [arg[2:] for arg in remaining if arg.startswith("--")]
+        raise UserError(_unknown(flags, known, "argument") if flags else
+                        f"unrecognized arguments: {' '.join(remaining)}")
     check_args(data_args, model_args, training_args)
     return data_args, model_args, training_args
 
 
 def check_args(data_args: DataArguments, model_args: ModelArguments, training_args: FastformerTrainingArguments) -> None:
+    """A `UserError` (a ValueError) naming the argument for values that would fail later, before any data is read."""
+    if training_args.logit_adjustment not in LOGIT_ADJUSTMENTS:
+        raise UserError(f"--logit_adjustment must be one of {LOGIT_ADJUSTMENTS}, got {training_args.logit_adjustment!r}")
+    if training_args.metric_for_best_model and "adjusted" in training_args.metric_for_best_model and (
+        training_args.logit_adjustment != "dev"
+    ):
+        raise UserError(f"--metric_for_best_model {training_args.metric_for_best_model} needs --logit_adjustment dev")
+    if not 0.0 <= training_args.word_dropout < 1.0:
+        raise UserError(f"--word_dropout must be in [0, 1), got {training_args.word_dropout}")
+    if model_args.attention_type not in ATTENTION_TYPES:
+        raise UserError(f"--attention_type must be one of {ATTENTION_TYPES}, got {model_args.attention_type!r}")
+    if data_args.split_by not in SPLIT_BY:
+        raise UserError(f"--split_by must be one of {SPLIT_BY}, got {data_args.split_by!r}")
     if training_args.sampling not in SAMPLING_MODES:
-        raise ValueError(f"--sampling must be one of {SAMPLING_MODES}, got {training_args.sampling!r}")
+        raise UserError(f"--sampling must be one of {SAMPLING_MODES}, got {training_args.sampling!r}")
     if data_args.max_length < 1 or model_args.max_position_embeddings < 0 or (
         model_args.max_position_embeddings and data_args.max_length > model_args.max_position_embeddings
     ):
-        raise ValueError(
+        raise UserError(
             f"--max_length ({data_args.max_length}) must be >= 1 and at most --max_position_embeddings "
             f"({model_args.max_position_embeddings}, 0 meaning max_length)"
         )
     if data_args.vocab_min_freq < 1 or data_args.vocab_max_size < 0 or data_args.vocab_max_size == 1:
-        raise ValueError("--vocab_min_freq must be >= 1 and --vocab_max_size 0 (no limit) or >= 2")
+        raise UserError("--vocab_min_freq must be >= 1 and --vocab_max_size 0 (no limit) or >= 2")
     if data_args.split_sizes and len(data_args.split_sizes) != 3:
-        raise ValueError(f"--split_sizes takes 3 numbers (train dev test), got {data_args.split_sizes}")
+        raise UserError(f"--split_sizes takes 3 numbers (train dev test), got {data_args.split_sizes}")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(training_args, name) < 1:
+            raise UserError(f"--{name} must be a positive integer, got {getattr(training_args, name)}")
+    for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+        if getattr(model_args, name) < 1:
+            raise UserError(f"--{name} must be a positive integer, got {getattr(model_args, name)}")
+    if model_args.hidden_size % model_args.num_attention_heads:
+        raise UserError(f"--hidden_size ({model_args.hidden_size}) must be a multiple of --num_attention_heads "
+                        f"({model_args.num_attention_heads})")
 
 
 def resolved_args(data_args, model_args, training_args) -> dict:
@@ -399,15 +526,70 @@ def classification_metrics(labels: Sequence[int], predictions: Sequence[int]) ->
     }
 
 
-def compute_metrics(eval_pred) -> Dict[str, float]:
-    """`compute_metrics` of the Trainer: logits -> argmax -> `classification_metrics`."""
+def _logits_and_labels(eval_pred) -> Tuple[np.ndarray, np.ndarray]:
     logits = eval_pred.predictions
     if isinstance(logits, (tuple, list)):
         logits = logits[0]
     labels = eval_pred.label_ids
     if isinstance(labels, (tuple, list)):
         labels = labels[0]
-    return classification_metrics(labels, np.asarray(logits).argmax(axis=-1))
+    return np.asarray(logits), np.asarray(labels)
+
+
+def compute_metrics(eval_pred) -> Dict[str, float]:
+    """`compute_metrics` of the Trainer: logits -> argmax -> `classification_metrics`."""
+    logits, labels = _logits_and_labels(eval_pred)
+    return classification_metrics(labels, logits.argmax(axis=-1))
+
+
+# ------------------------------------------------------------------------------------------- logit adjustment
+ADJUSTMENT_TAUS = np.round(np.arange(-1.0, 2.0 + 1e-9, 0.05), 2)  # the values of tau tried on dev
+
+
+def log_prior(labels: Sequence[int], num_classes: int) -> np.ndarray:
+    """log of the class frequencies of `labels` (a class never seen counts as half an example)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    counts[counts == 0] = 0.5
+    return np.log(counts / counts.sum())
+
+
+def fit_logit_adjustment(logits: np.ndarray, labels: Sequence[int], prior: np.ndarray) -> Tuple[float, Dict[str, float]]:
+    """The tau whose adjusted logits `logits - tau * prior` (prior: `log_prior` of the training labels) give the best
+    macro-F1 on (logits, labels), and those metrics. Ties go to the smallest |tau| (0: no change).
+
+    Logit adjustment (Menon et al., 2021, "Long-tail learning via logit adjustment") with the one strength fitted on
+    held-out data: tau 1 turns a model of the natural distribution into one for balanced classes, tau < 0 moves a
+    model trained on balanced batches back towards the natural distribution (higher accuracy)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    best = None
+    for tau in sorted(ADJUSTMENT_TAUS, key=abs):
+        metrics = classification_metrics(labels, (logits - tau * prior).argmax(axis=-1))
+        if best is None or metrics["macro_f1"] > best[1]["macro_f1"]:
+            best = (float(tau), metrics)
+    return best
+
+
+class AdjustedMetrics:
+    """`compute_metrics` that also reports, for `logit_adjustment dev`, the metrics after the adjustment fitted on
+    these very predictions (`adjusted_macro_f1`, `adjusted_accuracy`, `adjustment_tau`): use it for dev only, where
+    it lets the best epoch be chosen by what the adjusted model will score; never for test."""
+
+    def __init__(self, prior: np.ndarray):
+        self.prior = prior
+
+    def __call__(self, eval_pred) -> Dict[str, float]:
+        logits, labels = _logits_and_labels(eval_pred)
+        metrics = classification_metrics(labels, logits.argmax(axis=-1))
+        tau, adjusted = fit_logit_adjustment(logits, labels, self.prior)
+        metrics.update({f"adjusted_{k}": v for k, v in adjusted.items()}, adjustment_tau=tau)
+        return metrics
+
+
+def drop_words(input_ids, attention_mask, p: float, unk_id: int) -> paddle.Tensor:
+    """Word dropout: each real token (mask 1) becomes `unk_id` with probability `p` (Paddle's global RNG)."""
+    ids = paddle.to_tensor(input_ids)
+    drop = (paddle.rand(ids.shape) < p) & (paddle.to_tensor(attention_mask) == 1)
+    return paddle.where(drop, paddle.full_like(ids, unk_id), ids)
 
 
 # --------------------------------------------------------------------------------------------------- trainer
@@ -458,6 +640,9 @@ class FastformerTrainer(Trainer):
         self.real_tokens += int(mask.sum())
         self.padded_tokens += int(np.prod(mask.shape))
         self.train_samples += int(mask.shape[0])
+        if self.args.word_dropout > 0:
+            inputs["input_ids"] = drop_words(inputs["input_ids"], mask, self.args.word_dropout,
+                                             self.tokenizer.unk_token_id)
         return super().training_step(model, inputs)
 
     def evaluate(self, *args, **kwargs):
@@ -468,9 +653,36 @@ class FastformerTrainer(Trainer):
             self.eval_seconds += time.perf_counter() - start
 
     def _save_checkpoint(self, model, metrics=None):
+        """PaddleNLP's checkpoint, written to a hidden folder in output_dir and renamed to checkpoint-<step> once
+        complete, with checksums.json (SHA-256 of every file): a kill while saving leaves no checkpoint-<step> that
+        a resume would trust. An existing checkpoint-<step> (a run resumed from an earlier one) is kept, renamed."""
         start = time.perf_counter()
         try:
-            return super()._save_checkpoint(model, metrics=metrics)
+            if self.args.world_size > 1 and not self.args.should_save:  # writes nothing of its own
+                return super()._save_checkpoint(model, metrics=metrics)
+            run_dir = self.args.output_dir
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            staging_root = tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=run_dir)
+            staging = os.path.join(staging_root, name)
+            final = os.path.join(run_dir, name)
+            self.args.output_dir = staging_root  # super() writes to <args.output_dir>/checkpoint-<step>
+            try:
+                super()._save_checkpoint(model, metrics=metrics)
+            except BaseException:
+                shutil.rmtree(staging_root, ignore_errors=True)
+                raise
+            finally:
+                self.args.output_dir = run_dir
+            if self.state.best_model_checkpoint == staging:
+                self.state.best_model_checkpoint = final
+            self.state.save_to_json(os.path.join(staging, TRAINER_STATE_NAME))  # with the final path
+            write_checksums(staging, sorted(os.listdir(staging)))
+            old = publish_dir(staging, final, keep_old=True)
+            os.rmdir(staging_root)
+            if old:
+                logger.warning("%s already existed (an earlier run past the checkpoint it resumed from): kept as %s",
+                               final, old)
+            self._rotate_checkpoints(use_mtime=True, output_dir=run_dir)  # only with save_total_limit, as before
         finally:
             self.save_seconds += time.perf_counter() - start
 
@@ -497,3 +709,33 @@ class FastformerTrainer(Trainer):
             "train_samples_per_second": rate(self.train_samples),
             "padding_fraction": round(1 - self.real_tokens / self.padded_tokens, 4) if self.padded_tokens else None,
         }
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def checkpoint_problem(path: str) -> Optional[str]:
+    """Why the checkpoint folder `path` cannot be resumed from, or None when it can.
+
+    It must hold the model weights, the optimizer state and trainer_state.json. A checkpoint written by
+    `FastformerTrainer` is then checked against its checksums.json (every file present with its SHA-256); an older
+    one without it must have a readable trainer_state.json, and its weights and optimizer state must load.
+    Checkpoints are the user's own files (the optimizer state is a pickle): they are trusted, only checked for damage.
+    """
+    required = (PICKLE_WEIGHTS_FILE, OPTIMIZER_NAME, TRAINER_STATE_NAME)
+    missing = [name for name in required if not os.path.isfile(os.path.join(path, name))]
+    if missing:
+        return f"incomplete, no {', '.join(missing)}"
+    try:
+        digests = read_checksums(path)
+        if digests is not None:
+            check_checksums(path, digests)
+            return None
+    except ChecksumError as exc:
+        return str(exc)
+    try:
+        with open(os.path.join(path, TRAINER_STATE_NAME), encoding="utf-8") as f:
+            json.load(f)
+        for name in (PICKLE_WEIGHTS_FILE, OPTIMIZER_NAME):
+            paddle.load(os.path.join(path, name))
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, the checkpoint is unusable
+        return f"unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+    return None

@@ -93,20 +93,27 @@ def test_dropout_kernel():
 
 
 FALLBACK = """
+import warnings
 import numpy as np, paddle
 from fastformer import FastformerConfig, FastformerForSequenceClassification, cpu_ops
 model = FastformerForSequenceClassification(FastformerConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
                                                              num_attention_heads=2, intermediate_size=16))
 model.train()
-out = model(paddle.to_tensor([[1, 2, 3, 0]]), attention_mask=paddle.to_tensor([[1, 1, 1, 0]]), labels=paddle.to_tensor([2]))
-out.loss.backward()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")  # every warning raised is recorded: "once" is up to cpu_ops
+    for _ in range(2):
+        out = model(paddle.to_tensor([[1, 2, 3, 0]]), attention_mask=paddle.to_tensor([[1, 1, 1, 0]]),
+                    labels=paddle.to_tensor([2]))
+        out.loss.backward()
 assert not cpu_ops.available() and cpu_ops.unavailable_reason() == "disabled by FASTFORMER_CPU_OPS=0"
 assert all(np.isfinite(p.grad.numpy()).all() for p in model.parameters() if p.grad is not None)
+ours = [w for w in caught if "compiled CPU kernels unavailable" in str(w.message)]
+assert len(ours) == 1 and "FASTFORMER_CPU_OPS=0" in str(ours[0].message), [str(w.message) for w in caught]
 print("fallback ok")
 """
 
 
-def test_without_the_kernels_the_model_uses_paddles():
+def test_without_the_kernels_the_model_uses_paddles_and_warns_once():
     env = dict(os.environ, FASTFORMER_CPU_OPS="0")
     done = subprocess.run([sys.executable, "-c", FALLBACK], env=env, capture_output=True, text=True, timeout=300,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -5,6 +5,7 @@ import json
 import os
 import random
 
+import numpy as np
 import pytest
 
 from data_process import LABEL_NAMES, ReviewReader, generate_demo_reviews, prepare_dataset, read_split
@@ -400,3 +401,112 @@ def test_glove_invalid_utf8_lines_are_skipped_counted_and_reported(tmp_path, cap
     with caplog.at_level("WARNING", logger=glove.__name__):
         glove.load_glove_embeddings(Vocab(), write_lines(tmp_path / "ok.txt", [b"good 1 1"]), hidden_size=2)
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def _products_file(tmp_path):
+    """80 products with 1..4 reviews each, one 60-review product, and 30 reviews without asin from two sources."""
+    rng = random.Random(5)
+    lines, n = [], 0
+    for p in range(80):
+        for _ in range(1 + p % 4):
+            lines.append(rec(f"review {n} of product {p} " + "word " * rng.randrange(5), rng.randint(1, 5), asin=f"P{p:03d}"))
+            n += 1
+    lines += [rec(f"big product review {i}", rng.randint(1, 5), asin="BIG") for i in range(60)]
+    lines += [rec(f"sourced review {i}", rng.randint(1, 5), source=f"file{i % 2}.csv") for i in range(30)]
+    return write_lines(tmp_path / "products.json", lines), lines
+
+
+def test_grouped_split_keeps_each_product_in_one_split(tmp_path):
+    path, lines = _products_file(tmp_path)
+    group_of = {}
+    for line in lines:
+        r = json.loads(line)
+        group_of[" ".join(r["reviewText"].split())] = r.get("asin") or r.get("source")
+    total = len(lines)
+    out = str(tmp_path / "g")
+    stats = prepare_dataset(path, out, num_samples=total, split_sizes=(total - 60, 30, 30), seed=3,
+                            show_progress=False, split_by="group")
+    groups = {}
+    for name in ("train", "dev", "test"):
+        texts, _ = read_split(os.path.join(out, f"{name}.jsonl"))
+        groups[name] = {group_of[t] for t in texts}
+        assert len(texts) == stats["splits"][name]["size"]
+        if name != "train":
+            assert 27 <= len(texts) <= 30  # filled up to the asked size with whole groups
+    assert not groups["train"] & groups["dev"] and not groups["train"] & groups["test"] and not groups["dev"] & groups["test"]
+    assert "BIG" in groups["train"] and {"file0.csv", "file1.csv"} <= groups["train"]  # too large for dev/test (> 10 %)
+    assert sum(s["size"] for s in stats["splits"].values()) == total
+    assert stats["sample"]["split_by"] == "group" and stats["args"]["split_by"] == "group"
+    # the same seed gives the same files; a random split of the same sample shares products between splits
+    again = str(tmp_path / "g2")
+    prepare_dataset(path, again, num_samples=total, split_sizes=(total - 60, 30, 30), seed=3, show_progress=False,
+                    split_by="group")
+    assert read_bytes(out) == read_bytes(again)
+    rand = str(tmp_path / "r")
+    random_stats = prepare_dataset(path, rand, num_samples=total, split_sizes=(total - 60, 30, 30), seed=3,
+                                   show_progress=False)
+    assert "split_by" not in random_stats["args"]  # random-split folders made before split_by stay reusable
+    test_groups = {group_of[t] for t in read_split(os.path.join(rand, "test.jsonl"))[0]}
+    train_groups = {group_of[t] for t in read_split(os.path.join(rand, "train.jsonl"))[0]}
+    assert test_groups & train_groups
+    with pytest.raises(ValueError, match="split_by"):
+        prepare_dataset(path, str(tmp_path / "x"), num_samples=10, split_by="product")
+
+
+def test_group_key_prefers_the_parent_product():
+    from data_process.reader import group_key
+
+    assert group_key({"asin": "A1", "parent_asin": "P1"}) == "parent_asin:P1"
+    assert group_key({"asin": "A1", "source": "s.csv"}) == "asin:A1"
+    assert group_key({"source": "s.csv", "asin": None}) == "source:s.csv"
+    assert group_key({"asin": "  "}) is None and group_key({}) is None
+
+
+def test_word_vectors_from_the_training_split(tmp_path):
+    """PPMI-SVD vectors: one unit vector per frequent word, seeded, and words used alike end up close."""
+    from data_process.word_vectors import main as vectors_main
+    from data_process.word_vectors import train_word_vectors
+    from fastformer.tokenizer import FastformerTokenizer
+
+    rng = random.Random(0)
+    fillers = [f"w{i}" for i in range(60)]
+    texts = []
+    for i in range(600):  # "great" and "excellent" share contexts, "broken" and "faulty" share others
+        good, bad = rng.choice(["great", "excellent"]), rng.choice(["broken", "faulty"])
+        texts.append(f"this is a {good} product , really {good} sound " + " ".join(rng.sample(fillers, 4)))
+        texts.append(f"it arrived {bad} and the screen was {bad} too " + " ".join(rng.sample(fillers, 4)))
+    tokenize = FastformerTokenizer().tokenize
+    words, vectors = train_word_vectors(texts, tokenize, dim=8, window=3, seed=0)
+    index = {w: i for i, w in enumerate(words)}
+    assert vectors.shape == (len(words), 8) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cos = lambda a, b: float(vectors[index[a]] @ vectors[index[b]])  # noqa: E731
+    assert cos("great", "excellent") > cos("great", "faulty") and cos("broken", "faulty") > cos("broken", "excellent")
+    again = train_word_vectors(texts, tokenize, dim=8, window=3, seed=0)
+    assert again[0] == words and np.array_equal(again[1], vectors)
+    with pytest.raises(ValueError, match="too few"):
+        train_word_vectors(texts[:4], tokenize, dim=64)
+    # CLI: reads only train.jsonl of a prepared folder and writes a GloVe-layout file
+    data = tmp_path / "data"
+    data.mkdir()
+    write_lines(data / "train.jsonl", [json.dumps({"text": t, "label": 4}) for t in texts])
+    out = tmp_path / "vectors.txt"
+    vectors_main(["--data_dir", str(data), "--output", str(out), "--dim", "8", "--window", "3"])
+    first = out.read_text().splitlines()[0].split(" ")
+    assert len(first) == 9 and first[0] in index
+
+
+def test_html_character_references_are_unescaped(tmp_path):
+    path = write_lines(tmp_path / "r.json", [rec("He said &#34;works&#34; &amp; it does&#8230;<br/>Yes", 5)])
+    reviews, _ = read(path)
+    assert reviews[0].text == 'He said "works" & it does\u2026 Yes'
+
+
+def test_a_folder_of_an_older_pipeline_version_is_prepared_again(demo_file, tmp_path):
+    out = str(tmp_path / "o")
+    stats = prepare_dataset(demo_file, out, num_samples=50, show_progress=False)
+    stats["format_version"] = prepare_module.FORMAT_VERSION - 1
+    with open(os.path.join(out, "stats.json"), "w") as f:
+        json.dump(stats, f)
+    again = prepare_dataset(demo_file, out, num_samples=50, show_progress=False)
+    assert again["format_version"] == prepare_module.FORMAT_VERSION
+    assert json.load(open(os.path.join(out, "stats.json")))["format_version"] == prepare_module.FORMAT_VERSION

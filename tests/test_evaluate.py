@@ -14,6 +14,7 @@ from data_process import generate_demo_reviews, read_split
 from fastformer.predictor import Predictor
 
 import evaluate
+import export_model as export_script
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,7 +79,6 @@ def test_evaluate_a_data_file_and_a_data_dir(trained, tmp_path):
 
 
 def test_evaluate_the_exported_model(trained, tmp_path):
-    export_script = pytest.importorskip("export_model")
     root, _ = trained
     model_dir, export_dir = str(root / "run" / "model"), str(tmp_path / "export")
     assert export_script.main(["--model_dir", model_dir, "--output_dir", export_dir]) == 0

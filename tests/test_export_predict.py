@@ -1,6 +1,7 @@
 """Export -> Paddle Inference parity, Predictor behaviour (order, truncation, bad input, model folders) and predict.py.
 
-One tiny random-weight model (built from a made-up corpus, no training) is saved and exported once per module.
+One tiny model (built from a made-up corpus, no training, weights re-drawn at a trained model's scale so that the
+exported graph's per-head attention pooling differs from a wrong one) is saved and exported once per module.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastformer.tokenizer import FastformerTokenizer
 
 import export_model as export_script
 import predict as predict_script
+import reference_numpy
 
 CORPUS = [
     "great product , works perfectly and the battery lasts all day .",
@@ -50,6 +52,7 @@ def folders(tmp_path_factory):
     paddle.seed(7)
     model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=32,
                              num_hidden_layers=1, max_position_embeddings=MAX_POSITIONS)
+    reference_numpy.realistic_weights(model, seed=7)
     model_dir, export_dir = str(root / "model"), str(root / "export")
     task.save_model_dir(model, tokenizer, model_dir)
     assert export_script.main(["--model_dir", model_dir, "--output_dir", export_dir, "--max_length", "48"]) == 0
@@ -104,10 +107,64 @@ def test_inference_matches_dynamic_model(inference, dynamic):
     assert inference.labels == dynamic.labels == ["1", "2", "3", "4", "5"]
 
 
-def test_parity_failure_is_loud_and_leaves_no_manifest(folders, tmp_path):
+def test_exported_model_matches_the_numpy_reference(folders, inference):
+    """The served graph (per-head pooling, Paddle Inference with oneDNN) against the paper's equations in numpy."""
+    model, tokenizer = task.load_model_dir(folders["model"])
+    ids, mask = task.pad_batch(task.encode_texts(tokenizer, TEXTS, 48))
+    expected = reference_numpy.logits({k: v.numpy() for k, v in model.state_dict().items()}, model.config, ids, mask)
+    assert np.abs(inference._runner.run(ids, mask) - expected).max() <= PARITY_TOLERANCE
+
+
+def _parity_batches(tokenizer, max_length=48):
+    """The batches `check_parity` feeds: all PARITY_TEXTS padded together, then each alone."""
+    from fastformer.export import PARITY_TEXTS
+
+    ids = task.encode_texts(tokenizer, PARITY_TEXTS, max_length)
+    return [task.pad_batch(ids, tokenizer.pad_token_id)] + [task.pad_batch([seq], tokenizer.pad_token_id) for seq in ids]
+
+
+def test_parity_check_measures_a_real_mismatch(folders):
+    """check_parity reports the true logits difference between the exported graph and a dynamic model whose
+    parameters were perturbed after the export (not a figure that is small whatever the outputs)."""
+    from fastformer.export import check_parity
+
+    model, tokenizer = task.load_model_dir(folders["model"])
+    model_file, params_file = find_model_files(folders["export"])
+    files = [os.path.join(folders["export"], f) for f in (model_file, params_file)]
+    exact = check_parity(model, tokenizer, *files, max_length=48)
+    assert exact["max_abs_logits_diff"] <= PARITY_TOLERANCE
+    batches = _parity_batches(tokenizer)
+
+    def dynamic_logits():
+        with paddle.no_grad():
+            return [model(paddle.to_tensor(i), paddle.to_tensor(m), return_dict=False)[0].numpy() for i, m in batches]
+
+    before = dynamic_logits()
+    weight = model.fastformer.layers[0].attention.query.weight
+    rng = np.random.default_rng(0)
+    weight.set_value(weight + paddle.to_tensor(rng.normal(0, 1e-3, weight.shape).astype("float32")))
+    after = dynamic_logits()
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(after, before))
+    drifted = check_parity(model, tokenizer, *files, max_length=48)
+    assert moved > 10 * PARITY_TOLERANCE
+    assert abs(drifted["max_abs_logits_diff"] - moved) <= 2 * PARITY_TOLERANCE
+    assert all(abs(d - moved) <= 2 * PARITY_TOLERANCE for d in drifted["by_backend"].values())
+
+
+def test_parity_failure_is_loud_and_leaves_no_manifest(folders, tmp_path, monkeypatch):
+    # The dynamic model drifts from the graph just saved (parameters perturbed right after paddle.jit.save): a real
+    # mismatch, caught at the default tolerance.
+    save = paddle.jit.save
+
+    def save_then_drift(layer, path, *args, **kwargs):
+        save(layer, path, *args, **kwargs)
+        for param in layer.parameters():
+            param.set_value(param + 1e-3)
+
+    monkeypatch.setattr(paddle.jit, "save", save_then_drift)
     out = str(tmp_path / "bad_export")
     with pytest.raises(ExportParityError, match="does not match"):
-        export_model(folders["model"], out, tolerance=-1.0, log=lambda *a: None)
+        export_model(folders["model"], out, log=lambda *a: None)
     assert not os.path.exists(os.path.join(out, MANIFEST_FILE))
     with pytest.raises(FileNotFoundError, match=MANIFEST_FILE):
         Predictor(out)
@@ -258,7 +315,7 @@ def test_predict_text_arguments_table_and_jsonl(folders, inference, capsys):
     texts = ["Great sound, works perfectly.", "Broke after a week."]
     assert predict_script.main(["--model_dir", folders["export"], *texts]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["#", "rating", "conf", "trunc", "text"] and len(table) == 4
+    assert table[0].split() == ["#", "rating", "conf", "trunc", "unk", "text"] and len(table) == 4
     want = inference.predict(texts)
     assert table[2].split()[:2] == ["0", str(want[0]["rating"])] and texts[1] in table[3]
     assert predict_script.main(["--model_dir", folders["model"], "--backend", "dynamic", "--format", "jsonl",
@@ -268,9 +325,12 @@ def test_predict_text_arguments_table_and_jsonl(folders, inference, capsys):
 
 
 def test_predict_errors_are_clear(folders, tmp_path, capsys):
-    assert predict_script.main(["--model_dir", str(tmp_path / "nope"), "hello"]) == 1
+    from fastformer.cli import run_main
+
+    assert run_main(predict_script.main, ["--model_dir", str(tmp_path / "nope"), "hello"]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert predict_script.main(["--model_dir", folders["export"], "--input_file", str(tmp_path / "none.txt")]) == 1
+    assert run_main(predict_script.main, ["--model_dir", folders["export"], "--input_file",
+                                          str(tmp_path / "none.txt")]) == 2
     assert "none.txt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         predict_script.main(["--model_dir", folders["export"]])  # no input at all

@@ -7,6 +7,7 @@ import paddle
 import pytest
 
 from fastformer import FastformerConfig, FastformerForSequenceClassification, FastformerModel
+from reference_numpy import realistic_weights
 
 B, L, PAD = 4, 12, 0
 TINY = dict(
@@ -26,7 +27,13 @@ VARIANTS = {
     "value_projection": dict(use_value_projection=True),
     "shared_attention": dict(share_attention_layers=True),
     "all_options": dict(pooler_type="mean", use_value_projection=True, share_attention_layers=True),
+    "softmax_attention": dict(attention_type="softmax"),
 }
+
+
+# Biases of the softmax scorers: a softmax ignores a constant shift, so their gradient is 0 in exact arithmetic and only
+# rounding noise in float32 (fastformer.alignment.SHIFT_INVARIANT_BIASES, in Paddle's names).
+ZERO_GRADIENT_BIASES = ("query_att.bias", "key_att.bias", "att_fc2.bias")
 
 
 def make_model(cls=FastformerForSequenceClassification, seed=0, **overrides):
@@ -117,7 +124,7 @@ def test_padding_invariance(variant):
         assert np.abs(alone - short[row : row + 1]).max() <= 1e-5
 
 
-@pytest.mark.parametrize("variant", ["attention", "mean", "shared_attention"])
+@pytest.mark.parametrize("variant", ["attention", "mean", "shared_attention", "softmax_attention"])
 def test_masked_tokens_are_ignored(variant):
     """Changing the ids under the mask (not PAD any more) changes nothing."""
     model = make_model(**VARIANTS[variant])
@@ -142,11 +149,14 @@ def test_batch_independence(variant):
 
 def test_cpu_fast_paths_match_paddle_layers(monkeypatch):
     """The CPU dygraph shortcuts (block-diagonal pooling, matmul-based Linear/LayerNorm backward) give the same
-    logits and gradients as the per-head pooling and Paddle's own layers that exported graphs and GPUs run."""
+    logits and gradients as the per-head pooling and Paddle's own layers that exported graphs and GPUs run. Weights
+    at a trained model's scale: on the official init every head's attention is nearly uniform, and a wrong head
+    split on either path would go unseen."""
     from fastformer import modeling
 
     def run():
         model = make_model(share_attention_layers=False, use_value_projection=True)
+        realistic_weights(model, seed=1)
         model.train()
         paddle.seed(0)
         ids, mask = batch(seed=7, lengths=[12, 5, 9, 1])
@@ -163,6 +173,9 @@ def test_cpu_fast_paths_match_paddle_layers(monkeypatch):
     assert np.abs(fast_logits - ref_logits).max() <= 1e-6
     assert fast_grads.keys() == ref_grads.keys() and len(ref_grads) > 10
     for name, g in ref_grads.items():
+        if name.endswith(ZERO_GRADIENT_BIASES):  # rounding noise on both paths: an absolute bound, as in alignment.py
+            assert np.abs(fast_grads[name] - g).max() <= 1e-6, name
+            continue
         scale = max(np.abs(g).max(), 1e-8)
         assert np.abs(fast_grads[name] - g).max() <= 1e-4 * scale + 1e-9, name
 
@@ -310,3 +323,30 @@ def test_config_validation():
     config = FastformerConfig()
     assert (config.hidden_size, config.num_attention_heads, config.num_labels, config.pad_token_id) == (256, 16, 5, 0)
     assert config.dropout == config.hidden_dropout_prob  # attribute_map alias
+
+
+def test_softmax_attention_is_standard_multi_head_attention():
+    """attention_type="softmax": softmax(q k^T / sqrt(d) + mask) v per head (numpy reference), padding ignored."""
+    from fastformer.modeling import SoftmaxSelfAttention, additive_mask
+
+    paddle.seed(3)
+    config = FastformerConfig(**dict(TINY, attention_type="softmax"))
+    layer = SoftmaxSelfAttention(config)
+    for p in layer.parameters():  # weights at a realistic scale, so that attention is far from uniform
+        p.set_value(np.random.default_rng(p.size).normal(0, 0.5, p.shape).astype("float32"))
+    x = np.random.default_rng(1).normal(size=(2, 5, 16)).astype("float32")
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    with paddle.no_grad():
+        out = layer(paddle.to_tensor(x), additive_mask(paddle.to_tensor(mask), "float32")).numpy()
+    w = {name: p.numpy() for name, p in layer.named_parameters()}
+    n, d = 4, 4
+    heads = lambda a: a.reshape(2, 5, n, d).transpose(0, 2, 1, 3)  # noqa: E731
+    q, k, v = (heads(x @ w[f"{m}.weight"] + w[f"{m}.bias"]) for m in ("query", "key", "value"))
+    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(d) + np.where(mask[:, None, None, :] == 1, 0.0, -np.inf)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    expected = (weights @ v).transpose(0, 2, 1, 3).reshape(2, 5, 16)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+    assert FastformerForSequenceClassification(config).config.attention_type == "softmax"
+    with pytest.raises(ValueError, match="attention_type"):
+        FastformerConfig(**dict(TINY, attention_type="linear"))

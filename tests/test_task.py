@@ -65,3 +65,24 @@ def test_label_maps_are_star_ratings_minus_one():
     assert label2id == {"1": 0, "2": 1, "3": 2, "4": 3, "5": 4}
     assert all(label2id[id2label[i]] == i for i in id2label)  # inverse of each other
     assert label_maps(["neg", "pos"]) == ({0: "neg", 1: "pos"}, {"neg": 0, "pos": 1})
+
+
+def test_build_model_takes_word_vectors_for_the_words_it_has(tmp_path):
+    from fastformer.task import build_model
+    from fastformer.tokenizer import FastformerTokenizer
+
+    tokenizer = FastformerTokenizer.build_from_corpus(["great sound", "great bad thing"], min_freq=1)
+    path = tmp_path / "vectors.txt"
+    path.write_text("great 1 2 3 4\nthing 5 6 7 8\nunseen 9 9 9 9\n")
+    kwargs = dict(hidden_size=4, num_attention_heads=2, intermediate_size=4, num_hidden_layers=1)
+    import paddle
+
+    paddle.seed(0)
+    plain = build_model(tokenizer, **kwargs).get_input_embeddings().weight.numpy()
+    paddle.seed(0)
+    weights = build_model(tokenizer, word_vectors=str(path), **kwargs).get_input_embeddings().weight.numpy()
+    vocab = tokenizer.get_vocab()
+    assert weights[vocab["great"]].tolist() == [1, 2, 3, 4] and weights[vocab["thing"]].tolist() == [5, 6, 7, 8]
+    others = [i for w, i in vocab.items() if w not in ("great", "thing")]
+    np.testing.assert_array_equal(weights[others], plain[others])  # the model's own init elsewhere, [PAD] zero
+    assert not weights[vocab["[PAD]"]].any()

@@ -73,6 +73,18 @@ def test_balanced_sampler_remainder_and_missing_classes():
     assert len(sampler) == 5 and len(list(sampler)) == 5
 
 
+def test_balanced_sampler_rotates_the_remainder_between_classes():
+    # 17 = 3 * 5 + 2: each epoch two classes get a sixth draw, a different two each epoch, so that over 3 epochs
+    # every class is drawn exactly 17 times
+    labels = np.array([0] * 10 + [2] * 3 + [4] * 4)
+    sampler = EpochBatchSampler(labels, batch_size=4, seed=0)
+    per_epoch = [Counter(labels[_epoch(sampler, epoch)].tolist()) for epoch in range(6)]
+    extra = [frozenset(c for c, n in counts.items() if n == 6) for counts in per_epoch]
+    assert all(len(e) == 2 for e in extra) and len(set(extra[:3])) == 3
+    for start in (0, 3):
+        assert sum(per_epoch[start : start + 3], Counter()) == {0: 17, 2: 17, 4: 17}
+
+
 def test_sampler_is_a_function_of_seed_and_epoch():
     a = EpochBatchSampler(LABELS, batch_size=32, seed=42)
     b = EpochBatchSampler(LABELS, batch_size=32, seed=42)
@@ -100,6 +112,29 @@ def test_group_by_length_keeps_the_sample_and_groups_lengths():
     assert sorted(_epoch(plain, 1)) == sorted(_epoch(grouped, 1))
     padded = lambda s: sum(len(b) * lengths[b].max() for b in s)  # noqa: E731
     assert padded(grouped) < 0.7 * padded(plain)
+
+
+@pytest.mark.parametrize("sampling", ["balanced", "none", "weighted_loss"])
+def test_trainer_draws_training_batches_as_requested(sampling, tmp_path):
+    """The Trainer's own training DataLoader: EpochBatchSampler, class-balanced only for --sampling balanced."""
+    tokenizer = FastformerTokenizer.build_from_corpus(["good bad ok fine"], min_freq=1)
+    model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=16,
+                             num_hidden_layers=1, max_position_embeddings=16)
+    dataset = EncodedDataset([[2 + i % 4] * (1 + i % 7) for i in range(len(LABELS))], LABELS)
+    _, _, args = parse_args([TINY, "--output_dir", str(tmp_path), "--sampling", sampling, "--report_to", "none",
+                             "--per_device_train_batch_size", "50"])
+    trainer = FastformerTrainer(model=model, args=args, train_dataset=dataset, num_labels=5,
+                                data_collator=task.DataCollator())
+    loader = trainer.get_train_dataloader()
+    assert isinstance(loader.batch_sampler, EpochBatchSampler)
+    loader.batch_sampler.set_epoch(0)
+    drawn = np.concatenate([batch["labels"].numpy().reshape(-1) for batch in loader])
+    assert len(drawn) == len(LABELS)
+    counts = np.bincount(drawn, minlength=5).tolist()
+    if sampling == "balanced":
+        assert counts == [200] * 5
+    else:  # every example once: the natural distribution
+        assert counts == np.bincount(LABELS).tolist()
 
 
 # ------------------------------------------------------------------------------------------------------ metrics
@@ -167,6 +202,11 @@ def one_epoch(raw_file, tmp_path_factory):
 
 
 def _weights(path):
+    """Weights of a model folder (model.safetensors) or a checkpoint (model_state.pdparams) as numpy arrays."""
+    if os.path.isfile(os.path.join(path, task.WEIGHTS_FILE)):
+        from safetensors.numpy import load_file
+
+        return load_file(os.path.join(path, task.WEIGHTS_FILE))
     return paddle.load(os.path.join(path, "model_state.pdparams"), return_numpy=True)
 
 
@@ -280,11 +320,23 @@ def test_best_checkpoint_not_the_last_is_the_model_kept(raw_file, tmp_path, monk
     assert json.loads((tmp_path / "model" / "config.json").read_text())["max_position_embeddings"] == 64
 
 
+def _complete_checkpoint(path):
+    """A checkpoint folder that passes training.checkpoint_problem (its files listed in checksums.json)."""
+    from fastformer.fileio import write_checksums
+
+    path.mkdir()
+    paddle.save({"w": paddle.zeros([2])}, str(path / "model_state.pdparams"))
+    paddle.save({}, str(path / "optimizer.pdopt"))
+    (path / "trainer_state.json").write_text("{}")
+    write_checksums(str(path), ["model_state.pdparams", "optimizer.pdopt", "trainer_state.json"])
+
+
 def test_find_checkpoint_and_overwrite_output_dir(tmp_path):
     from types import SimpleNamespace
 
-    for name in ("checkpoint-10", "checkpoint-5", "checkpoint-x"):
-        (tmp_path / name).mkdir()
+    for name in ("checkpoint-10", "checkpoint-5"):
+        _complete_checkpoint(tmp_path / name)
+    (tmp_path / "checkpoint-x").mkdir()
     (tmp_path / "checkpoint-20").write_text("a file, not a checkpoint")
     def args(output_dir, overwrite=False, resume=None):
         return SimpleNamespace(output_dir=str(output_dir), overwrite_output_dir=overwrite, resume_from_checkpoint=resume)
@@ -306,3 +358,73 @@ def test_missing_raw_file_without_demo_data_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         train.main([TINY, "--output_dir", str(tmp_path), "--input_file", str(tmp_path / "nope.json.gz"),
                     "--demo_data", "false"])
+
+
+def test_fit_logit_adjustment_picks_the_best_tau_on_the_given_predictions():
+    from fastformer.training import fit_logit_adjustment, log_prior
+
+    prior = log_prior([0] * 90 + [1] * 10, 2)
+    # a model of the natural distribution: class 1 is under-predicted until its logit is raised
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 50 + [1] * 50)
+    logits = np.stack([np.zeros(100), rng.normal(-1.5, 1.0, 100) + 2.0 * labels], axis=1)
+    tau, metrics = fit_logit_adjustment(logits, labels, prior)
+    plain = compute_metrics(type("P", (), {"predictions": logits, "label_ids": labels}))
+    assert tau > 0 and metrics["macro_f1"] > plain["macro_f1"]
+    # no gain possible (perfect logits): tau stays 0
+    assert fit_logit_adjustment(np.stack([1 - labels, labels], 1) * 10.0, labels, prior)[0] == 0.0
+
+
+def test_logit_adjustment_is_fitted_on_dev_and_folded_into_the_saved_model(raw_file, tmp_path):
+    from fastformer.task import load_model_dir
+
+    out = tmp_path / "adj"
+    results = _run(raw_file, out, "--num_train_epochs", "1", "--learning_rate", "0.002", "--logit_adjustment", "dev",
+                   "--metric_for_best_model", "adjusted_macro_f1")
+    adjustment = results["logit_adjustment"]
+    tau, prior = adjustment["tau"], np.array(adjustment["log_prior"])
+    assert adjustment["dev_after"]["macro_f1"] >= adjustment["dev_before"]["macro_f1"]
+    checkpoint = _weights(results["best_checkpoint"])["classifier.bias"]
+    saved = _weights(out / "model")["classifier.bias"]
+    np.testing.assert_allclose(saved, checkpoint - tau * prior, rtol=1e-5, atol=1e-6)
+    model, _ = load_model_dir(str(out / "model"))
+    assert model.config.logit_adjustment["tau"] == tau
+    assert results["dev_adjusted_macro_f1"] == pytest.approx(adjustment["dev_after"]["macro_f1"])  # epoch chosen by it
+    with pytest.raises(ValueError, match="logit_adjustment"):
+        _run(raw_file, tmp_path / "bad", "--metric_for_best_model", "adjusted_macro_f1")
+
+
+def test_word_dropout_replaces_real_tokens_only_at_the_asked_rate():
+    from fastformer.training import drop_words
+
+    paddle.seed(0)
+    ids = np.arange(2, 2 + 400 * 50, dtype="int64").reshape(400, 50)
+    mask = np.ones_like(ids)
+    mask[:, 40:] = 0
+    ids[:, 40:] = 0
+    out = drop_words(ids, mask, 0.2, unk_id=1).numpy()
+    dropped = out != ids
+    assert (out[dropped] == 1).all() and not dropped[:, 40:].any()  # padding untouched
+    assert abs(dropped[:, :40].mean() - 0.2) < 0.01
+    assert not (drop_words(ids, mask, 0.0, unk_id=1).numpy() != ids).any()
+
+
+def test_init_from_copies_the_encoder_and_keeps_a_fresh_classifier(one_epoch, raw_file, tmp_path):
+    from fastformer.task import build_model, load_model_dir
+
+    source_dir = one_epoch[0] / "model"
+    source, tokenizer = load_model_dir(str(source_dir))
+    config = {k: getattr(source.config, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                     "intermediate_size", "max_position_embeddings")}
+    model = build_model(tokenizer, **config)
+    train.init_encoder(model, str(source_dir))
+    theirs, ours = source.state_dict(), model.state_dict()
+    for name in ours:
+        same = np.array_equal(ours[name].numpy(), theirs[name].numpy())
+        assert same == name.startswith("fastformer."), name
+    with pytest.raises(ValueError, match="hidden_size"):
+        train.init_encoder(build_model(tokenizer, **dict(config, hidden_size=32)), str(source_dir))
+    # a training run with --init_from takes that vocabulary; --word_dropout trains
+    results = _run(raw_file, tmp_path / "init", "--num_train_epochs", "1", "--word_dropout", "0.1",
+                   "--init_from", str(source_dir))
+    assert results["vocab_size"] == len(tokenizer)

@@ -1,0 +1,57 @@
+"""How the scripts end on a user's mistake: one line on stderr and exit status 2, never a traceback.
+
+    from fastformer.cli import UserError, run_main
+
+    def main(argv=None):
+        ...
+        raise UserError(f"config file {path!r} is not valid JSON: ...")
+
+    if __name__ == "__main__":
+        sys.exit(run_main(main))
+
+`UserError` is a mistake in what the user gave (an argument, a config file, an input file or model folder); it is a
+`ValueError`, so code that catches ValueError keeps working. `run_main` prints `<prog>: error: <message>` (argparse's
+form) for it and for an `OSError` (missing file, permission, a folder where a file is expected, a full disk): those
+name a path and are about the machine, not the code. Everything else is a bug and keeps its traceback. When standard
+output is closed early (`script ... | head -1`), the script stops quietly with status 1, as Unix tools do. This module
+imports nothing heavy (no paddle), so the data pipeline can raise `UserError` too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+__all__ = ["UserError", "USER_ERROR_EXIT", "USER_ERROR_STATUS", "run_main"]
+
+USER_ERROR_EXIT = USER_ERROR_STATUS = 2  # argparse's exit status for a bad command line
+
+
+class UserError(ValueError):
+    """A mistake in the user's input (argument, config, data file, model folder): reported in one line."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def run_main(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequence[str]] = None) -> int:
+    """`main(argv)` as a script: its int result is the exit status (anything else: 0); a `UserError` or an `OSError`
+    prints `<prog>: error: <message>` (one line) to stderr and returns 2; a closed stdout returns 1 quietly."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "fastformer"
+    try:
+        result = main(argv)
+    except BrokenPipeError:
+        # the reader of stdout is gone: point stdout at /dev/null so the interpreter's final flush is silent too
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        return 1
+    except (UserError, OSError) as exc:
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return USER_ERROR_EXIT
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
