@@ -284,8 +284,11 @@ def adjust_logits_on_dev(trainer, dev_dataset, prior) -> dict:
     return adjustment
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    """Run training as on the command line (`argv` without the program name); returns the results dict."""
+def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None) -> dict:
+    """Run training as on the command line (`argv` without the program name); returns the results dict.
+
+    `callbacks`: extra PaddleNLP `TrainerCallback`s for the Trainer (e.g. the initial-weights recorder of
+    `tools/check_training_alignment.py`); none from the command line."""
     data_args, model_args, training_args = parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
@@ -329,13 +332,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     # this one: PaddleNLP restores optimizer state by these names, so resuming needs them to match the checkpoint.
     with paddle.utils.unique_name.guard():
         results = _train_and_report(data_args, model_args, training_args, all_args, tokenizer, datasets, checkpoint,
-                                    data_dir, word_vectors, wall_start)
+                                    data_dir, word_vectors, wall_start, callbacks)
     close_processes(training_args)
     return results
 
 
 def _train_and_report(data_args, model_args, training_args, all_args, tokenizer, datasets, checkpoint, data_dir,
-                      word_vectors, wall_start) -> dict:
+                      word_vectors, wall_start, callbacks=None) -> dict:
     output_dir = training_args.output_dir
     dev_dataset = datasets["dev"].sorted_by_length() if len(datasets["dev"]) else None
     test_dataset = datasets["test"].sorted_by_length() if len(datasets["test"]) else None
@@ -355,6 +358,7 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
         tokenizer=tokenizer,
         compute_metrics=dev_metrics,
         num_labels=num_labels,
+        callbacks=callbacks,
     )
 
     train_start = time.perf_counter()

@@ -32,6 +32,7 @@ __all__ = [
     "paddle_name",
     "is_linear_weight",
     "convert_state_dict",
+    "to_torch_state_dict",
     "config_from_torch_state_dict",
     "load_torch_state_dict",
     "load_converted",
@@ -140,6 +141,34 @@ def convert_state_dict(torch_state_dict: Mapping[str, object], strict: bool = Tr
             f"Fastformer `Model`?): {', '.join(sorted(unknown))}"
         )
     return converted
+
+
+def to_torch_state_dict(paddle_state_dict: Mapping[str, object], torch_names: Iterable[str]) -> Dict[str, np.ndarray]:
+    """The inverse of `convert_state_dict`: Paddle state dict (numpy arrays or Paddle tensors) -> the official
+    parameters `torch_names` as float32 numpy arrays (Linear weights transposed back to [out, in]).
+
+    A torch name without a Paddle counterpart, or one whose Paddle parameter is missing, is a ValueError naming it;
+    so is a Paddle parameter the official model has no place for (e.g. a value projection): nothing is dropped.
+    """
+    out, missing = {}, []
+    used = set()
+    for name in torch_names:
+        source = paddle_name(name)
+        if source is None or source not in paddle_state_dict:
+            missing.append(name if source is None else f"{name} (Paddle {source})")
+            continue
+        value = paddle_state_dict[source]
+        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float32)
+        out[name] = np.ascontiguousarray(array.T if is_linear_weight(name) else array)
+        used.add(source)
+    left_over = sorted(set(paddle_state_dict) - used)
+    if missing or left_over:
+        raise ValueError(
+            "the Paddle weights do not map onto the official model: "
+            + "; ".join(f"{title}: {', '.join(items)}" for title, items in
+                        (("no Paddle weight for", missing), ("no official parameter for", left_over)) if items)
+        )
+    return out
 
 
 def _shape(value) -> Tuple[int, ...]:

@@ -1,0 +1,164 @@
+"""Training alignment: train.py (Paddle Trainer) against the PyTorch reference training, on the tiny config.
+
+`tools/check_training_alignment.py` and `tools/train_torch_reference.py`: same data, tokenizer ids, initial weights
+and batches. With dropout off the two compute the same function step after step, so their per-step losses differ
+only by float32 rounding. Measured here (tiny config, 40 Adam steps, one thread): mean 8.6e-08, max 2.4e-07 per step,
+i.e. one or two float32 ulps of a loss near 1.6 (ulp 1.2e-07). The tolerances below (mean 1e-06, max 2e-06) leave a
+margin of about 10x over that rounding. Real misalignments, each put into the PyTorch side alone on the same 40 steps,
+gave mean / max differences of: Adam epsilon 1e-6 instead of 1e-8 3.4e-05 / 1.3e-04; beta2 0.99 1.4e-04 / 7.3e-04;
+dropout left on 3.0e-03 / 1.6e-02; the official random init instead of the converted Paddle weights 2.8e-03 /
+1.3e-02; no per-epoch reshuffle 9.9e-03 / 8.5e-02; batches rotated by one 1.3e-02 / 1.0e-01. Padding to the longest
+review instead of a multiple of 8 stays at rounding (8.3e-08 / 2.4e-07). Skipped as a whole without PyTorch.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip(
+    "torch", reason="PyTorch is not installed: the training alignment with the PyTorch reference cannot be checked"
+)
+
+from data_process import generate_demo_reviews  # noqa: E402
+from fastformer import task  # noqa: E402
+from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
+from fastformer.training import EncodedDataset, FastformerTrainer, parse_args  # noqa: E402
+from tools import check_training_alignment as check  # noqa: E402
+from tools import train_torch_reference as reference  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(ROOT, "configs", "tiny.json")
+MEAN_TOL, MAX_TOL = 1e-6, 2e-6  # see the module doc
+
+
+@pytest.fixture(scope="module")
+def base_argv(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("align")
+    raw = str(folder / "raw" / "reviews.json.gz")
+    os.makedirs(os.path.dirname(raw))
+    generate_demo_reviews(raw, 400, seed=3)
+    return [TINY, "--input_file", raw, "--data_dir", str(folder / "data")], folder
+
+
+@pytest.fixture(scope="module")
+def dropout_off(base_argv):
+    argv, folder = base_argv
+    argv = [*argv, "--num_train_epochs", "4"]  # 300 training reviews, batch 32: 10 steps an epoch
+    return argv, folder / "work", check.run_pair(argv, str(folder / "work" / "dropout_off_seed1"), seed=1,
+                                                 dropout_off=True)
+
+
+def test_dropout_off_step_losses_agree(dropout_off):
+    _, _, pair = dropout_off
+    p, t = pair["paddle"], pair["pytorch"]
+    assert len(p["step_losses"]) == len(t["step_losses"]) == 40
+    a = check.loss_alignment(p["step_losses"], t["step_losses"], 40)
+    print(f"\n[training alignment] 40 steps, dropout off: mean |loss diff| {a['mean_abs_diff']:.3g}, "
+          f"max {a['max_abs_diff']:.3g}")
+    assert a["mean_abs_diff"] <= MEAN_TOL and a["max_abs_diff"] <= MAX_TOL
+    # the training moved (not a flat curve that agrees trivially) and both kept / evaluated the same epochs
+    assert abs(p["step_losses"][0] - p["step_losses"][-1]) > 1e-2
+    assert [e["step"] for e in p["epochs"]] == [e["step"] for e in t["epochs"]] == [10, 20, 30, 40]
+    assert p["sizes"] == t["sizes"] == {"train": 300, "dev": 50, "test": 50}
+    for e_p, e_t in zip(p["epochs"], t["epochs"]):
+        assert e_p["dev_loss"] == pytest.approx(e_t["dev_loss"], abs=1e-5)
+        assert e_p["dev_accuracy"] == pytest.approx(e_t["dev_accuracy"], abs=1e-9)  # same predictions
+    assert p["best_epoch"] == t["best_epoch"]
+    assert p["test_accuracy"] == pytest.approx(t["test_accuracy"], abs=1e-9)
+
+
+def test_weighted_loss_and_plain_batches_agree(base_argv):
+    argv, folder = base_argv
+    argv = [*argv, "--num_train_epochs", "1", "--sampling", "weighted_loss", "--group_by_length", "false"]
+    pair = check.run_pair(argv, str(folder / "work" / "weighted"), seed=5, dropout_off=True)
+    a = check.loss_alignment(pair["paddle"]["step_losses"], pair["pytorch"]["step_losses"], 10)
+    assert a["steps"] == 10 and a["mean_abs_diff"] <= MEAN_TOL and a["max_abs_diff"] <= MAX_TOL
+
+
+def test_dropout_is_on_in_both_frameworks(base_argv, dropout_off):
+    # Same seed, weights and first batch as the dropout-off run: with dropout 0.2 each framework's first loss moves
+    # away from the dropout-off one (and the two differ: each framework draws its own masks).
+    argv, folder = base_argv
+    _, _, off = dropout_off
+    pair = check.run_pair([*argv, "--num_train_epochs", "1"], str(folder / "work" / "dropout_on"), seed=1)
+    first = {fw: pair[fw]["step_losses"][0] for fw in pair}
+    assert abs(first["paddle"] - off["paddle"]["step_losses"][0]) > 1e-4
+    assert abs(first["pytorch"] - off["pytorch"]["step_losses"][0]) > 1e-4
+    assert abs(first["paddle"] - first["pytorch"]) > 1e-4
+    for record in pair.values():
+        assert 0.0 <= record["test_macro_f1"] <= 1.0 and len(record["epochs"]) == 1
+
+
+def test_report_json_and_png_from_finished_runs(dropout_off, tmp_path, capsys):
+    argv, work, pair = dropout_off
+    out = tmp_path / "results.json"
+    rc = check.main([*argv, "--name", "tiny", "--seeds", "--align_steps", "40", "--work_dir", str(work),
+                     "--output", str(out)])
+    assert rc == 0  # the finished dropout-off run is read back, not trained again; its target is met
+    result = json.loads(out.read_text())
+    assert result["dropout_off"]["loss"]["steps"] == 40
+    assert result["dropout_off"]["paddle"]["step_losses"] == pair["paddle"]["step_losses"]
+    assert result["targets"]["dropout_off_mean_abs_loss_diff"]["passed"] is True
+    assert result["cpu_settings"]["OMP_NUM_THREADS"] and result["command"].startswith("python tools/")
+    png = tmp_path / "results.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "dropout off, seed 1, first 40 steps" in capsys.readouterr().out
+
+
+def test_to_torch_state_dict_inverts_the_converter():
+    from fastformer.convert import convert_state_dict, to_torch_state_dict
+    from fastformer.torch_reference import Model, TorchFastformerConfig
+
+    torch.manual_seed(0)
+    official = {k: v.numpy() for k, v in Model(TorchFastformerConfig(
+        vocab_size=50, hidden_size=16, num_attention_heads=4, intermediate_size=24, max_position_embeddings=8,
+        num_labels=5)).state_dict().items()}
+    back = to_torch_state_dict(convert_state_dict(official), official.keys())
+    assert back.keys() == official.keys() and all(np.array_equal(back[k], official[k]) for k in official)
+    assert back["dense_linear.weight"].shape == (5, 16)  # [out, in] again (Paddle keeps [in, out])
+    extra = dict(convert_state_dict(official), **{"fastformer.layers.0.attention.value.weight": np.zeros((16, 16))})
+    with pytest.raises(ValueError, match="no official parameter for: fastformer.layers.0.attention.value.weight"):
+        to_torch_state_dict(extra, official.keys())
+
+
+def test_reference_batches_are_the_trainers(tmp_path):
+    labels = np.repeat(np.arange(5), [7, 5, 8, 20, 60])
+    rng = np.random.default_rng(0)
+    dataset = EncodedDataset([list(range(1, n + 1)) for n in rng.integers(1, 40, size=len(labels))], labels)
+    tokenizer = FastformerTokenizer.build_from_corpus(["good bad ok fine"], min_freq=1)
+    model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=16,
+                             num_hidden_layers=1, max_position_embeddings=64)
+    for extra in ([], ["--sampling", "none", "--dataloader_drop_last", "true"], ["--group_by_length", "false"]):
+        _, _, args = parse_args([TINY, "--output_dir", str(tmp_path), "--report_to", "none", "--seed", "7", *extra])
+        trainer = FastformerTrainer(model=model, args=args, train_dataset=dataset, num_labels=5,
+                                    data_collator=task.DataCollator())
+        expected = trainer.get_train_dataloader().batch_sampler  # what the Trainer iterates
+        ours = reference.train_sampler(dataset, args)
+        for epoch in range(3):
+            assert ours.epoch_batches(epoch) == expected.epoch_batches(epoch)
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--pooler_type", "mean"], "--pooler_type"),
+    (["--max_grad_norm", "1.0"], "--max_grad_norm"),
+    (["--lr_scheduler_type", "linear"], "--lr_scheduler_type"),
+    (["--weight_decay", "0.01"], "--weight_decay"),
+    (["--num_train_epochs", "1.5"], "--num_train_epochs"),
+    (["--recompute", "true"], "--recompute"),  # any option not listed as implemented, at a non-default value
+])
+def test_reference_refuses_what_it_does_not_implement(flags, named, tmp_path, capsys):
+    rc = reference.main([TINY, *flags, "--output_dir", str(tmp_path), "--paddle_run_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: the PyTorch reference does not implement") and named in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_reference_refuses_a_recipe_other_than_the_paddle_runs(dropout_off, capsys):
+    argv, work, _ = dropout_off
+    paddle_dir = str(work / "dropout_off_seed1" / "paddle")
+    rc = reference.main([*argv, "--output_dir", paddle_dir, "--seed", "1", *check.RUN_FLAGS,
+                         "--hidden_dropout_prob", "0", "--learning_rate", "0.002", "--paddle_run_dir", paddle_dir])
+    err = capsys.readouterr().err
+    assert rc == 2 and "recipe differs from the Paddle run" in err and "--learning_rate: here 0.002" in err

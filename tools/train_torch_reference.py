@@ -1,0 +1,367 @@
+"""Train the official-math PyTorch Fastformer (`fastformer.torch_reference.Model`) the way `train.py` trains the port.
+
+    python tools/train_torch_reference.py [config.json] [train.py flags ...] --paddle_run_dir DIR [--output_json FILE]
+
+The other half of `tools/check_training_alignment.py`, which makes DIR and runs both. DIR is a `train.py` output
+folder holding `initial_model/`, the Paddle model before its first step and its tokenizer (written by
+`InitialModelCallback`), `resolved_args.json` and the prepared dataset. Config and flags are those of `train.py`
+(the recipe is stated in one place); the recipe this script uses must equal the Paddle run's (checked against
+DIR/resolved_args.json), and options the reference does not implement are refused, naming them.
+
+The same as `train.py`, by construction:
+  * data: the Paddle run's prepared train/dev/test.jsonl and its tokenizer (identical ids), truncated to max_length;
+  * initial weights: the Paddle run's, converted (`fastformer.convert.to_torch_state_dict`);
+  * batches: `EpochBatchSampler` with the Trainer's arguments (seed, sampling, group_by_length, drop_last) and
+    `DataCollator` (dynamic padding to a multiple of 8), epoch by epoch, so every step sees the same batch;
+  * optimizer: `torch.optim.Adam` at learning_rate, adam_beta1/2, adam_epsilon, constant rate, no clipping: what
+    PaddleNLP's AdamW is with weight_decay 0 (its update lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps*sqrt(1-b2^t))
+    is torch's lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps) rewritten);
+  * loss: the official model's mean cross-entropy (class-weighted with --sampling weighted_loss, as the Trainer);
+  * dropout hidden_dropout_prob in the official places (embeddings, both sub-layer outputs), torch's own RNG seeded
+    with --seed (so the masks differ from Paddle's: with dropout the two runs agree in distribution only);
+  * after every epoch: dev accuracy / macro-F1 (`classification_metrics`) on length-sorted dev batches of
+    per_device_eval_batch_size; the best epoch by metric_for_best_model (the first on a tie, as PaddleNLP) is kept
+    and the test split evaluated with it.
+
+Writes FILE (default DIR/torch_reference.json): per-step training loss, per-epoch dev metrics, the best epoch's dev
+and test metrics, the recipe and the training time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
+
+import fastformer  # noqa: E402,F401  (before paddle: sets MKL_DEBUG_CPU_TYPE)
+import numpy as np  # noqa: E402
+from paddlenlp.trainer import TrainerCallback  # noqa: E402
+
+from data_process import read_split  # noqa: E402
+from fastformer import task  # noqa: E402
+from fastformer.fileio import write_json  # noqa: E402
+from fastformer.training import (  # noqa: E402
+    DataArguments,
+    EncodedDataset,
+    EpochBatchSampler,
+    class_weights,
+    classification_metrics,
+    parse_args,
+    resolved_args,
+)
+
+__all__ = [
+    "INITIAL_MODEL",
+    "InitialModelCallback",
+    "check_supported",
+    "recipe",
+    "check_same_recipe",
+    "train_sampler",
+    "train_reference",
+    "main",
+]
+
+INITIAL_MODEL = "initial_model"  # in a Paddle run folder: the model before its first step, with its tokenizer
+OUTPUT_JSON = "torch_reference.json"
+
+# Arguments the reference uses, and the values it accepts where it implements only some ("the core recipe").
+# Anything else must keep its default (below), so an option added to train.py later is refused until it is
+# implemented here.
+REQUIRED_VALUES = {
+    "pooler_type": ("attention",),  # the official Model has the attention pooler only
+    "use_value_projection": (False,),  # official: value = query
+    "share_attention_layers": (False,),
+    "weight_decay": (0.0,),  # Adam; AdamW's decoupled decay is not implemented here
+    "lr_scheduler_type": ("constant",),
+    "warmup_steps": (0,),
+    "warmup_ratio": (0.0,),
+    "max_grad_norm": (0.0,),  # no gradient clipping (PaddleNLP's default is 1.0: set 0)
+    "evaluation_strategy": ("epoch",),  # dev metrics per epoch, best epoch kept
+    "load_best_model_at_end": (True,),
+    "gradient_accumulation_steps": (1,),
+    "max_steps": (-1,),
+    "optim": ("adamw",),
+    "fp16": (False,),
+    "bf16": (False,),
+}
+USED = {
+    "max_length", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+    "hidden_dropout_prob", "max_position_embeddings", "sampling", "group_by_length", "num_train_epochs",
+    "per_device_train_batch_size", "per_device_eval_batch_size", "learning_rate", "adam_beta1", "adam_beta2",
+    "adam_epsilon", "seed", "dataloader_drop_last", "metric_for_best_model", "greater_is_better",
+} | set(REQUIRED_VALUES)
+# Data preparation and vocabulary: the reference reads the Paddle run's prepared dataset and tokenizer.
+FROM_PADDLE_RUN = {f.name for f in dataclasses.fields(DataArguments)} - {"max_length"}
+# No effect on the arithmetic of training (output, logging, saving, bookkeeping PaddleNLP derives from them).
+NO_EFFECT = {
+    "output_dir", "overwrite_output_dir", "logging_dir", "logging_strategy", "logging_first_step", "logging_steps",
+    "save_strategy", "save_steps", "save_total_limit", "report_to", "disable_tqdm", "run_name", "do_train",
+    "do_eval", "do_predict", "resume_from_checkpoint", "dataloader_num_workers", "log_level", "log_level_replica",
+    "eval_steps",
+}
+
+
+def _plain(value):
+    value = getattr(value, "value", value)  # PaddleNLP's enums (SchedulerType, IntervalStrategy, OptimizerNames)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _fields(*dataclass_objects) -> Dict[str, object]:
+    return {f.name: _plain(getattr(obj, f.name)) for obj in dataclass_objects for f in dataclasses.fields(obj)}
+
+
+def check_supported(data_args, model_args, training_args) -> None:
+    """ValueError naming every argument the PyTorch reference does not implement (value or option)."""
+    given = _fields(data_args, model_args, training_args)
+    defaults = _fields(*parse_args(["--output_dir", training_args.output_dir]))
+    problems = [
+        f"--{name} {given[name]!r} (the reference implements {' or '.join(repr(v) for v in allowed)})"
+        for name, allowed in REQUIRED_VALUES.items() if given[name] not in allowed
+    ]
+    metric = (given["metric_for_best_model"] or "loss").replace("eval_", "")
+    if metric not in ("loss", "accuracy", "macro_f1"):
+        problems.append(f"--metric_for_best_model {given['metric_for_best_model']!r} (loss, accuracy or macro_f1)")
+    epochs = given["num_train_epochs"]
+    if float(epochs) != int(epochs) or epochs < 1:
+        problems.append(f"--num_train_epochs {epochs!r} (whole epochs only)")
+    known = USED | FROM_PADDLE_RUN | NO_EFFECT
+    problems += [
+        f"--{name} {given[name]!r} (not implemented by the reference; default {defaults[name]!r})"
+        for name in given if name not in known and given[name] != defaults[name]
+    ]
+    if problems:
+        raise ValueError("the PyTorch reference does not implement: " + "; ".join(problems))
+
+
+def recipe(data_args, model_args, training_args) -> Dict[str, object]:
+    """The arguments the reference trains with (the core recipe), as plain values."""
+    given = _fields(data_args, model_args, training_args)
+    return {name: given[name] for name in sorted(USED)}
+
+
+def check_same_recipe(ours: Dict[str, object], paddle_resolved: dict, source: str) -> None:
+    """ValueError listing every recipe argument that differs from the Paddle run's resolved arguments."""
+    theirs = {k: _plain(v) for part in paddle_resolved.values() for k, v in part.items()}
+    differ = [f"--{k}: here {v!r}, Paddle run {theirs.get(k)!r}" for k, v in ours.items() if theirs.get(k) != v]
+    if differ:
+        raise ValueError(f"the recipe differs from the Paddle run ({source}): " + "; ".join(differ))
+
+
+class InitialModelCallback(TrainerCallback):
+    """Writes the model as it is when training begins (before the first step) and its tokenizer into `path`, as a
+    model folder (`task.save_model_dir`): the initial weights the reference starts from. Only on a fresh start
+    (global step 0); a folder already there must hold the same weights (a rerun of the same seed), else ValueError."""
+
+    def __init__(self, path: str, max_length: int):
+        self.path = path
+        self.max_length = max_length
+
+    def on_train_begin(self, args, state, control, model=None, tokenizer=None, **kwargs):
+        if state.global_step != 0:  # resumed: the initial model was written by the interrupted run
+            if not os.path.isdir(self.path):
+                raise FileNotFoundError(f"{self.path!r} is missing: the run resumed, its initial weights are lost")
+            return
+        if os.path.isdir(self.path):
+            saved, _ = task.load_model_dir(self.path)
+            ours = {k: v.numpy() for k, v in model.state_dict().items()}
+            theirs = {k: v.numpy() for k, v in saved.state_dict().items()}
+            if ours.keys() != theirs.keys() or not all(np.array_equal(ours[k], theirs[k]) for k in ours):
+                raise ValueError(f"{self.path!r} holds other initial weights than this run's (another recipe or "
+                                 "seed in the same folder): use a new work folder")
+            return
+        tmp = f"{self.path}.tmp"
+        task.save_model_dir(model, tokenizer, tmp, max_length=self.max_length)
+        os.replace(tmp, self.path)  # complete or absent
+
+
+# ------------------------------------------------------------------------------------------------- reference
+def _paddle_run(paddle_run_dir: str) -> Tuple[dict, str]:
+    """(resolved arguments, prepared data folder) of a train.py output folder."""
+    path = os.path.join(paddle_run_dir, "resolved_args.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path!r} not found: --paddle_run_dir must be a train.py output folder")
+    with open(path, encoding="utf-8") as f:
+        resolved = json.load(f)
+    data_dir = resolved["data"].get("data_dir") or os.path.join(paddle_run_dir, "data")
+    if not os.path.isdir(os.path.join(paddle_run_dir, INITIAL_MODEL)):
+        raise FileNotFoundError(
+            f"{os.path.join(paddle_run_dir, INITIAL_MODEL)!r} not found: the Paddle run's initial weights are written "
+            "by tools/check_training_alignment.py (InitialModelCallback); run the comparison with it"
+        )
+    return resolved, data_dir
+
+
+def train_sampler(dataset: EncodedDataset, training_args) -> EpochBatchSampler:
+    """The training batch sampler of `FastformerTrainer._get_train_sampler` (one process), for `dataset`."""
+    return EpochBatchSampler(
+        dataset.labels,
+        batch_size=training_args.per_device_train_batch_size,
+        seed=training_args.seed,
+        balanced=training_args.sampling == "balanced",
+        drop_last=training_args.dataloader_drop_last,
+        lengths=dataset.lengths() if training_args.group_by_length else None,
+    )
+
+
+def _batches(dataset: EncodedDataset, batches: Sequence[Sequence[int]], collator) -> List[dict]:
+    return [collator([dataset[i] for i in batch]) for batch in batches]
+
+
+def _evaluate(model, batches: List[dict]) -> Dict[str, float]:
+    """Mean cross-entropy, accuracy and macro-F1 over padded batches (eval mode, no gradient)."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    logits, labels, loss_sum = [], [], 0.0
+    with torch.no_grad():
+        for batch in batches:
+            ids, y = torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["labels"])
+            _, score = model(ids, y)
+            loss_sum += float(F.cross_entropy(score, y, reduction="sum"))
+            logits.append(score.numpy())
+            labels.append(batch["labels"])
+    model.train()
+    labels = np.concatenate(labels)
+    return {"loss": loss_sum / len(labels), **classification_metrics(labels, np.concatenate(logits).argmax(-1))}
+
+
+def train_reference(data_args, model_args, training_args, paddle_run_dir: str, log=print) -> dict:
+    """Train `torch_reference.Model` from the Paddle run's initial weights on its data; see module doc."""
+    import torch
+    import torch.nn.functional as F
+
+    from fastformer.convert import to_torch_state_dict
+    from fastformer.torch_reference import Model, TorchFastformerConfig
+
+    check_supported(data_args, model_args, training_args)
+    ours = recipe(data_args, model_args, training_args)
+    resolved, data_dir = _paddle_run(paddle_run_dir)
+    check_same_recipe(ours, resolved, os.path.join(paddle_run_dir, "resolved_args.json"))
+
+    # ---- the Paddle run's tokenizer, data and initial weights
+    initial, tokenizer = task.load_model_dir(os.path.join(paddle_run_dir, INITIAL_MODEL))
+    if tokenizer.pad_token_id != 0:
+        raise ValueError(f"the official model pads with id 0, the Paddle run's tokenizer with {tokenizer.pad_token_id}")
+    splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl")) for name in ("train", "dev", "test")}
+    data = {name: EncodedDataset(task.encode_texts(tokenizer, texts, data_args.max_length), labels)
+            for name, (texts, labels) in splits.items()}
+    c = initial.config
+    config = TorchFastformerConfig(
+        vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
+        num_attention_heads=c.num_attention_heads, intermediate_size=c.intermediate_size, hidden_act=c.hidden_act,
+        hidden_dropout_prob=model_args.hidden_dropout_prob, max_position_embeddings=c.max_position_embeddings,
+        layer_norm_eps=c.layer_norm_eps, initializer_range=c.initializer_range, num_labels=c.num_labels,
+    )
+    torch.manual_seed(training_args.seed)  # dropout masks
+    threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    model = Model(config)
+    weights = to_torch_state_dict(initial.state_dict(), model.state_dict().keys())
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
+    del initial
+
+    # ---- batches as the Trainer draws them, eval sorted by length
+    train = data["train"]
+    sampler = train_sampler(train, training_args)
+    collator = task.DataCollator(pad_id=tokenizer.pad_token_id)
+    eval_bs = training_args.per_device_eval_batch_size
+    eval_batches = {}
+    for name in ("dev", "test"):
+        ds = data[name].sorted_by_length()
+        eval_batches[name] = _batches(ds, [range(i, min(i + eval_bs, len(ds))) for i in range(0, len(ds), eval_bs)],
+                                      collator)
+    loss_weights = None
+    if training_args.sampling == "weighted_loss":
+        loss_weights = torch.from_numpy(class_weights(train.labels, c.num_labels))
+
+    # ---- training
+    optimizer = torch.optim.Adam(model.parameters(), lr=training_args.learning_rate,
+                                 betas=(training_args.adam_beta1, training_args.adam_beta2), eps=training_args.adam_epsilon)
+    metric = (training_args.metric_for_best_model or "loss").replace("eval_", "")
+    better = (lambda a, b: a > b) if training_args.greater_is_better else (lambda a, b: a < b)
+    step_losses: List[float] = []
+    epochs: List[dict] = []
+    best, best_state = None, None
+    train_seconds = 0.0
+    model.train()
+    for epoch in range(int(training_args.num_train_epochs)):
+        start = time.perf_counter()
+        sampler.set_epoch(epoch)
+        for batch in _batches(train, list(sampler), collator):
+            ids, y = torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["labels"])
+            optimizer.zero_grad(set_to_none=True)
+            loss, score = model(ids, y)
+            if loss_weights is not None:
+                loss = F.cross_entropy(score, y, weight=loss_weights)
+            loss.backward()
+            optimizer.step()
+            step_losses.append(float(loss.item()))
+        train_seconds += time.perf_counter() - start
+        dev = _evaluate(model, eval_batches["dev"])
+        epochs.append({"epoch": epoch + 1, "step": len(step_losses), **{f"dev_{k}": v for k, v in dev.items()}})
+        if best is None or better(dev[metric], best["dev_" + metric]):  # strictly better: the first on a tie
+            best, best_state = epochs[-1], copy.deepcopy(model.state_dict())
+        log(f"[pytorch] epoch {epoch + 1}: train loss {np.mean(step_losses[-len(sampler):]):.4f}, dev macro-F1 "
+            f"{dev['macro_f1']:.4f}, accuracy {dev['accuracy']:.4f} ({train_seconds:.1f} s of training)")
+
+    model.load_state_dict(best_state)
+    test = _evaluate(model, eval_batches["test"])
+    import paddle
+
+    return {
+        "framework": "pytorch",
+        "versions": {"torch": torch.__version__, "paddle": paddle.__version__},
+        "threads": threads,
+        "recipe": ours,
+        "paddle_run_dir": paddle_run_dir,
+        "sizes": {name: len(ds) for name, ds in data.items()},
+        "step_losses": step_losses,
+        "epochs": epochs,
+        "best_epoch": best["epoch"],
+        **{k: v for k, v in best.items() if k.startswith("dev_")},
+        **{f"test_{k}": v for k, v in test.items()},
+        "train_seconds": round(train_seconds, 2),
+    }
+
+
+def split_argv(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[str]]:
+    """(this script's own flags, the train.py config and flags)."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], allow_abbrev=False,
+        usage="%(prog)s [config.json] [train.py flags ...] --paddle_run_dir DIR [--output_json FILE]",
+    )
+    parser.add_argument("--paddle_run_dir", required=True,
+                        help="train.py output folder with initial_model/ (made by tools/check_training_alignment.py)")
+    parser.add_argument("--output_json", default=None, help=f"results file (default DIR/{OUTPUT_JSON})")
+    return parser.parse_known_args(None if argv is None else list(argv))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    own, train_argv = split_argv(argv)
+    try:
+        data_args, model_args, training_args = parse_args(train_argv)
+        result = train_reference(data_args, model_args, training_args, own.paddle_run_dir)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result["resolved_args"] = resolved_args(data_args, model_args, training_args)
+    path = own.output_json or os.path.join(own.paddle_run_dir, OUTPUT_JSON)
+    write_json(path, result)
+    print(f"test macro-F1 {result['test_macro_f1']:.4f} accuracy {result['test_accuracy']:.4f} "
+          f"(best epoch {result['best_epoch']}); wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
