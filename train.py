@@ -222,7 +222,8 @@ def load_data(data_args, model_args, training_args, checkpoint: Optional[str]):
         name: EncodedDataset(encode_texts(tokenizer, texts, data_args.max_length), labels)
         for name, (texts, labels) in splits.items()
     }
-    return data_dir, tokenizer, datasets, word_vectors_file(data_args, model_args, data_dir, tokenizer)
+    return data_dir, tokenizer, datasets, word_vectors_file(data_args, model_args, data_dir, tokenizer,
+                                                            splits["train"][0])
 
 
 def init_encoder(model, path: str) -> None:
@@ -245,18 +246,17 @@ def init_encoder(model, path: str) -> None:
     logger.info("encoder initialised from %s (%d tensors)", path, len(weights))
 
 
-def word_vectors_file(data_args, model_args, data_dir: str, tokenizer) -> Optional[str]:
-    """The --word_vectors file; for 'train', vectors learnt from the training split (made once, kept in data_dir)."""
+def word_vectors_file(data_args, model_args, data_dir: str, tokenizer, train_texts: List[str]) -> Optional[str]:
+    """The --word_vectors file; for 'train', vectors learnt from `train_texts`, the training split (made once, kept
+    in data_dir)."""
     if data_args.word_vectors != "train":
         return data_args.word_vectors or None
     path = os.path.join(data_dir, f"word_vectors_{model_args.hidden_size}.txt")
     if not os.path.isfile(path):
-        from data_process.prepare import read_split
         from data_process.word_vectors import train_word_vectors, write_word_vectors
 
         logger.info("learning %d-d word vectors from the training split into %s", model_args.hidden_size, path)
-        texts, _ = read_split(os.path.join(data_dir, "train.jsonl"))
-        words, vectors = train_word_vectors(texts, tokenizer.tokenize, dim=model_args.hidden_size)
+        words, vectors = train_word_vectors(train_texts, tokenizer.tokenize, dim=model_args.hidden_size)
         write_word_vectors(path, words, vectors)
     return path
 
