@@ -235,13 +235,13 @@ def init_encoder(model, path: str) -> None:
     for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                  "attention_type", "pooler_type", "use_value_projection", "share_attention_layers"):
         if getattr(source.config, name) != getattr(model.config, name):
-            raise ValueError(f"--init_from {path}: {name} is {getattr(source.config, name)!r} there, "
+            raise UserError(f"--init_from {path}: {name} is {getattr(source.config, name)!r} there, "
                              f"{getattr(model.config, name)!r} here")
     weights = {k: v for k, v in source.state_dict().items() if k.startswith("fastformer.")}
     own = model.state_dict()
     for name, value in weights.items():
         if name not in own or tuple(own[name].shape) != tuple(value.shape):
-            raise ValueError(f"--init_from {path}: weight {name} {tuple(value.shape)} does not fit this model")
+            raise UserError(f"--init_from {path}: weight {name} {tuple(value.shape)} does not fit this model")
         own[name].set_value(value)
     logger.info("encoder initialised from %s (%d tensors)", path, len(weights))
 
