@@ -12,13 +12,11 @@ import httpx
 import pytest
 
 import fastformer  # noqa: F401
-import paddle
-from fastformer import task
 from fastformer.batching import QueueFull, RequestBatcher
 from fastformer.predictor import Predictor
-from fastformer.tokenizer import FastformerTokenizer
 
 import serve
+from tiny_model import saved_tiny_model
 
 
 class Echo:
@@ -118,12 +116,8 @@ CORPUS = ["great product , works well .", "broke after a week , waste of money .
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory):
-    tokenizer = FastformerTokenizer.build_from_corpus(CORPUS, min_freq=1)
-    paddle.seed(5)
-    model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=32,
-                             num_hidden_layers=1, max_position_embeddings=64)
     model_dir = str(tmp_path_factory.mktemp("batching") / "model")
-    task.save_model_dir(model, tokenizer, model_dir)
+    saved_tiny_model(model_dir, CORPUS, seed=5)
     return Predictor(model_dir, backend="dynamic", batch_size=64)
 
 

@@ -20,11 +20,11 @@ import paddle
 from fastformer import task
 from fastformer.export import PARITY_TOLERANCE, ExportParityError, export_model, export_onnx
 from fastformer.predictor import MANIFEST_FILE, Predictor, detect_backend, find_model_files
-from fastformer.tokenizer import FastformerTokenizer
 
 import export_model as export_script
 import predict as predict_script
 import reference_numpy
+from tiny_model import tiny_model
 
 CORPUS = [
     "great product , works perfectly and the battery lasts all day .",
@@ -48,10 +48,7 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("export_predict")
-    tokenizer = FastformerTokenizer.build_from_corpus(CORPUS, min_freq=1)
-    paddle.seed(7)
-    model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=32,
-                             num_hidden_layers=1, max_position_embeddings=MAX_POSITIONS)
+    model, tokenizer = tiny_model(CORPUS, seed=7, max_positions=MAX_POSITIONS)
     reference_numpy.realistic_weights(model, seed=7)
     model_dir, export_dir = str(root / "model"), str(root / "export")
     task.save_model_dir(model, tokenizer, model_dir)

@@ -15,16 +15,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 import fastformer  # noqa: F401
-import paddle
 from fastformer import task
 from fastformer.cli import run_main
 from fastformer.predictor import NonFiniteOutputError, Predictor
-from fastformer.tokenizer import FastformerTokenizer
 
 import evaluate
 import export_model as export_script
 import predict
 import serve
+from tiny_model import saved_tiny_model
 
 CORPUS = ["great product , works perfectly and the battery lasts all day .",
           "stopped working after two days , waste of money .", "the sound is fine but the cable is too short ."]
@@ -33,12 +32,8 @@ CORPUS = ["great product , works perfectly and the battery lasts all day .",
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults_serve")
-    tokenizer = FastformerTokenizer.build_from_corpus(CORPUS, min_freq=1)
-    paddle.seed(5)
-    model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=32,
-                             num_hidden_layers=1, max_position_embeddings=64)
     model_dir, export_dir, nan_dir = str(root / "model"), str(root / "export"), str(root / "nan_model")
-    task.save_model_dir(model, tokenizer, model_dir)
+    model, tokenizer = saved_tiny_model(model_dir, CORPUS, seed=5)
     assert export_script.main(["--model_dir", model_dir, "--output_dir", export_dir, "--max_length", "48"]) == 0
     positions = model.fastformer.embeddings.position_embeddings.weight.numpy().tobytes()
     model.classifier.weight.set_value(np.full(model.classifier.weight.shape, np.nan, dtype="float32"))

@@ -18,15 +18,13 @@ import numpy as np
 import pytest
 
 import fastformer  # noqa: F401
-import paddle
 from fastformer import precision as precisions
 from fastformer import predictor as predictor_module
-from fastformer import task
 from fastformer.export import export_model
 from fastformer.predictor import MANIFEST_FILE, Predictor
-from fastformer.tokenizer import FastformerTokenizer
 
 import predict as predict_script
+from tiny_model import saved_tiny_model
 
 CORPUS = [
     "great product , works perfectly and the battery lasts all day .",
@@ -41,11 +39,7 @@ CORPUS = [
 def built(tmp_path_factory):
     """<root>/model (random tiny model), <root>/export (fp32 export, no gate yet), <root>/data/dev.jsonl."""
     root = tmp_path_factory.mktemp("precision")
-    tokenizer = FastformerTokenizer.build_from_corpus(CORPUS, min_freq=1)
-    paddle.seed(11)
-    model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=32,
-                             num_hidden_layers=1, max_position_embeddings=64)
-    task.save_model_dir(model, tokenizer, str(root / "model"))
+    saved_tiny_model(str(root / "model"), CORPUS, seed=11)
     export_model(str(root / "model"), str(root / "export"), max_length=48, log=lambda *a: None, precision="fp32")
     rng = np.random.default_rng(0)
     words = " ".join(CORPUS).split()

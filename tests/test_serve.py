@@ -12,12 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 import fastformer  # noqa: F401
-import paddle
-from fastformer import task
 from fastformer.predictor import Predictor
-from fastformer.tokenizer import FastformerTokenizer
 
 import serve
+from tiny_model import saved_tiny_model
 
 CORPUS = ["great product , works well .", "broke after a week , waste of money .", "the sound is ok ."]
 MAX_BODY = 2000
@@ -26,12 +24,8 @@ MAX_TEXTS = 8
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory):
-    tokenizer = FastformerTokenizer.build_from_corpus(CORPUS, min_freq=1)
-    paddle.seed(3)
-    model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=32,
-                             num_hidden_layers=1, max_position_embeddings=64)
     model_dir = str(tmp_path_factory.mktemp("serve") / "model")
-    task.save_model_dir(model, tokenizer, model_dir)
+    saved_tiny_model(model_dir, CORPUS, seed=3)
     return Predictor(model_dir, backend="dynamic", batch_size=4)
 
 
