@@ -236,7 +236,7 @@ def init_encoder(model, path: str) -> None:
                  "attention_type", "pooler_type", "use_value_projection", "share_attention_layers"):
         if getattr(source.config, name) != getattr(model.config, name):
             raise UserError(f"--init_from {path}: {name} is {getattr(source.config, name)!r} there, "
-                             f"{getattr(model.config, name)!r} here")
+                            f"{getattr(model.config, name)!r} here")
     weights = {k: v for k, v in source.state_dict().items() if k.startswith("fastformer.")}
     own = model.state_dict()
     for name, value in weights.items():
