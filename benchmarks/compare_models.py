@@ -17,7 +17,8 @@ interrupted comparison resumes. TF-IDF + logistic regression (word 1-2 grams, su
 weights; scikit-learn) is fitted on the same train.jsonl; it is deterministic, so it runs once.
 
 Writes benchmarks/results/compare_<name>.json (every run's figures, per-row mean and std) and compare_<name>.md (the
-table: test macro-F1 and accuracy as mean ± std over seeds, dev macro-F1, training seconds, real tokens/s,
+table: test macro-F1 and accuracy as mean ± std over seeds, dev macro-F1 (and, where train.py fitted a logit
+adjustment, the adjusted dev macro-F1 it keeps the epoch by), training seconds, real tokens/s,
 parameters).
 """
 
@@ -164,8 +165,8 @@ def vocabulary_coverage(data_dir: str, min_freqs: Sequence[int] = (1, 2, 3, 5)) 
 def summary(runs: List[dict]) -> dict:
     """Mean and (sample) std over the runs of each figure."""
     out = {}
-    for key in ("test_macro_f1", "test_accuracy", "dev_macro_f1", "dev_accuracy", "train_seconds",
-                "train_real_tokens_per_second", "num_parameters"):
+    for key in ("test_macro_f1", "test_accuracy", "dev_macro_f1", "dev_adjusted_macro_f1", "dev_accuracy",
+                "train_seconds", "train_real_tokens_per_second", "num_parameters"):
         values = [r[key] for r in runs if r.get(key) is not None]
         if values:
             out[key] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
@@ -180,15 +181,18 @@ def markdown(rows: Dict[str, dict], seeds: Sequence[int]) -> str:
         m, sd = s[key]["mean"] * scale, s[key]["std"] * scale
         return f"{m:.{digits}f} ± {sd:.{digits}f}" if s[key]["n"] > 1 else f"{m:.{digits}f}"
 
-    lines = ["| model | test macro-F1 | test accuracy | dev macro-F1 | runs | train s | real tokens/s | parameters |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    adjusted = any("dev_adjusted_macro_f1" in row["summary"] for row in rows.values())
+    lines = ["| model | test macro-F1 | test accuracy | dev macro-F1 |" + (" dev, adjusted |" if adjusted else "")
+             + " runs | train s | real tokens/s | parameters |",
+             "| --- | ---: | ---: | ---: |" + (" ---: |" if adjusted else "") + " ---: | ---: | ---: | ---: |"]
     for name, row in rows.items():
         s = row["summary"]
         tokens = "-" if "train_real_tokens_per_second" not in s else f"{s['train_real_tokens_per_second']['mean']:,.0f}"
         params = "-" if "num_parameters" not in s else f"{s['num_parameters']['mean']:,.0f}"
         lines.append(
             f"| {name} | {pm(s, 'test_macro_f1')} | {pm(s, 'test_accuracy')} | {pm(s, 'dev_macro_f1')} | "
-            f"{len(row['runs'])} | {pm(s, 'train_seconds', 1.0, 0)} | {tokens} | {params} |"
+            + (f"{pm(s, 'dev_adjusted_macro_f1')} | " if adjusted else "")
+            + f"{len(row['runs'])} | {pm(s, 'train_seconds', 1.0, 0)} | {tokens} | {params} |"
         )
     return "\n".join(lines)
 
