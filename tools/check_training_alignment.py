@@ -14,6 +14,10 @@ doc). The config and flags are train.py's (the recipe in one place); --seed and 
   2. the recipe as given (dropout on), once per seed: same initial weights and batches, different dropout masks
      (each framework's own RNG). Reported: dev (best epoch) and test macro-F1 / accuracy of each framework, mean and
      std over the seeds, and the paired per-seed differences. Target: the mean test macro-F1 within 0.5 points.
+     With --dropout_masks shared, both frameworks use the same masks (`SharedDropoutMasks`: the kernel train.py
+     trains with, seeded per step and call; each framework applies them with its own arithmetic): mask noise is
+     gone, so the per-step losses are compared as in 1 (reported, first --align_steps steps and all) besides the
+     metrics, and what is left to differ is dropout's placement and scaling.
 Runs live in DIR/<run>/ (default DIR: output/training_alignment/NAME): paddle/ (the train.py output folder),
 paddle.json and pytorch.json (per-step losses, per-epoch dev metrics, test metrics). A finished half is not run
 again, an interrupted train.py run resumes from its last checkpoint: rerunning the command completes the table.
@@ -33,6 +37,7 @@ os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
@@ -47,6 +52,7 @@ from fastformer.training import parse_args  # noqa: E402
 from tools.train_torch_reference import (  # noqa: E402
     INITIAL_MODEL,
     InitialModelCallback,
+    SharedDropoutMasks,
     check_same_recipe,
     check_supported,
     recipe,
@@ -101,8 +107,9 @@ def paddle_record(run_dir: str, results: Optional[dict] = None) -> dict:
 
 
 def run_pair(train_argv: Sequence[str], run_dir: str, seed: int, dropout_off: bool = False,
-             min_steps: int = 0) -> Dict[str, dict]:
-    """Train both frameworks for one seed (each half skipped when its JSON is there); {"paddle": .., "pytorch": ..}."""
+             min_steps: int = 0, shared_masks: bool = False) -> Dict[str, dict]:
+    """Train both frameworks for one seed (each half skipped when its JSON is there); {"paddle": .., "pytorch": ..}.
+    `shared_masks`: both draw the same dropout masks (`SharedDropoutMasks` of `seed`)."""
     os.makedirs(run_dir, exist_ok=True)
     paddle_dir = os.path.join(run_dir, "paddle")
     argv = [*train_argv, "--output_dir", paddle_dir, "--seed", str(seed), *RUN_FLAGS]
@@ -119,9 +126,15 @@ def run_pair(train_argv: Sequence[str], run_dir: str, seed: int, dropout_off: bo
     path = os.path.join(run_dir, "paddle.json")
     if not os.path.isfile(path):
         print(f"== {run_dir}: Paddle (train.py)", flush=True)
-        results = train.main(argv, callbacks=[InitialModelCallback(os.path.join(paddle_dir, INITIAL_MODEL),
-                                                                     data_args.max_length)])
-        write_json(path, paddle_record(paddle_dir, results))
+        callbacks = [InitialModelCallback(os.path.join(paddle_dir, INITIAL_MODEL), data_args.max_length)]
+        masks = SharedDropoutMasks(seed) if shared_masks else None
+        with masks.paddle_kernel_seeds() if masks else contextlib.nullcontext():
+            results = train.main(argv, callbacks=callbacks + ([masks] if masks else []))
+        record = paddle_record(paddle_dir, results)
+        record["dropout_masks"] = "shared" if masks else "own"
+        if masks:
+            record["mask_draws"] = {str(k): v for k, v in sorted(masks.draws.items())}
+        write_json(path, record)
     with open(path, encoding="utf-8") as f:
         records["paddle"] = json.load(f)
     if len(records["paddle"]["step_losses"]) < min_steps:
@@ -130,11 +143,18 @@ def run_pair(train_argv: Sequence[str], run_dir: str, seed: int, dropout_off: bo
     path = os.path.join(run_dir, "pytorch.json")
     if not os.path.isfile(path):
         print(f"== {run_dir}: PyTorch reference", flush=True)
-        write_json(path, train_reference(data_args, model_args, training_args, paddle_dir))
+        write_json(path, train_reference(data_args, model_args, training_args, paddle_dir,
+                                         masks=SharedDropoutMasks(seed) if shared_masks else None))
     with open(path, encoding="utf-8") as f:
         records["pytorch"] = json.load(f)
     if records["pytorch"]["recipe"] != ours:
         raise ValueError(f"{path} was trained with another recipe: use a new --work_dir")
+    if shared_masks:
+        draws = [records[fw].get("mask_draws") for fw in ("paddle", "pytorch")]
+        common = set(draws[0] or {}) & set(draws[1] or {})
+        if not common or any(draws[0][k] != draws[1][k] for k in common):
+            raise ValueError(f"{run_dir}: the two frameworks did not draw the same dropout masks (masks drawn per "
+                             "step differ: a dropout layer outside the shared kernel?)")
     return records
 
 
@@ -175,7 +195,7 @@ def _moving_average(x: Sequence[float], k: int) -> np.ndarray:
 
 
 def plot(path: str, title: str, aligned: Optional[Dict[str, dict]], pairs: Dict[int, Dict[str, dict]],
-         align_steps: int) -> None:
+         align_steps: int, masks: str = "own") -> None:
     """One PNG: dropout-off loss curves with their difference, dropout-on loss curves, dev macro-F1 per epoch."""
     import matplotlib
 
@@ -212,7 +232,7 @@ def plot(path: str, title: str, aligned: Optional[Dict[str, dict]], pairs: Dict[
             smooth = _moving_average(losses, k)
             ax.plot(np.arange(len(smooth)) + k, smooth, style, color=colors[fw], lw=1, alpha=0.8,
                     label=names[fw] if seed == first else None)
-    ax.set(title=f"dropout on: training loss (moving average), seeds {', '.join(map(str, pairs))}",
+    ax.set(title=f"dropout on ({masks} masks): training loss (moving average), seeds {', '.join(map(str, pairs))}",
            xlabel="step", ylabel="loss")
     ax = axes[1, 1]
     for seed, pair in pairs.items():
@@ -220,7 +240,8 @@ def plot(path: str, title: str, aligned: Optional[Dict[str, dict]], pairs: Dict[
             epochs = pair[fw]["epochs"]
             ax.plot([e["epoch"] for e in epochs], [100 * e["dev_macro_f1"] for e in epochs], marker,
                     color=colors[fw], alpha=0.8, label=names[fw] if seed == first else None)
-    ax.set(title="dropout on: dev macro-F1 per epoch (one line per seed)", xlabel="epoch", ylabel="macro-F1 (%)")
+    ax.set(title=f"dropout on ({masks} masks): dev macro-F1 per epoch (one line per seed)", xlabel="epoch",
+           ylabel="macro-F1 (%)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if pairs:
         axes[1, 0].legend(fontsize=8)
@@ -267,6 +288,13 @@ def report_lines(result: dict) -> List[str]:
             f" max {aligned['loss_all_steps']['max_abs_diff']:.3g}; test macro-F1 Paddle "
             f"{100 * aligned['paddle']['test_macro_f1']:.2f}, PyTorch {100 * aligned['pytorch']['test_macro_f1']:.2f}",
         ]
+    for row in result.get("seeds", []):
+        if "loss" in row:
+            lines.append(f"dropout on, shared masks, seed {row['seed']}: per-step |loss difference| over the first "
+                         f"{row['loss']['steps']} steps mean {row['loss']['mean_abs_diff']:.3g}, max "
+                         f"{row['loss']['max_abs_diff']:.3g}; all {row['loss_all_steps']['steps']} steps mean "
+                         f"{row['loss_all_steps']['mean_abs_diff']:.3g}, "
+                         f"max {row['loss_all_steps']['max_abs_diff']:.3g}")
     if result.get("seeds"):
         lines += ["", "| seed | framework | best epoch | dev macro-F1 | dev acc | test macro-F1 | test acc | train s |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -296,6 +324,9 @@ def _parse(argv: Optional[Sequence[str]]):
                         help="seeds of the dropout-on runs (none: skip them); the first also seeds the dropout-off run")
     parser.add_argument("--align_steps", type=int, default=200,
                         help="steps compared in the dropout-off run (0: skip that run)")
+    parser.add_argument("--dropout_masks", choices=("own", "shared"), default="own",
+                        help="dropout-on runs: each framework draws its own masks (own), or both the same (shared; "
+                        "runs in DIR/shared_masks_seedS)")
     parser.add_argument("--work_dir", default=None, help="runs folder (default output/training_alignment/NAME)")
     parser.add_argument("--output", default=None, help="results JSON (default benchmarks/results/training_alignment_NAME.json)")
     parser.add_argument("--plot", default=None, help="PNG (default: the results JSON with .png)")
@@ -337,10 +368,18 @@ def run(args, train_argv: List[str]):
                                              len(pair["paddle"]["step_losses"])),
             **pair,
         }
-    pairs = {seed: run_pair(train_argv, os.path.join(work_dir, f"seed{seed}"), seed) for seed in args.seeds}
+    shared = args.dropout_masks == "shared"
+    pairs = {seed: run_pair(train_argv, os.path.join(work_dir, f"{'shared_masks_' if shared else ''}seed{seed}"),
+                            seed, shared_masks=shared) for seed in args.seeds}
     if pairs:
+        result["dropout_masks"] = args.dropout_masks
         result["seeds"] = [{"seed": seed, **pair} for seed, pair in pairs.items()]
         result["summary"] = seed_summary(pairs)
+        if shared:  # same masks: the step losses are comparable as with dropout off
+            for row in result["seeds"]:
+                losses = row["paddle"]["step_losses"], row["pytorch"]["step_losses"]
+                row["loss"] = loss_alignment(*losses, args.align_steps or len(losses[0]))
+                row["loss_all_steps"] = loss_alignment(*losses, len(losses[0]))
     targets = {}
     if "dropout_off" in result:
         targets["dropout_off_mean_abs_loss_diff"] = result["dropout_off"]["loss"]["mean_abs_diff"]
@@ -372,7 +411,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "name": args.name,
         "command": command,
         "train_args": train_argv,
-        "settings": {"seeds": args.seeds, "align_steps": args.align_steps, "work_dir": work_dir},
+        "settings": {"seeds": args.seeds, "align_steps": args.align_steps, "work_dir": work_dir,
+                     "dropout_masks": args.dropout_masks},
         "machine": machine_info(),
         "cpu_settings": cpu_settings(),
         "versions": versions("paddle", "paddlenlp", "torch", "numpy"),
@@ -383,7 +423,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     write_json(output, payload)
     aligned = result.get("dropout_off")
     plot(png, f"Training alignment, {args.name}: train.py (Paddle) vs the official math (PyTorch)",
-         {k: aligned[k] for k in ("paddle", "pytorch")} if aligned else None, pairs, args.align_steps)
+         {k: aligned[k] for k in ("paddle", "pytorch")} if aligned else None, pairs, args.align_steps,
+         args.dropout_masks)
     print("\n".join(report_lines(result)))
     print(f"wrote {output} and {png}")
     return 0 if result["passed"] else 1

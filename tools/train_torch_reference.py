@@ -18,7 +18,8 @@ The same as `train.py`, by construction:
     is torch's lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps) rewritten);
   * loss: the official model's mean cross-entropy (class-weighted with --sampling weighted_loss, as the Trainer);
   * dropout hidden_dropout_prob in the official places (embeddings, both sub-layer outputs), torch's own RNG seeded
-    with --seed (so the masks differ from Paddle's: with dropout the two runs agree in distribution only);
+    with --seed (so the masks differ from Paddle's: with dropout the two runs agree in distribution only); or, with
+    `SharedDropoutMasks` (check_training_alignment.py --dropout_masks shared), the very masks of the Paddle run;
   * after every epoch: dev accuracy / macro-F1 (`classification_metrics`) on length-sorted dev batches of
     per_device_eval_batch_size; the best epoch by metric_for_best_model (the first on a tie, as PaddleNLP) is kept
     and the test split evaluated with it.
@@ -37,6 +38,7 @@ os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import copy  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
@@ -63,6 +65,7 @@ from fastformer.training import (  # noqa: E402
 __all__ = [
     "INITIAL_MODEL",
     "InitialModelCallback",
+    "SharedDropoutMasks",
     "check_supported",
     "recipe",
     "check_same_recipe",
@@ -184,6 +187,87 @@ class InitialModelCallback(TrainerCallback):
         os.replace(tmp, self.path)  # complete or absent
 
 
+class SharedDropoutMasks(TrainerCallback):
+    """The same dropout masks in both frameworks: the k-th dropout of training step t (0-based, counted from the
+    first step, so a resumed run draws what an uninterrupted one would) takes its mask from the compiled kernel that
+    train.py trains with (`fastformer.cpu_ops`, counter based) at seed hash(seed, t, k), instead of a seed from
+    Paddle's generator. The Paddle run keeps its own dropout arithmetic (kernel forward and backward) with these seeds
+    (`paddle_kernel_seeds()`, and this object as a Trainer callback to follow the step); the PyTorch reference draws
+    each mask with the kernel on a tensor of ones and applies it with torch (`torch_modules`: x * mask * 1/(1-p)).
+    Dropout placement and scaling are then compared on the same random numbers, without mask noise. `draws` counts
+    the masks drawn per step, to check that both drew alike."""
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+        self.step = 0
+        self.calls = 0
+        self.draws: Dict[int, int] = {}
+
+    def set_step(self, step: int) -> None:
+        self.step, self.calls = int(step), 0
+
+    def next_seed(self) -> int:
+        seed = np.random.SeedSequence([self.seed, self.step, self.calls]).generate_state(1)[0] & 0x7FFFFFFF
+        self.calls += 1
+        self.draws[self.step] = self.calls
+        return int(seed)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.set_step(state.global_step)
+
+    @staticmethod
+    def _ops():
+        from fastformer import cpu_ops
+
+        ops = cpu_ops.load_ops()
+        if ops is None:
+            raise ValueError("--dropout_masks shared needs the compiled CPU kernels (fastformer.cpu_ops), which are "
+                             "not available here (FASTFORMER_CPU_OPS=0, or no C++ compiler)")
+        return ops
+
+    @contextlib.contextmanager
+    def paddle_kernel_seeds(self):
+        """Within the block, train.py's dropout kernel takes its seeds from here."""
+        from fastformer import cpu_ops
+
+        ops, original = self._ops(), cpu_ops.dropout
+
+        def dropout(x, p):
+            return tuple(ops.fastformer_dropout(x.contiguous(), self.next_seed(), float(p)))
+
+        cpu_ops.dropout = dropout
+        try:
+            yield self
+        finally:
+            cpu_ops.dropout = original
+
+    def torch_modules(self, model) -> int:
+        """Replace every `torch.nn.Dropout` of `model` by one applying this object's masks; the number replaced."""
+        import paddle
+        import torch
+
+        ops, masks = self._ops(), self
+
+        class SharedMaskDropout(torch.nn.Module):
+            def __init__(self, p: float):
+                super().__init__()
+                self.p = p
+
+            def forward(self, x):
+                if not self.training or self.p == 0:
+                    return x
+                _, keep = ops.fastformer_dropout(paddle.ones(list(x.shape), "float32"), masks.next_seed(), self.p)
+                return x * (torch.from_numpy(keep.numpy()).to(x.dtype) * (1.0 / (1.0 - self.p)))
+
+        replaced = 0
+        for module in list(model.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, torch.nn.Dropout):
+                    setattr(module, name, SharedMaskDropout(float(child.p)))
+                    replaced += 1
+        return replaced
+
+
 # ------------------------------------------------------------------------------------------------- reference
 def _paddle_run(paddle_run_dir: str) -> Tuple[dict, str]:
     """(resolved arguments, prepared data folder) of a train.py output folder."""
@@ -236,8 +320,10 @@ def _evaluate(model, batches: List[dict]) -> Dict[str, float]:
     return {"loss": loss_sum / len(labels), **classification_metrics(labels, np.concatenate(logits).argmax(-1))}
 
 
-def train_reference(data_args, model_args, training_args, paddle_run_dir: str, log=print) -> dict:
-    """Train `torch_reference.Model` from the Paddle run's initial weights on its data; see module doc."""
+def train_reference(data_args, model_args, training_args, paddle_run_dir: str, log=print,
+                    masks: Optional[SharedDropoutMasks] = None) -> dict:
+    """Train `torch_reference.Model` from the Paddle run's initial weights on its data; see module doc. `masks`:
+    dropout with the Paddle run's masks (a fresh `SharedDropoutMasks` of the Paddle run's seed) instead of torch's."""
     import torch
     import torch.nn.functional as F
 
@@ -270,6 +356,8 @@ def train_reference(data_args, model_args, training_args, paddle_run_dir: str, l
     weights = to_torch_state_dict(initial.state_dict(), model.state_dict().keys())
     model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
     del initial
+    if masks is not None and not masks.torch_modules(model):
+        raise ValueError("the reference model has no dropout layer to share masks with")
 
     # ---- batches as the Trainer draws them, eval sorted by length
     train = data["train"]
@@ -299,6 +387,8 @@ def train_reference(data_args, model_args, training_args, paddle_run_dir: str, l
         start = time.perf_counter()
         sampler.set_epoch(epoch)
         for batch in _batches(train, list(sampler), collator):
+            if masks is not None:
+                masks.set_step(len(step_losses))
             ids, y = torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["labels"])
             optimizer.zero_grad(set_to_none=True)
             loss, score = model(ids, y)
@@ -332,6 +422,8 @@ def train_reference(data_args, model_args, training_args, paddle_run_dir: str, l
         **{k: v for k, v in best.items() if k.startswith("dev_")},
         **{f"test_{k}": v for k, v in test.items()},
         "train_seconds": round(train_seconds, 2),
+        "dropout_masks": "shared" if masks is not None else "own",
+        **({"mask_draws": {str(k): v for k, v in sorted(masks.draws.items())}} if masks is not None else {}),
     }
 
 
