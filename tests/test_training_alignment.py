@@ -138,6 +138,23 @@ def test_shared_dropout_masks_make_dropout_runs_agree(base_argv, tmp_path, capsy
     assert a["mean_abs_diff"] > 5 * MEAN_TOL and a["mean_abs_diff"] > 30 * row["loss"]["mean_abs_diff"]
 
 
+def test_ulp_control_trains_paddle_again_from_nudged_weights(base_argv, tmp_path):
+    # --ulp_control: the first seed's Paddle run again, every initial weight one float32 ulp up; reads the finished
+    # same-mask runs of the test above (trains them if run alone) and trains only the nudged Paddle run.
+    argv, folder = base_argv
+    argv = [*argv, "--num_train_epochs", "4"]
+    out = tmp_path / "control.json"
+    check.main([*argv, "--name", "tiny_control", "--seeds", "1", "--align_steps", "0", "--dropout_masks", "shared",
+                "--ulp_control", "--work_dir", str(folder / "work"), "--output", str(out)])
+    control = json.loads(out.read_text())["ulp_control"]
+    nudged_dir = folder / "work" / "shared_masks_seed1_ulp_control"
+    assert (nudged_dir / "paddle.json").is_file() and not (nudged_dir / "pytorch.json").exists()
+    assert control["seed"] == 1 and control["nudged_paddle"]["mask_draws"]["0"] == 3
+    against_itself = control["paddle_vs_nudged_paddle"]
+    assert against_itself["steps"] == 40 and 0 < against_itself["mean_abs_diff"] < 1e-5  # moved, by rounding only
+    assert control["paddle_vs_pytorch"]["mean_abs_diff"] < 1e-5
+
+
 def test_report_json_and_png_from_finished_runs(dropout_off, tmp_path, capsys):
     argv, work, pair = dropout_off
     out = tmp_path / "results.json"

@@ -1,7 +1,8 @@
 """Training alignment: train.py (Paddle, PaddleNLP Trainer) against the official PyTorch math, same data, same recipe.
 
     python tools/check_training_alignment.py [config.json] [train.py flags ...] --name NAME
-        [--seeds 1 2 3] [--align_steps 200] [--work_dir DIR] [--output FILE.json] [--plot FILE.png]
+        [--seeds 1 2 3] [--align_steps 200] [--dropout_masks own|shared] [--ulp_control] [--work_dir DIR]
+        [--output FILE.json] [--plot FILE.png]
 
 For each run, `train.py` trains first (in this process, with --logging_steps 1 so that every step's loss is logged,
 and `InitialModelCallback` recording the weights it starts from), then `tools/train_torch_reference.py` trains
@@ -18,6 +19,9 @@ doc). The config and flags are train.py's (the recipe in one place); --seed and 
      trains with, seeded per step and call; each framework applies them with its own arithmetic): mask noise is
      gone, so the per-step losses are compared as in 1 (reported, first --align_steps steps and all) besides the
      metrics, and what is left to differ is dropout's placement and scaling.
+  3. --ulp_control: the first seed's Paddle run once more, every initial weight moved one float32 ulp up
+     (`OneUlpNudge`), in DIR/<run>_ulp_control. Over a long training the per-step loss difference of any two runs
+     that differ by rounding grows; this shows how fast for Paddle against itself, next to Paddle against PyTorch.
 Runs live in DIR/<run>/ (default DIR: output/training_alignment/NAME): paddle/ (the train.py output folder),
 paddle.json and pytorch.json (per-step losses, per-epoch dev metrics, test metrics). A finished half is not run
 again, an interrupted train.py run resumes from its last checkpoint: rerunning the command completes the table.
@@ -44,6 +48,7 @@ import time  # noqa: E402
 from typing import Dict, List, Optional, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
+from paddlenlp.trainer import TrainerCallback  # noqa: E402
 
 import train  # noqa: E402  (sets the thread variables too; before paddle)
 from fastformer.fileio import atomic_write, write_json  # noqa: E402
@@ -59,7 +64,8 @@ from tools.train_torch_reference import (  # noqa: E402
     train_reference,
 )
 
-__all__ = ["TARGETS", "run_pair", "paddle_record", "loss_alignment", "seed_summary", "plot", "main"]
+__all__ = ["TARGETS", "run_pair", "run_ulp_control", "OneUlpNudge", "paddle_record", "loss_alignment", "seed_summary",
+           "plot", "main"]
 
 # Report key -> the largest value accepted.
 TARGETS = {
@@ -106,6 +112,44 @@ def paddle_record(run_dir: str, results: Optional[dict] = None) -> dict:
     }
 
 
+def _paddle_half(argv: Sequence[str], run_dir: str, seed: int, shared_masks: bool, *callbacks) -> dict:
+    """train.py with `argv` (its output folder RUN_DIR/paddle) and `callbacks`, unless RUN_DIR/paddle.json is there;
+    the record of paddle.json."""
+    path = os.path.join(run_dir, "paddle.json")
+    if not os.path.isfile(path):
+        print(f"== {run_dir}: Paddle (train.py)", flush=True)
+        masks = SharedDropoutMasks(seed) if shared_masks else None
+        with masks.paddle_kernel_seeds() if masks else contextlib.nullcontext():
+            results = train.main(list(argv), callbacks=[*callbacks, *([masks] if masks else [])])
+        record = paddle_record(os.path.join(run_dir, "paddle"), results)
+        record["dropout_masks"] = "shared" if masks else "own"
+        if masks:
+            record["mask_draws"] = {str(k): v for k, v in sorted(masks.draws.items())}
+        write_json(path, record)
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+class OneUlpNudge(TrainerCallback):
+    """Moves every weight one float32 ulp up (`np.nextafter`) before the first step: a run that differs from another
+    by nothing but a rounding-size change, to show how far such runs drift apart (the control of --ulp_control)."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 0:
+            import paddle
+
+            with paddle.no_grad():
+                for param in model.parameters():
+                    param.set_value(np.nextafter(param.numpy(), np.float32(np.inf)).astype(param.numpy().dtype))
+
+
+def run_ulp_control(train_argv: Sequence[str], run_dir: str, seed: int, shared_masks: bool = False) -> dict:
+    """The Paddle run of `seed` again, its initial weights nudged by one ulp (`OneUlpNudge`); its record."""
+    os.makedirs(run_dir, exist_ok=True)
+    argv = [*train_argv, "--output_dir", os.path.join(run_dir, "paddle"), "--seed", str(seed), *RUN_FLAGS]
+    return _paddle_half(argv, run_dir, seed, shared_masks, OneUlpNudge())
+
+
 def run_pair(train_argv: Sequence[str], run_dir: str, seed: int, dropout_off: bool = False,
              min_steps: int = 0, shared_masks: bool = False) -> Dict[str, dict]:
     """Train both frameworks for one seed (each half skipped when its JSON is there); {"paddle": .., "pytorch": ..}.
@@ -122,21 +166,9 @@ def run_pair(train_argv: Sequence[str], run_dir: str, seed: int, dropout_off: bo
     if os.path.isfile(resolved):  # a finished or interrupted run of this folder: it must be of this recipe
         with open(resolved, encoding="utf-8") as f:
             check_same_recipe(ours, json.load(f), f"{resolved}; use a new --work_dir for another recipe")
-    records = {}
-    path = os.path.join(run_dir, "paddle.json")
-    if not os.path.isfile(path):
-        print(f"== {run_dir}: Paddle (train.py)", flush=True)
-        callbacks = [InitialModelCallback(os.path.join(paddle_dir, INITIAL_MODEL), data_args.max_length)]
-        masks = SharedDropoutMasks(seed) if shared_masks else None
-        with masks.paddle_kernel_seeds() if masks else contextlib.nullcontext():
-            results = train.main(argv, callbacks=callbacks + ([masks] if masks else []))
-        record = paddle_record(paddle_dir, results)
-        record["dropout_masks"] = "shared" if masks else "own"
-        if masks:
-            record["mask_draws"] = {str(k): v for k, v in sorted(masks.draws.items())}
-        write_json(path, record)
-    with open(path, encoding="utf-8") as f:
-        records["paddle"] = json.load(f)
+    records = {"paddle": _paddle_half(argv, run_dir, seed, shared_masks,
+                                      InitialModelCallback(os.path.join(paddle_dir, INITIAL_MODEL),
+                                                           data_args.max_length))}
     if len(records["paddle"]["step_losses"]) < min_steps:
         raise ValueError(f"the run has {len(records['paddle']['step_losses'])} training steps, fewer than "
                          f"--align_steps {min_steps}: raise --num_train_epochs or lower --align_steps")
@@ -295,6 +327,15 @@ def report_lines(result: dict) -> List[str]:
                          f"{row['loss']['max_abs_diff']:.3g}; all {row['loss_all_steps']['steps']} steps mean "
                          f"{row['loss_all_steps']['mean_abs_diff']:.3g}, "
                          f"max {row['loss_all_steps']['max_abs_diff']:.3g}")
+    control = result.get("ulp_control")
+    if control:
+        for key, label in (("paddle_vs_pytorch", "Paddle vs PyTorch"),
+                           ("paddle_vs_nudged_paddle", "Paddle vs Paddle with its initial weights 1 ulp up")):
+            lines.append(f"seed {control['seed']}, {label}: mean |loss difference| per 50 steps "
+                         + " ".join(f"{x:.1e}" for x in control[key]["mean_abs_diff_per_50_steps"]))
+        nudged = control["nudged_paddle"]
+        lines.append(f"  the nudged Paddle run: best epoch {nudged['best_epoch']}, dev macro-F1 "
+                     f"{100 * nudged['dev_macro_f1']:.2f}, test macro-F1 {100 * nudged['test_macro_f1']:.2f}")
     if result.get("seeds"):
         lines += ["", "| seed | framework | best epoch | dev macro-F1 | dev acc | test macro-F1 | test acc | train s |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -327,6 +368,9 @@ def _parse(argv: Optional[Sequence[str]]):
     parser.add_argument("--dropout_masks", choices=("own", "shared"), default="own",
                         help="dropout-on runs: each framework draws its own masks (own), or both the same (shared; "
                         "runs in DIR/shared_masks_seedS)")
+    parser.add_argument("--ulp_control", action="store_true",
+                        help="also train the first seed's Paddle run again with every initial weight moved one float32 "
+                        "ulp: how far two runs drift apart from a rounding-size difference, next to Paddle vs PyTorch")
     parser.add_argument("--work_dir", default=None, help="runs folder (default output/training_alignment/NAME)")
     parser.add_argument("--output", default=None, help="results JSON (default benchmarks/results/training_alignment_NAME.json)")
     parser.add_argument("--plot", default=None, help="PNG (default: the results JSON with .png)")
@@ -380,6 +424,19 @@ def run(args, train_argv: List[str]):
                 losses = row["paddle"]["step_losses"], row["pytorch"]["step_losses"]
                 row["loss"] = loss_alignment(*losses, args.align_steps or len(losses[0]))
                 row["loss_all_steps"] = loss_alignment(*losses, len(losses[0]))
+        if args.ulp_control:
+            seed = args.seeds[0]
+            nudged = run_ulp_control(train_argv, os.path.join(work_dir, f"{'shared_masks_' if shared else ''}seed{seed}"
+                                                               "_ulp_control"), seed, shared_masks=shared)
+            pair = pairs[seed]
+            steps = len(pair["paddle"]["step_losses"])
+            result["ulp_control"] = {
+                "seed": seed,
+                "paddle_vs_pytorch": loss_alignment(pair["paddle"]["step_losses"], pair["pytorch"]["step_losses"],
+                                                    steps),
+                "paddle_vs_nudged_paddle": loss_alignment(pair["paddle"]["step_losses"], nudged["step_losses"], steps),
+                "nudged_paddle": nudged,
+            }
     targets = {}
     if "dropout_off" in result:
         targets["dropout_off_mean_abs_loss_diff"] = result["dropout_off"]["loss"]["mean_abs_diff"]
