@@ -124,7 +124,7 @@ def _paddle_half(argv: Sequence[str], run_dir: str, seed: int, shared_masks: boo
         record = paddle_record(os.path.join(run_dir, "paddle"), results)
         record["dropout_masks"] = "shared" if masks else "own"
         if masks:
-            record["mask_draws"] = {str(k): v for k, v in sorted(masks.draws.items())}
+            record["mask_draws"] = masks.draws_record()
         write_json(path, record)
     with open(path, encoding="utf-8") as f:
         return json.load(f)
@@ -140,7 +140,8 @@ class OneUlpNudge(TrainerCallback):
 
             with paddle.no_grad():
                 for param in model.parameters():
-                    param.set_value(np.nextafter(param.numpy(), np.float32(np.inf)).astype(param.numpy().dtype))
+                    value = param.numpy()
+                    param.set_value(np.nextafter(value, np.array(np.inf, dtype=value.dtype)))
 
 
 def run_ulp_control(train_argv: Sequence[str], run_dir: str, seed: int, shared_masks: bool = False) -> dict:
@@ -413,8 +414,8 @@ def run(args, train_argv: List[str]):
             **pair,
         }
     shared = args.dropout_masks == "shared"
-    pairs = {seed: run_pair(train_argv, os.path.join(work_dir, f"{'shared_masks_' if shared else ''}seed{seed}"),
-                            seed, shared_masks=shared) for seed in args.seeds}
+    run_dirs = {seed: os.path.join(work_dir, f"{'shared_masks_' if shared else ''}seed{seed}") for seed in args.seeds}
+    pairs = {seed: run_pair(train_argv, run_dirs[seed], seed, shared_masks=shared) for seed in args.seeds}
     if pairs:
         result["dropout_masks"] = args.dropout_masks
         result["seeds"] = [{"seed": seed, **pair} for seed, pair in pairs.items()]
@@ -426,8 +427,7 @@ def run(args, train_argv: List[str]):
                 row["loss_all_steps"] = loss_alignment(*losses, len(losses[0]))
         if args.ulp_control:
             seed = args.seeds[0]
-            nudged = run_ulp_control(train_argv, os.path.join(work_dir, f"{'shared_masks_' if shared else ''}seed{seed}"
-                                                               "_ulp_control"), seed, shared_masks=shared)
+            nudged = run_ulp_control(train_argv, run_dirs[seed] + "_ulp_control", seed, shared_masks=shared)
             pair = pairs[seed]
             steps = len(pair["paddle"]["step_losses"])
             result["ulp_control"] = {

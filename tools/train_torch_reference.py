@@ -212,6 +212,10 @@ class SharedDropoutMasks(TrainerCallback):
         self.draws[self.step] = self.calls
         return int(seed)
 
+    def draws_record(self) -> Dict[str, int]:
+        """`draws` as the results files hold it (step as a string key, in step order)."""
+        return {str(k): v for k, v in sorted(self.draws.items())}
+
     def on_step_begin(self, args, state, control, **kwargs):
         self.set_step(state.global_step)
 
@@ -423,7 +427,7 @@ def train_reference(data_args, model_args, training_args, paddle_run_dir: str, l
         **{f"test_{k}": v for k, v in test.items()},
         "train_seconds": round(train_seconds, 2),
         "dropout_masks": "shared" if masks is not None else "own",
-        **({"mask_draws": {str(k): v for k, v in sorted(masks.draws.items())}} if masks is not None else {}),
+        **({"mask_draws": masks.draws_record()} if masks is not None else {}),
     }
 
 
