@@ -68,6 +68,7 @@ from fastformer.training import (  # noqa: E402
     AdjustedMetrics,
     EncodedDataset,
     FastformerTrainer,
+    average_weights,
     checkpoint_problem,
     classification_metrics,
     close_processes,
@@ -261,6 +262,32 @@ def word_vectors_file(data_args, model_args, data_dir: str, tokenizer, train_tex
     return path
 
 
+def average_saved_checkpoints(trainer) -> List[str]:
+    """--average_checkpoints: give the model the mean of the weights of the checkpoints this run saved (every good
+    checkpoint-<step> of output_dir up to the last step; a damaged one is skipped with a warning naming it) and
+    return their names. The first process averages, every process gets the same weights."""
+    args = trainer.args
+
+    def pick_and_average():
+        names = []
+        for name in existing_checkpoints(args.output_dir):
+            if int(_CHECKPOINT_RE.match(name).group(1)) > trainer.state.global_step:
+                continue
+            problem = checkpoint_problem(os.path.join(args.output_dir, name))
+            if problem:
+                logger.warning("--average_checkpoints: skipping %s: %s", os.path.join(args.output_dir, name), problem)
+            else:
+                names.append(name)
+        if not names:
+            raise UserError(f"--average_checkpoints: no usable checkpoint in {args.output_dir!r} to average")
+        return names, average_weights([os.path.join(args.output_dir, name) for name in names])
+
+    names, weights = from_first_process(args, pick_and_average)
+    trainer.model.set_state_dict({name: paddle.to_tensor(value) for name, value in weights.items()})
+    logger.info("weights of the model kept: the mean of %d checkpoints (%s)", len(names), ", ".join(names))
+    return names
+
+
 def adjust_logits_on_dev(trainer, dev_dataset, prior) -> dict:
     """Fit the logit adjustment's tau on the dev predictions of the kept model and fold `-tau * prior` into its
     classifier bias (so the saved model, its export and every prediction include it); returns what was done."""
@@ -375,6 +402,8 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
         throughput["train_seconds"],
     )
 
+    averaged = average_saved_checkpoints(trainer) if training_args.average_checkpoints else None
+    averaged_dev = trainer.evaluate() if averaged and dev_dataset is not None else None  # the kept model's, adjusted
     adjustment = None
     if training_args.logit_adjustment == "dev" and dev_dataset is not None:
         adjustment = adjust_logits_on_dev(trainer, dev_dataset, prior)
@@ -392,12 +421,14 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
     best = trainer.state.best_model_checkpoint
     if dev_dataset is not None:
         step = int(best.rstrip("/").rsplit("-", 1)[-1]) if training_args.load_best_model_at_end and best else None
-        dev = _eval_entry(trainer.state.log_history, step)
+        dev = averaged_dev or _eval_entry(trainer.state.log_history, step)
         if not dev:
             dev = trainer.evaluate()
         results.update({k.replace("eval_", "dev_"): v for k, v in dev.items() if k.startswith("eval_")})
         results["dev_step"] = dev.get("step", trainer.state.global_step)
     results["best_checkpoint"] = best
+    if averaged:
+        results["averaged_checkpoints"] = averaged
     if adjustment:
         results["logit_adjustment"] = adjustment
     if test_dataset is not None:

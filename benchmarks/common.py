@@ -294,3 +294,14 @@ def write_json(path: Optional[str], payload: dict) -> None:
         json.dump(payload, f, indent=2, sort_keys=False)
         f.write("\n")
     print(f"wrote {path}")
+
+
+def write_results(results_dir: str, stem: str, payload: dict, table: str) -> None:
+    """RESULTS_DIR/<stem>.json (the payload) and <stem>.md (the markdown table), each written atomically; prints the
+    table."""
+    from fastformer.fileio import atomic_write, write_json as write_json_atomically
+
+    os.makedirs(results_dir, exist_ok=True)
+    write_json_atomically(os.path.join(results_dir, f"{stem}.json"), payload)
+    atomic_write(os.path.join(results_dir, f"{stem}.md"), table + "\n")
+    print(table)

@@ -13,7 +13,9 @@ Transformer and TF-IDF + logistic regression, on the same splits, over several s
 Every neural row runs `train.py CONFIG --input_file "" --data_dir DATA_DIR --seed S --output_dir
 <work_dir>/<row>/seed<S> ROW_FLAGS` in its own process (the Trainer path users run, so the same tokenizer built from
 the same train split, the same sampler and epoch selection); a finished run (its test_results.json) is reused, so an
-interrupted comparison resumes. TF-IDF + logistic regression (word 1-2 grams, sublinear tf, min_df 2, balanced class
+interrupted comparison resumes. --refresh runs train.py again in finished folders: it resumes at the last checkpoint
+and redoes only what follows training (checkpoint averaging, logit adjustment, model folder, test), e.g. after those
+steps changed; the timing reported stays that of the run that trained. TF-IDF + logistic regression (word 1-2 grams, sublinear tf, min_df 2, balanced class
 weights; scikit-learn) is fitted on the same train.jsonl; it is deterministic, so it runs once.
 
 Writes benchmarks/results/compare_<name>.json (every run's figures, per-row mean and std) and compare_<name>.md (the
@@ -36,9 +38,9 @@ from typing import Dict, List, Optional, Sequence
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
-from common import ROOT, result_header  # noqa: E402
+from common import ROOT, result_header, write_results  # noqa: E402
 
-from fastformer.fileio import atomic_write, write_json  # noqa: E402
+from fastformer.fileio import write_json  # noqa: E402
 
 DEFAULT_ROWS = {
     "Fastformer": {"kind": "train", "args": []},
@@ -62,6 +64,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                         help="train.py flags added to every neural row (after the row's own), e.g. --extra "
                         "--num_train_epochs 1")
+    parser.add_argument("--refresh", action="store_true",
+                        help="run train.py again in folders whose run has finished: it resumes from the last "
+                        "checkpoint, so a finished training redoes only what follows it (checkpoint averaging, logit "
+                        "adjustment, model folder, test) under the current code and config; the timing of the run "
+                        f"that trained is kept in {TRAINED_RESULTS} and reported")
     parser.add_argument("--work_dir", default=None, help="where the runs go (default output/compare/<name>)")
     parser.add_argument("--results_dir", default=os.path.join(ROOT, "benchmarks", "results"))
     return parser.parse_args(argv)
@@ -87,21 +94,40 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
+TRAINED_RESULTS = "test_results.trained.json"  # a refreshed run's results as they were when it trained
+TRAINING_KEYS = ("train_seconds", "train_samples_seen", "train_real_tokens", "train_padded_tokens",
+                 "train_real_tokens_per_second", "train_padded_tokens_per_second", "train_samples_per_second",
+                 "padding_fraction")
+
+
+def _read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def run_train(args, row_args: List[str], seed: int, out_dir: str) -> dict:
-    """One train.py run (or its earlier result); its test_results.json plus the command."""
+    """One train.py run (or its earlier result, unless --refresh); its test_results.json plus the command. A run
+    that trained nothing (a finished training resumed by --refresh) reports the timing of the run that trained."""
     results_file = os.path.join(out_dir, "test_results.json")
+    trained_file = os.path.join(out_dir, TRAINED_RESULTS)
+    if args.refresh and os.path.isfile(results_file):
+        previous = _read_json(results_file)
+        if previous.get("train_samples_seen"):  # written by a run that trained: its timing is the one to keep
+            write_json(trained_file, previous)
     command = [sys.executable, os.path.join(ROOT, "train.py"), args.config, "--input_file", "", "--data_dir",
                args.data_dir, "--output_dir", out_dir, "--seed", str(seed), "--disable_tqdm", "true",
                *row_args, *args.extra]
-    if not os.path.isfile(results_file):
+    if args.refresh or not os.path.isfile(results_file):
         os.makedirs(out_dir, exist_ok=True)
         print(f"[{time.strftime('%H:%M:%S')}] {' '.join(command[1:])}", flush=True)
         with open(os.path.join(out_dir, "train.log"), "a", encoding="utf-8") as log:
             code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         if code != 0:
             raise SystemExit(f"train.py failed (exit {code}); see {os.path.join(out_dir, 'train.log')}")
-    with open(results_file, encoding="utf-8") as f:
-        result = json.load(f)
+    result = _read_json(results_file)
+    if not result.get("train_samples_seen") and os.path.isfile(trained_file):
+        trained = _read_json(trained_file)
+        result.update({key: trained[key] for key in TRAINING_KEYS if key in trained}, timing_from=TRAINED_RESULTS)
     result["command"] = " ".join(["python", *[os.path.relpath(c, ROOT) if os.path.isabs(c) else c
                                                for c in command[1:]]])
     return result
@@ -229,10 +255,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         "rows": results,
         "table": table,
     }
-    os.makedirs(args.results_dir, exist_ok=True)
-    write_json(os.path.join(args.results_dir, f"compare_{args.name}.json"), payload)
-    atomic_write(os.path.join(args.results_dir, f"compare_{args.name}.md"), table + "\n")
-    print(table)
+    write_results(args.results_dir, f"compare_{args.name}", payload, table)
     return payload
 
 

@@ -76,6 +76,43 @@ def test_rerun_reuses_finished_runs(compared, capsys):
     assert list(again["rows"]) == ["Fastformer"] and "TF-IDF" not in table
 
 
+def test_checkpoint_averaging_compares_each_epoch_and_the_mean(compared):
+    import checkpoint_averaging
+
+    argv, folder, payload = compared
+    run = payload["rows"]["Fastformer"]["runs"][0]  # trained with the best epoch kept (no averaging)
+    result = checkpoint_averaging.main(["--name", "tiny", "--runs", str(folder / "work" / "fastformer"),
+                                        "--results_dir", str(folder / "results")])
+    seed = result["seeds"]["seed1"]
+    epochs = [name for name in seed if name.startswith("epoch ")]
+    assert len(epochs) == 2 and checkpoint_averaging.MEAN in seed
+    best = seed[checkpoint_averaging.BEST]
+    assert best["dev_adjusted_macro_f1"] == max(seed[e]["dev_adjusted_macro_f1"] for e in epochs)
+    # the rule train.py follows without averaging reproduces that run: its kept checkpoint, tau and test figures
+    assert best["kept"].endswith(f"({os.path.basename(run['best_checkpoint'].rstrip('/'))})")
+    assert best["tau"] == run["logit_adjustment"]["tau"]
+    assert best["test_macro_f1"] == pytest.approx(run["test_macro_f1"])
+    lines = (folder / "results" / "checkpoint_averaging_tiny.md").read_text().splitlines()
+    assert len(lines) == 2 + 4 and lines[-1].startswith(f"| {checkpoint_averaging.BEST} |")
+
+
+def test_refresh_redoes_the_final_steps_of_a_finished_run_and_keeps_its_timing(compared):
+    argv, folder, payload = compared
+    run_dir = folder / "work" / "fastformer" / "seed1"
+    before = payload["rows"]["Fastformer"]["runs"][0]
+    refreshed = compare_models.main([*argv, "--only", "Fastformer", "--refresh", "--extra", "--average_checkpoints",
+                                     "true"])["rows"]["Fastformer"]["runs"][0]
+    assert refreshed["resumed_from"].endswith(f"checkpoint-{before['global_step']}")
+    assert refreshed["averaged_checkpoints"] and refreshed["timing_from"] == compare_models.TRAINED_RESULTS
+    for key in compare_models.TRAINING_KEYS:  # the training's figures, not those of the run that trained nothing
+        assert refreshed[key] == before[key]
+    assert json.loads((run_dir / compare_models.TRAINED_RESULTS).read_text())["train_samples_seen"] > 0
+    assert json.loads((run_dir / "test_results.json").read_text())["train_samples_seen"] == 0
+    # a second refresh still reports the training's timing
+    again = compare_models.main([*argv, "--only", "Fastformer", "--refresh"])["rows"]["Fastformer"]["runs"][0]
+    assert again["train_seconds"] == before["train_seconds"] and "averaged_checkpoints" not in again
+
+
 def test_unknown_row_is_refused(compared):
     argv, _, _ = compared
     with pytest.raises(SystemExit, match=r"--only: no row named \['Nope'\]"):

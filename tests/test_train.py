@@ -26,6 +26,7 @@ from fastformer.training import (
     parse_args,
 )
 
+import evaluate
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -392,6 +393,28 @@ def test_logit_adjustment_is_fitted_on_dev_and_folded_into_the_saved_model(raw_f
     assert results["dev_adjusted_macro_f1"] == pytest.approx(adjustment["dev_after"]["macro_f1"])  # epoch chosen by it
     with pytest.raises(ValueError, match="logit_adjustment"):
         _run(raw_file, tmp_path / "bad", "--metric_for_best_model", "adjusted_macro_f1")
+
+
+def test_average_checkpoints_keeps_the_mean_of_the_saved_weights(raw_file, tmp_path):
+    out = tmp_path / "avg"
+    plain = _run(raw_file, out, "--num_train_epochs", "2", "--learning_rate", "0.002")
+    steps = plain["global_step"]
+    names = [f"checkpoint-{steps // 2}", f"checkpoint-{steps}"]
+    # the same finished run again with --average_checkpoints: it resumes at its end, trains nothing, averages
+    results = _run(raw_file, out, "--num_train_epochs", "2", "--learning_rate", "0.002", "--average_checkpoints", "true")
+    assert results["resumed_from"].endswith(names[-1]) and results["train_samples_seen"] == 0
+    assert results["averaged_checkpoints"] == names
+    first, last, saved = _weights(out / names[0]), _weights(out / names[1]), _weights(out / "model")
+    assert saved.keys() == first.keys()
+    for name in first:
+        np.testing.assert_allclose(saved[name], (first[name] + last[name]) / 2, rtol=1e-6, atol=1e-7)
+    assert not all(np.array_equal(saved[k], last[k]) for k in last)
+    # the dev metrics reported are those of the kept (averaged) model
+    dev = evaluate.main(["--model_dir", str(out / "model"), "--split", "dev", "--output_dir", str(tmp_path / "ev")])
+    assert results["dev_macro_f1"] == pytest.approx(dev["macro_f1"]) and results["dev_step"] == steps
+    with pytest.raises(ValueError, match="--average_checkpoints.*save_strategy"):
+        _run(raw_file, tmp_path / "bad", "--average_checkpoints", "true", "--save_strategy", "no",
+             "--load_best_model_at_end", "false")
 
 
 def test_word_dropout_replaces_real_tokens_only_at_the_asked_rate():
