@@ -15,8 +15,9 @@ Every neural row runs `train.py CONFIG --input_file "" --data_dir DATA_DIR --see
 the same train split, the same sampler and epoch selection); a finished run (its test_results.json) is reused, so an
 interrupted comparison resumes. --refresh runs train.py again in finished folders: it resumes at the last checkpoint
 and redoes only what follows training (checkpoint averaging, logit adjustment, model folder, test), e.g. after those
-steps changed; the timing reported stays that of the run that trained. TF-IDF + logistic regression (word 1-2 grams, sublinear tf, min_df 2, balanced class
-weights; scikit-learn) is fitted on the same train.jsonl; it is deterministic, so it runs once.
+steps changed; the timing reported stays that of the run that trained. TF-IDF + logistic regression (word 1-2 grams,
+sublinear tf, min_df 2, balanced class weights; scikit-learn) is fitted on the same train.jsonl; it is
+deterministic, so it runs once.
 
 Writes benchmarks/results/compare_<name>.json (every run's figures, per-row mean and std) and compare_<name>.md (the
 table: test macro-F1 and accuracy as mean ± std over seeds, dev macro-F1 (and, where train.py fitted a logit

@@ -75,9 +75,11 @@ def _tool():
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    # Paddle's own kernels in the children (no compiled-kernel build inside the timed runs); dropout off.
+    # Paddle's own kernels in the children (no compiled-kernel build inside the timed runs); dropout off. The model
+    # kept is the mean of the checkpoints (--average_checkpoints): the first process averages, every process uses it.
     result = _tool().run_check(processes=2, per_device=32, work_dir=str(tmp_path_factory.mktemp("dp")),
-                               timeout=600, env={"FASTFORMER_CPU_OPS": "0"})
+                               train_args=["--average_checkpoints", "true"], timeout=600,
+                               env={"FASTFORMER_CPU_OPS": "0"})
     print("\n[data parallel] steps", result["steps"], "| weights", result["weights"]["model"],
           "| dev logits", result["dev_logits_max_abs_diff"], "| timing", result["timing"])
     return result
@@ -111,6 +113,9 @@ def test_two_processes_evaluate_exactly_as_one_and_one_writes_the_output(report)
         assert metrics["dev_loss"] == pytest.approx(one["dev_loss"], abs=1e-6)
         assert metrics["test_loss"] == pytest.approx(one["test_loss"], abs=1e-6)
     assert report["best_checkpoint"]["processes"] == [report["best_checkpoint"]["one_process"]] * 2
+    averaged = report["averaged_checkpoints"]
+    assert averaged["one_process"] == ["checkpoint-5", "checkpoint-10"]
+    assert averaged["processes"] == [averaged["one_process"]] * 2
     assert report["output_history_lines"] == 1  # one process wrote resolved_args_history.jsonl
 
 

@@ -401,7 +401,8 @@ def test_average_checkpoints_keeps_the_mean_of_the_saved_weights(raw_file, tmp_p
     steps = plain["global_step"]
     names = [f"checkpoint-{steps // 2}", f"checkpoint-{steps}"]
     # the same finished run again with --average_checkpoints: it resumes at its end, trains nothing, averages
-    results = _run(raw_file, out, "--num_train_epochs", "2", "--learning_rate", "0.002", "--average_checkpoints", "true")
+    results = _run(raw_file, out, "--num_train_epochs", "2", "--learning_rate", "0.002",
+                   "--average_checkpoints", "true")
     assert results["resumed_from"].endswith(names[-1]) and results["train_samples_seen"] == 0
     assert results["averaged_checkpoints"] == names
     first, last, saved = _weights(out / names[0]), _weights(out / names[1]), _weights(out / "model")

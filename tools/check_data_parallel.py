@@ -279,6 +279,8 @@ def run_check(processes: int = 2, per_device: int = 32, work_dir: Optional[str] 
                     "processes": [{k: r.get(k) for k in METRICS} for r in res]},
         "best_checkpoint": {"one_process": os.path.basename(one_res["best_checkpoint"] or ""),
                             "processes": [os.path.basename(r["best_checkpoint"] or "") for r in res]},
+        "averaged_checkpoints": {"one_process": one_res.get("averaged_checkpoints"),
+                                 "processes": [r.get("averaged_checkpoints") for r in res]},
         "train_samples_seen": {"one_process": one_res["train_samples_seen"],
                                "processes": [r["train_samples_seen"] for r in res]},
         "output_history_lines": sum(1 for _ in open(history)) if os.path.isfile(history) else 0,
