@@ -35,7 +35,8 @@ GPUs or machines"). --per_device_train_batch_size is per process; each process t
 global batch. The first process (rank 0) prepares the data and the vocabulary (and --word_vectors train), picks the
 checkpoint to resume from and sends them to the others, and only it writes the output folder: resolved args,
 checkpoints, model/, results (with --save_on_each_node, the first process of each machine). With --logit_adjustment
-dev every process predicts the dev split, the first fits tau and every process applies that tau.
+dev every process predicts the dev split, the first fits tau and every process applies that tau; with
+--average_checkpoints the first averages the saved checkpoints and every process takes those weights.
 """
 
 import os
