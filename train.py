@@ -74,6 +74,7 @@ from fastformer.training import (  # noqa: E402
     classification_metrics,
     close_processes,
     compute_metrics,
+    existing_checkpoints,
     fit_logit_adjustment,
     from_first_process,
     log_prior,
@@ -85,22 +86,12 @@ logger = logging.getLogger("train")
 
 RESOLVED_ARGS = "resolved_args.json"
 RESOLVED_ARGS_HISTORY = "resolved_args_history.jsonl"
-_CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 _STAGING_RE = re.compile(rf"^\.{PREFIX_CHECKPOINT_DIR}-\d+\..*\.tmp$")  # FastformerTrainer._save_checkpoint's
 
 
 def _write_json(path: str, obj) -> None:
     """Atomically; NaN is kept as written by json (a diverged run still gets its results file)."""
     atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def existing_checkpoints(output_dir: str) -> List[str]:
-    """The checkpoint-<step> folders in `output_dir`, by step."""
-    if not os.path.isdir(output_dir):
-        return []
-    found = [(int(m.group(1)), name) for name in os.listdir(output_dir)
-             if (m := _CHECKPOINT_RE.match(name)) and os.path.isdir(os.path.join(output_dir, name))]
-    return [name for _, name in sorted(found)]
 
 
 def _append_history(path: str, all_args: dict, argv: Optional[Sequence[str]], checkpoint: Optional[str]) -> None:
@@ -271,9 +262,7 @@ def average_saved_checkpoints(trainer) -> List[str]:
 
     def pick_and_average():
         names = []
-        for name in existing_checkpoints(args.output_dir):
-            if int(_CHECKPOINT_RE.match(name).group(1)) > trainer.state.global_step:
-                continue
+        for name in existing_checkpoints(args.output_dir, up_to_step=trainer.state.global_step):
             problem = checkpoint_problem(os.path.join(args.output_dir, name))
             if problem:
                 logger.warning("--average_checkpoints: skipping %s: %s", os.path.join(args.output_dir, name), problem)

@@ -42,13 +42,13 @@ from fastformer.training import (  # noqa: E402
     average_weights,
     checkpoint_problem,
     classification_metrics,
+    existing_checkpoints,
     fit_logit_adjustment,
     log_prior,
 )
 
 MEAN = "mean of the epoch checkpoints"
 BEST = "best epoch by adjusted dev macro-F1"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -62,8 +62,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def checkpoints(run_dir: str) -> List[str]:
     """The run's checkpoint folders, by step; a damaged one is an error (the comparison needs them all)."""
-    found = sorted((int(m.group(1)), name) for name in os.listdir(run_dir) if (m := _CHECKPOINT.match(name)))
-    paths = [os.path.join(run_dir, name) for _, name in found]
+    paths = [os.path.join(run_dir, name) for name in existing_checkpoints(run_dir)]
     for path in paths:
         problem = checkpoint_problem(path)
         if problem:
@@ -101,7 +100,7 @@ def evaluate_run(run_dir: str, batch_size: int) -> Dict[str, dict]:
     results = {}
     for name, members in candidates.items():
         weights = average_weights(members)
-        model.set_state_dict({k: np.asarray(v) for k, v in weights.items()})
+        model.set_state_dict(weights)
         logits = {split: logits_of(runner, ids[split], batch_size, num_labels) for split in ids}
         tau, dev = fit_logit_adjustment(logits["dev"], splits["dev"][1], prior)
         test = classification_metrics(splits["test"][1], (logits["test"] - tau * prior).argmax(axis=-1))

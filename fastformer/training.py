@@ -22,6 +22,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -33,7 +34,7 @@ import paddle
 import paddle.nn.functional as F
 from paddlenlp.trainer import PdArgumentParser, Trainer, TrainingArguments
 from paddlenlp.trainer.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME
-from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR
+from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy
 from sklearn.metrics import accuracy_score, f1_score
 
 from data_process.prepare import SPLIT_BY
@@ -65,6 +66,7 @@ __all__ = [
     "drop_words",
     "FastformerTrainer",
     "checkpoint_problem",
+    "existing_checkpoints",
     "close_processes",
     "from_first_process",
     "wait_for_every_process",
@@ -348,8 +350,7 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
         training_args.logit_adjustment != "dev"
     ):
         raise UserError(f"--metric_for_best_model {training_args.metric_for_best_model} needs --logit_adjustment dev")
-    if training_args.average_checkpoints and str(getattr(training_args.save_strategy, "value",
-                                                         training_args.save_strategy)) == "no":
+    if training_args.average_checkpoints and IntervalStrategy(training_args.save_strategy) == IntervalStrategy.NO:
         raise UserError("--average_checkpoints averages the checkpoints a run saves: it needs a --save_strategy "
                         "other than no")
     if not 0.0 <= training_args.word_dropout < 1.0:
@@ -812,6 +813,18 @@ class FastformerTrainer(Trainer):
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
+_CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+
+
+def existing_checkpoints(output_dir: str, up_to_step: Optional[int] = None) -> List[str]:
+    """The checkpoint-<step> folders in `output_dir`, by step (only those of steps <= `up_to_step` when given)."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = [(int(m.group(1)), name) for name in os.listdir(output_dir)
+             if (m := _CHECKPOINT_RE.match(name)) and os.path.isdir(os.path.join(output_dir, name))]
+    return [name for step, name in sorted(found) if up_to_step is None or step <= up_to_step]
+
+
 def checkpoint_problem(path: str) -> Optional[str]:
     """Why the checkpoint folder `path` cannot be resumed from, or None when it can.
 
