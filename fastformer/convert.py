@@ -143,9 +143,10 @@ def convert_state_dict(torch_state_dict: Mapping[str, object], strict: bool = Tr
     return converted
 
 
-def to_torch_state_dict(paddle_state_dict: Mapping[str, object], torch_names: Iterable[str]) -> Dict[str, np.ndarray]:
+def to_torch_state_dict(paddle_state_dict: Mapping[str, object], torch_names: Iterable[str],
+                        dtype=np.float32) -> Dict[str, np.ndarray]:
     """The inverse of `convert_state_dict`: Paddle state dict (numpy arrays or Paddle tensors) -> the official
-    parameters `torch_names` as float32 numpy arrays (Linear weights transposed back to [out, in]).
+    parameters `torch_names` as numpy arrays of `dtype` (float32; Linear weights transposed back to [out, in]).
 
     A torch name without a Paddle counterpart, or one whose Paddle parameter is missing, is a ValueError naming it;
     so is a Paddle parameter the official model has no place for (e.g. a value projection): nothing is dropped.
@@ -158,7 +159,7 @@ def to_torch_state_dict(paddle_state_dict: Mapping[str, object], torch_names: It
             missing.append(name if source is None else f"{name} (Paddle {source})")
             continue
         value = paddle_state_dict[source]
-        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float32)
+        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=dtype)
         out[name] = np.ascontiguousarray(array.T if is_linear_weight(name) else array)
         used.add(source)
     left_over = sorted(set(paddle_state_dict) - used)

@@ -155,6 +155,38 @@ def test_ulp_control_trains_paddle_again_from_nudged_weights(base_argv, tmp_path
     assert control["paddle_vs_pytorch"]["mean_abs_diff"] < 1e-5
 
 
+def test_float64_same_mask_runs_agree_to_the_log_resolution(base_argv, tmp_path, capsys):
+    # --dtype float64 (the rounding control): both frameworks train in float64 with the same masks. Rounding is ~1e9
+    # times smaller than in float32, so what is left of the per-step difference is PaddleNLP rounding each logged
+    # loss to 8 decimals (measured: mean 2.9e-09, max 5.0e-09 over 40 steps; the same runs in float32: mean 7e-08).
+    argv, folder = base_argv
+    argv = [*argv, "--num_train_epochs", "4"]
+    out = tmp_path / "float64.json"
+    rc = check.main([*argv, "--name", "tiny_float64", "--seeds", "1", "--align_steps", "0", "--dropout_masks",
+                     "shared", "--dtype", "float64", "--work_dir", str(folder / "work"), "--output", str(out)])
+    result = json.loads(out.read_text())
+    row = result["seeds"][0]
+    p, t = row["paddle"], row["pytorch"]
+    run_dir = folder / "work" / "float64_shared_masks_seed1"
+    assert rc == 0 and result["settings"]["dtype"] == p["dtype"] == t["dtype"] == "float64"
+    from safetensors.numpy import load_file
+
+    initial_dir = str(run_dir / "paddle" / reference.INITIAL_MODEL)
+    initial = load_file(os.path.join(initial_dir, task.model_weights_file(initial_dir)))
+    assert {str(v.dtype) for v in initial.values()} == {"float64"}
+    assert p["mask_draws"] == t["mask_draws"] and set(p["mask_draws"].values()) == {3}
+    assert row["loss"]["steps"] == 40 and row["loss"]["max_abs_diff"] <= 1e-8
+    assert [e["dev_macro_f1"] for e in p["epochs"]] == [e["dev_macro_f1"] for e in t["epochs"]]
+    assert p["test_macro_f1"] == t["test_macro_f1"] and "float64" in capsys.readouterr().out
+    # a run folder of one precision is not read back for another
+    with pytest.raises(ValueError, match="trained in float64, not float32"):
+        check.run_pair(argv, str(run_dir), seed=1, shared_masks=True)
+    rc = reference.main([*argv, "--output_dir", str(run_dir / "paddle"), "--seed", "1", *check.RUN_FLAGS,
+                         "--paddle_run_dir", str(run_dir / "paddle"), "--output_json", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "initial weights are float64, not float32" in err and not (tmp_path / "x.json").exists()
+
+
 def test_report_json_and_png_from_finished_runs(dropout_off, tmp_path, capsys):
     argv, work, pair = dropout_off
     out = tmp_path / "results.json"

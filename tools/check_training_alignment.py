@@ -1,8 +1,8 @@
 """Training alignment: train.py (Paddle, PaddleNLP Trainer) against the official PyTorch math, same data, same recipe.
 
     python tools/check_training_alignment.py [config.json] [train.py flags ...] --name NAME
-        [--seeds 1 2 3] [--align_steps 200] [--dropout_masks own|shared] [--ulp_control] [--work_dir DIR]
-        [--output FILE.json] [--plot FILE.png]
+        [--seeds 1 2 3] [--align_steps 200] [--dropout_masks own|shared] [--ulp_control] [--dtype float32|float64]
+        [--work_dir DIR] [--output FILE.json] [--plot FILE.png]
 
 For each run, `train.py` trains first (in this process, with --logging_steps 1 so that every step's loss is logged,
 and `InitialModelCallback` recording the weights it starts from), then `tools/train_torch_reference.py` trains
@@ -19,9 +19,14 @@ doc). The config and flags are train.py's (the recipe in one place); --seed and 
      trains with, seeded per step and call; each framework applies them with its own arithmetic): mask noise is
      gone, so the per-step losses are compared as in 1 (reported, first --align_steps steps and all) besides the
      metrics, and what is left to differ is dropout's placement and scaling.
-  3. --ulp_control: the first seed's Paddle run once more, every initial weight moved one float32 ulp up
+  3. --ulp_control: the first seed's Paddle run once more, every initial weight moved one ulp up
      (`OneUlpNudge`), in DIR/<run>_ulp_control. Over a long training the per-step loss difference of any two runs
      that differ by rounding grows; this shows how fast for Paddle against itself, next to Paddle against PyTorch.
+  4. --dtype float64: every run above in float64 in both frameworks (train.py inside `default_dtype`, the reference
+     `.double()`; runs in DIR/float64_<run>). Not the recipe: a control. Rounding differences start ~1e9 times
+     smaller, so training amplifies them for that much longer before they reach the size of the loss noise; if the
+     frameworks differed in anything but rounding, float64 would not bring them together. The logged Paddle losses
+     are rounded to 8 decimals by PaddleNLP, so per-step differences below ~5e-9 read as 0 or as that rounding.
 Runs live in DIR/<run>/ (default DIR: output/training_alignment/NAME): paddle/ (the train.py output folder),
 paddle.json and pytorch.json (per-step losses, per-epoch dev metrics, test metrics). A finished half is not run
 again, an interrupted train.py run resumes from its last checkpoint: rerunning the command completes the table.
@@ -55,11 +60,13 @@ from fastformer.fileio import atomic_write, write_json  # noqa: E402
 from data_process import read_split  # noqa: E402
 from fastformer.training import parse_args  # noqa: E402
 from tools.train_torch_reference import (  # noqa: E402
+    DTYPES,
     INITIAL_MODEL,
     InitialModelCallback,
     SharedDropoutMasks,
     check_same_recipe,
     check_supported,
+    default_dtype,
     recipe,
     train_reference,
 )
@@ -112,27 +119,37 @@ def paddle_record(run_dir: str, results: Optional[dict] = None) -> dict:
     }
 
 
-def _paddle_half(argv: Sequence[str], run_dir: str, seed: int, shared_masks: bool, *callbacks) -> dict:
-    """train.py with `argv` (its output folder RUN_DIR/paddle) and `callbacks`, unless RUN_DIR/paddle.json is there;
-    the record of paddle.json."""
+def _record_dtype(record: dict) -> str:
+    return record.get("dtype", "float32")  # records written before --dtype are float32
+
+
+def _paddle_half(argv: Sequence[str], run_dir: str, seed: int, shared_masks: bool, *callbacks,
+                 dtype: str = "float32") -> dict:
+    """train.py with `argv` (its output folder RUN_DIR/paddle) and `callbacks`, in `dtype`, unless RUN_DIR/paddle.json
+    is there; the record of paddle.json."""
     path = os.path.join(run_dir, "paddle.json")
     if not os.path.isfile(path):
-        print(f"== {run_dir}: Paddle (train.py)", flush=True)
+        print(f"== {run_dir}: Paddle (train.py, {dtype})", flush=True)
         masks = SharedDropoutMasks(seed) if shared_masks else None
-        with masks.paddle_kernel_seeds() if masks else contextlib.nullcontext():
+        with default_dtype(dtype), masks.paddle_kernel_seeds() if masks else contextlib.nullcontext():
             results = train.main(list(argv), callbacks=[*callbacks, *([masks] if masks else [])])
         record = paddle_record(os.path.join(run_dir, "paddle"), results)
         record["dropout_masks"] = "shared" if masks else "own"
+        record["dtype"] = dtype
         if masks:
             record["mask_draws"] = masks.draws_record()
         write_json(path, record)
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        record = json.load(f)
+    if _record_dtype(record) != dtype:
+        raise ValueError(f"{path} was trained in {_record_dtype(record)}, not {dtype}: use another --work_dir")
+    return record
 
 
 class OneUlpNudge(TrainerCallback):
-    """Moves every weight one float32 ulp up (`np.nextafter`) before the first step: a run that differs from another
-    by nothing but a rounding-size change, to show how far such runs drift apart (the control of --ulp_control)."""
+    """Moves every weight one ulp (of its dtype) up (`np.nextafter`) before the first step: a run that differs from
+    another by nothing but a rounding-size change, to show how far such runs drift apart (the control of
+    --ulp_control)."""
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.global_step == 0:
@@ -144,17 +161,18 @@ class OneUlpNudge(TrainerCallback):
                     param.set_value(np.nextafter(value, np.array(np.inf, dtype=value.dtype)))
 
 
-def run_ulp_control(train_argv: Sequence[str], run_dir: str, seed: int, shared_masks: bool = False) -> dict:
+def run_ulp_control(train_argv: Sequence[str], run_dir: str, seed: int, shared_masks: bool = False,
+                    dtype: str = "float32") -> dict:
     """The Paddle run of `seed` again, its initial weights nudged by one ulp (`OneUlpNudge`); its record."""
     os.makedirs(run_dir, exist_ok=True)
     argv = [*train_argv, "--output_dir", os.path.join(run_dir, "paddle"), "--seed", str(seed), *RUN_FLAGS]
-    return _paddle_half(argv, run_dir, seed, shared_masks, OneUlpNudge())
+    return _paddle_half(argv, run_dir, seed, shared_masks, OneUlpNudge(), dtype=dtype)
 
 
 def run_pair(train_argv: Sequence[str], run_dir: str, seed: int, dropout_off: bool = False,
-             min_steps: int = 0, shared_masks: bool = False) -> Dict[str, dict]:
+             min_steps: int = 0, shared_masks: bool = False, dtype: str = "float32") -> Dict[str, dict]:
     """Train both frameworks for one seed (each half skipped when its JSON is there); {"paddle": .., "pytorch": ..}.
-    `shared_masks`: both draw the same dropout masks (`SharedDropoutMasks` of `seed`)."""
+    `shared_masks`: both draw the same dropout masks (`SharedDropoutMasks` of `seed`); `dtype`: both train in it."""
     os.makedirs(run_dir, exist_ok=True)
     paddle_dir = os.path.join(run_dir, "paddle")
     argv = [*train_argv, "--output_dir", paddle_dir, "--seed", str(seed), *RUN_FLAGS]
@@ -169,7 +187,7 @@ def run_pair(train_argv: Sequence[str], run_dir: str, seed: int, dropout_off: bo
             check_same_recipe(ours, json.load(f), f"{resolved}; use a new --work_dir for another recipe")
     records = {"paddle": _paddle_half(argv, run_dir, seed, shared_masks,
                                       InitialModelCallback(os.path.join(paddle_dir, INITIAL_MODEL),
-                                                           data_args.max_length))}
+                                                           data_args.max_length), dtype=dtype)}
     if len(records["paddle"]["step_losses"]) < min_steps:
         raise ValueError(f"the run has {len(records['paddle']['step_losses'])} training steps, fewer than "
                          f"--align_steps {min_steps}: raise --num_train_epochs or lower --align_steps")
@@ -177,11 +195,11 @@ def run_pair(train_argv: Sequence[str], run_dir: str, seed: int, dropout_off: bo
     if not os.path.isfile(path):
         print(f"== {run_dir}: PyTorch reference", flush=True)
         write_json(path, train_reference(data_args, model_args, training_args, paddle_dir,
-                                         masks=SharedDropoutMasks(seed) if shared_masks else None))
+                                         masks=SharedDropoutMasks(seed) if shared_masks else None, dtype=dtype))
     with open(path, encoding="utf-8") as f:
         records["pytorch"] = json.load(f)
-    if records["pytorch"]["recipe"] != ours:
-        raise ValueError(f"{path} was trained with another recipe: use a new --work_dir")
+    if records["pytorch"]["recipe"] != ours or _record_dtype(records["pytorch"]) != dtype:
+        raise ValueError(f"{path} was trained with another recipe or dtype: use a new --work_dir")
     if shared_masks:
         draws = [records[fw].get("mask_draws") for fw in ("paddle", "pytorch")]
         common = set(draws[0] or {}) & set(draws[1] or {})
@@ -370,8 +388,11 @@ def _parse(argv: Optional[Sequence[str]]):
                         help="dropout-on runs: each framework draws its own masks (own), or both the same (shared; "
                         "runs in DIR/shared_masks_seedS)")
     parser.add_argument("--ulp_control", action="store_true",
-                        help="also train the first seed's Paddle run again with every initial weight moved one float32 "
-                        "ulp: how far two runs drift apart from a rounding-size difference, next to Paddle vs PyTorch")
+                        help="also train the first seed's Paddle run again with every initial weight moved one ulp: "
+                        "how far two runs drift apart from a rounding-size difference, next to Paddle vs PyTorch")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32",
+                        help="train both frameworks in this precision; float64 is a rounding control, not the recipe "
+                        "(runs in DIR/float64_<run>)")
     parser.add_argument("--work_dir", default=None, help="runs folder (default output/training_alignment/NAME)")
     parser.add_argument("--output", default=None, help="results JSON (default benchmarks/results/training_alignment_NAME.json)")
     parser.add_argument("--plot", default=None, help="PNG (default: the results JSON with .png)")
@@ -393,6 +414,7 @@ def run(args, train_argv: List[str]):
     start = time.perf_counter()
     result: dict = {}
     first_seed = args.seeds[0] if args.seeds else 1
+    prefix = "" if args.dtype == "float32" else f"{args.dtype}_"  # run folders of float32 keep their old names
     if args.align_steps > 0:
         # the dropout-off run stops after the first epoch that reaches align_steps
         data_dir = train.prepare_data(data_args, work_dir, show_progress=False)
@@ -403,8 +425,8 @@ def run(args, train_argv: List[str]):
                              f"fewer than --align_steps {args.align_steps}: raise --num_train_epochs or lower it")
         epochs = -(-args.align_steps // per_epoch)
         pair = run_pair([*train_argv, "--num_train_epochs", str(epochs)],
-                        os.path.join(work_dir, f"dropout_off_seed{first_seed}"), first_seed, dropout_off=True,
-                        min_steps=args.align_steps)
+                        os.path.join(work_dir, f"{prefix}dropout_off_seed{first_seed}"), first_seed, dropout_off=True,
+                        min_steps=args.align_steps, dtype=args.dtype)
         result["dropout_off"] = {
             "seed": first_seed,
             "epochs": epochs,
@@ -414,8 +436,10 @@ def run(args, train_argv: List[str]):
             **pair,
         }
     shared = args.dropout_masks == "shared"
-    run_dirs = {seed: os.path.join(work_dir, f"{'shared_masks_' if shared else ''}seed{seed}") for seed in args.seeds}
-    pairs = {seed: run_pair(train_argv, run_dirs[seed], seed, shared_masks=shared) for seed in args.seeds}
+    run_dirs = {seed: os.path.join(work_dir, f"{prefix}{'shared_masks_' if shared else ''}seed{seed}")
+                for seed in args.seeds}
+    pairs = {seed: run_pair(train_argv, run_dirs[seed], seed, shared_masks=shared, dtype=args.dtype)
+             for seed in args.seeds}
     if pairs:
         result["dropout_masks"] = args.dropout_masks
         result["seeds"] = [{"seed": seed, **pair} for seed, pair in pairs.items()]
@@ -427,7 +451,8 @@ def run(args, train_argv: List[str]):
                 row["loss_all_steps"] = loss_alignment(*losses, len(losses[0]))
         if args.ulp_control:
             seed = args.seeds[0]
-            nudged = run_ulp_control(train_argv, run_dirs[seed] + "_ulp_control", seed, shared_masks=shared)
+            nudged = run_ulp_control(train_argv, run_dirs[seed] + "_ulp_control", seed, shared_masks=shared,
+                                     dtype=args.dtype)
             pair = pairs[seed]
             steps = len(pair["paddle"]["step_losses"])
             result["ulp_control"] = {
@@ -469,7 +494,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "command": command,
         "train_args": train_argv,
         "settings": {"seeds": args.seeds, "align_steps": args.align_steps, "work_dir": work_dir,
-                     "dropout_masks": args.dropout_masks},
+                     "dropout_masks": args.dropout_masks, "dtype": args.dtype},
         "machine": machine_info(),
         "cpu_settings": cpu_settings(),
         "versions": versions("paddle", "paddlenlp", "torch", "numpy"),
@@ -479,9 +504,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     write_json(output, payload)
     aligned = result.get("dropout_off")
-    plot(png, f"Training alignment, {args.name}: train.py (Paddle) vs the official math (PyTorch)",
+    plot(png, f"Training alignment, {args.name}: train.py (Paddle) vs the official math (PyTorch), {args.dtype}",
          {k: aligned[k] for k in ("paddle", "pytorch")} if aligned else None, pairs, args.align_steps,
          args.dropout_masks)
+    if args.dtype != "float32":
+        print(f"both frameworks trained in {args.dtype} (a rounding control, not the recipe's float32)")
     print("\n".join(report_lines(result)))
     print(f"wrote {output} and {png}")
     return 0 if result["passed"] else 1

@@ -1,6 +1,7 @@
 """Train the official-math PyTorch Fastformer (`fastformer.torch_reference.Model`) the way `train.py` trains the port.
 
     python tools/train_torch_reference.py [config.json] [train.py flags ...] --paddle_run_dir DIR [--output_json FILE]
+        [--dtype float32|float64]
 
 The other half of `tools/check_training_alignment.py`, which makes DIR and runs both. DIR is a `train.py` output
 folder holding `initial_model/`, the Paddle model before its first step and its tokenizer (written by
@@ -22,7 +23,9 @@ The same as `train.py`, by construction:
     `SharedDropoutMasks` (check_training_alignment.py --dropout_masks shared), the very masks of the Paddle run;
   * after every epoch: dev accuracy / macro-F1 (`classification_metrics`) on length-sorted dev batches of
     per_device_eval_batch_size; the best epoch by metric_for_best_model (the first on a tie, as PaddleNLP) is kept
-    and the test split evaluated with it.
+    and the test split evaluated with it;
+  * precision: float32, or float64 (--dtype float64) when the Paddle run trained in float64 (`default_dtype`, used by
+    check_training_alignment.py --dtype float64): a control that makes rounding ~1e9 times smaller.
 
 Writes FILE (default DIR/torch_reference.json): per-step training loss, per-epoch dev metrics, the best epoch's dev
 and test metrics, the recipe and the training time.
@@ -64,6 +67,8 @@ from fastformer.training import (  # noqa: E402
 
 __all__ = [
     "INITIAL_MODEL",
+    "DTYPES",
+    "default_dtype",
     "InitialModelCallback",
     "SharedDropoutMasks",
     "check_supported",
@@ -76,6 +81,7 @@ __all__ = [
 
 INITIAL_MODEL = "initial_model"  # in a Paddle run folder: the model before its first step, with its tokenizer
 OUTPUT_JSON = "torch_reference.json"
+DTYPES = ("float32", "float64")  # float32: the recipe; float64: the rounding control of the alignment check
 
 # Arguments the reference uses, and the values it accepts where it implements only some ("the core recipe").
 # Anything else must keep its default (below), so an option added to train.py later is refused until it is
@@ -160,6 +166,22 @@ def check_same_recipe(ours: Dict[str, object], paddle_resolved: dict, source: st
         raise ValueError(f"the recipe differs from the Paddle run ({source}): " + "; ".join(differ))
 
 
+@contextlib.contextmanager
+def default_dtype(dtype: str):
+    """Within the block Paddle creates (and `task.load_model_dir` loads) parameters in `dtype`: train.py trains in
+    float64 when run inside it (the model and Adam's state follow its parameters)."""
+    import paddle
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: one of {', '.join(DTYPES)}")
+    before = paddle.get_default_dtype()
+    paddle.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        paddle.set_default_dtype(before)
+
+
 class InitialModelCallback(TrainerCallback):
     """Writes the model as it is when training begins (before the first step) and its tokenizer into `path`, as a
     model folder (`task.save_model_dir`): the initial weights the reference starts from. Only on a fresh start
@@ -195,7 +217,8 @@ class SharedDropoutMasks(TrainerCallback):
     (`paddle_kernel_seeds()`, and this object as a Trainer callback to follow the step); the PyTorch reference draws
     each mask with the kernel on a tensor of ones and applies it with torch (`torch_modules`: x * mask * 1/(1-p)).
     Dropout placement and scaling are then compared on the same random numbers, without mask noise. `draws` counts
-    the masks drawn per step, to check that both drew alike."""
+    the masks drawn per step, to check that both drew alike. In float64 (which the kernel does not take) the Paddle
+    run draws its masks as the reference does and applies them with Paddle ops (`paddle_kernel_seeds`)."""
 
     def __init__(self, seed: int):
         self.seed = int(seed)
@@ -229,28 +252,41 @@ class SharedDropoutMasks(TrainerCallback):
                              "not available here (FASTFORMER_CPU_OPS=0, or no C++ compiler)")
         return ops
 
+    def keep_mask(self, shape: Sequence[int], p: float):
+        """The next mask (uint8 Paddle tensor of `shape`, 1 = kept), drawn by the kernel on a float32 tensor of ones."""
+        import paddle
+
+        return self._ops().fastformer_dropout(paddle.ones(list(shape), "float32"), self.next_seed(), float(p))[1]
+
     @contextlib.contextmanager
     def paddle_kernel_seeds(self):
-        """Within the block, train.py's dropout kernel takes its seeds from here."""
-        from fastformer import cpu_ops
+        """Within the block, train.py's dropout kernel takes its seeds from here; dropout of float64 tensors (Paddle's
+        own kernel and generator otherwise) applies `keep_mask` with Paddle ops."""
+        import paddle
 
-        ops, original = self._ops(), cpu_ops.dropout
+        from fastformer import cpu_ops, modeling
+
+        ops, original, original_forward, masks = self._ops(), cpu_ops.dropout, modeling.Dropout.forward, self
 
         def dropout(x, p):
             return tuple(ops.fastformer_dropout(x.contiguous(), self.next_seed(), float(p)))
 
-        cpu_ops.dropout = dropout
+        def forward(layer, x):
+            if not layer.training or layer.p == 0 or x.dtype == paddle.float32:
+                return original_forward(layer, x)
+            return x * (masks.keep_mask(x.shape, layer.p).astype(x.dtype) * (1.0 / (1.0 - layer.p)))
+
+        cpu_ops.dropout, modeling.Dropout.forward = dropout, forward
         try:
             yield self
         finally:
-            cpu_ops.dropout = original
+            cpu_ops.dropout, modeling.Dropout.forward = original, original_forward
 
     def torch_modules(self, model) -> int:
         """Replace every `torch.nn.Dropout` of `model` by one applying this object's masks; the number replaced."""
-        import paddle
         import torch
 
-        ops, masks = self._ops(), self
+        masks = self
 
         class SharedMaskDropout(torch.nn.Module):
             def __init__(self, p: float):
@@ -260,7 +296,7 @@ class SharedDropoutMasks(TrainerCallback):
             def forward(self, x):
                 if not self.training or self.p == 0:
                     return x
-                _, keep = ops.fastformer_dropout(paddle.ones(list(x.shape), "float32"), masks.next_seed(), self.p)
+                keep = masks.keep_mask(x.shape, self.p)
                 return x * (torch.from_numpy(keep.numpy()).to(x.dtype) * (1.0 / (1.0 - self.p)))
 
         replaced = 0
@@ -324,10 +360,20 @@ def _evaluate(model, batches: List[dict]) -> Dict[str, float]:
     return {"loss": loss_sum / len(labels), **classification_metrics(labels, np.concatenate(logits).argmax(-1))}
 
 
+def _saved_dtype(model_dir: str) -> str:
+    """The dtype of the weights in a model folder's safetensors file (read from its header)."""
+    from safetensors import safe_open
+
+    with safe_open(os.path.join(model_dir, task.model_weights_file(model_dir)), framework="np") as f:
+        code = f.get_slice(next(iter(f.keys()))).get_dtype()  # "F32", "F64", ...
+    return {"F32": "float32", "F64": "float64"}.get(code, code)
+
+
 def train_reference(data_args, model_args, training_args, paddle_run_dir: str, log=print,
-                    masks: Optional[SharedDropoutMasks] = None) -> dict:
+                    masks: Optional[SharedDropoutMasks] = None, dtype: str = "float32") -> dict:
     """Train `torch_reference.Model` from the Paddle run's initial weights on its data; see module doc. `masks`:
-    dropout with the Paddle run's masks (a fresh `SharedDropoutMasks` of the Paddle run's seed) instead of torch's."""
+    dropout with the Paddle run's masks (a fresh `SharedDropoutMasks` of the Paddle run's seed) instead of torch's.
+    `dtype`: float64 for a Paddle run trained in float64 (its initial weights are float64)."""
     import torch
     import torch.nn.functional as F
 
@@ -340,7 +386,13 @@ def train_reference(data_args, model_args, training_args, paddle_run_dir: str, l
     check_same_recipe(ours, resolved, os.path.join(paddle_run_dir, "resolved_args.json"))
 
     # ---- the Paddle run's tokenizer, data and initial weights
-    initial, tokenizer = task.load_model_dir(os.path.join(paddle_run_dir, INITIAL_MODEL))
+    initial_dir = os.path.join(paddle_run_dir, INITIAL_MODEL)
+    saved_dtype = _saved_dtype(initial_dir)
+    if saved_dtype != dtype:  # loading would silently convert them to `dtype`
+        raise ValueError(f"the Paddle run's initial weights are {saved_dtype}, not {dtype}: give the dtype it "
+                         "trained in")
+    with default_dtype(dtype):
+        initial, tokenizer = task.load_model_dir(initial_dir)
     if tokenizer.pad_token_id != 0:
         raise ValueError(f"the official model pads with id 0, the Paddle run's tokenizer with {tokenizer.pad_token_id}")
     splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl")) for name in ("train", "dev", "test")}
@@ -356,8 +408,8 @@ def train_reference(data_args, model_args, training_args, paddle_run_dir: str, l
     torch.manual_seed(training_args.seed)  # dropout masks
     threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
     torch.set_num_threads(threads)
-    model = Model(config)
-    weights = to_torch_state_dict(initial.state_dict(), model.state_dict().keys())
+    model = Model(config).to(getattr(torch, dtype))
+    weights = to_torch_state_dict(initial.state_dict(), model.state_dict().keys(), dtype=np.dtype(dtype))
     model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
     del initial
     if masks is not None and not masks.torch_modules(model):
@@ -375,7 +427,7 @@ def train_reference(data_args, model_args, training_args, paddle_run_dir: str, l
                                       collator)
     loss_weights = None
     if training_args.sampling == "weighted_loss":
-        loss_weights = torch.from_numpy(class_weights(train.labels, c.num_labels))
+        loss_weights = torch.from_numpy(class_weights(train.labels, c.num_labels)).to(getattr(torch, dtype))
 
     # ---- training
     optimizer = torch.optim.Adam(model.parameters(), lr=training_args.learning_rate,
@@ -427,6 +479,7 @@ def train_reference(data_args, model_args, training_args, paddle_run_dir: str, l
         **{f"test_{k}": v for k, v in test.items()},
         "train_seconds": round(train_seconds, 2),
         "dropout_masks": "shared" if masks is not None else "own",
+        "dtype": dtype,
         **({"mask_draws": masks.draws_record()} if masks is not None else {}),
     }
 
@@ -440,6 +493,8 @@ def split_argv(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
     parser.add_argument("--paddle_run_dir", required=True,
                         help="train.py output folder with initial_model/ (made by tools/check_training_alignment.py)")
     parser.add_argument("--output_json", default=None, help=f"results file (default DIR/{OUTPUT_JSON})")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32",
+                        help="train in this precision (float64 only for a Paddle run trained in float64)")
     return parser.parse_known_args(None if argv is None else list(argv))
 
 
@@ -447,7 +502,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     own, train_argv = split_argv(argv)
     try:
         data_args, model_args, training_args = parse_args(train_argv)
-        result = train_reference(data_args, model_args, training_args, own.paddle_run_dir)
+        result = train_reference(data_args, model_args, training_args, own.paddle_run_dir, dtype=own.dtype)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
