@@ -133,6 +133,39 @@ def test_logits_match_at_a_trained_scale(pooling, monkeypatch):
     assert diff <= 1e-5 * max(1.0, scale)
 
 
+def test_float64_logits_differ_only_by_the_official_poolers_epsilon(monkeypatch):
+    """In float64 rounding is ~1e-16, so a forward difference above that is a difference of the math. There is one,
+    by design: the official pooler divides by sum(exp) + 1e-8 (no max shift), the port takes a masked softmax (no
+    overflow for large scores). Measured (small config, official init): 1.3e-09 with the official pooler, 9.7e-17
+    with the reference's pooler replaced by a softmax. Any other difference of the math would show here, far below
+    float32's 1e-5 tolerance."""
+    from fastformer import modeling, torch_reference
+
+    model = torch_model(seed=5).double()
+    before = paddle.get_default_dtype()
+    paddle.set_default_dtype("float64")
+    try:
+        paddle_model = FastformerForSequenceClassification(config_from_torch_state_dict(model.state_dict(), 4))
+        weights = convert_state_dict(model.state_dict())  # float32 arrays of float32 values: exact in float64
+        paddle_model.set_state_dict({k: v.astype(np.float64) for k, v in weights.items()})
+    finally:
+        paddle.set_default_dtype(before)
+    paddle_model.eval()
+    assert paddle_model.classifier.weight.dtype == paddle.float64
+    ids, _ = make_batch(np.random.default_rng(7), 6, 24, SMALL["vocab_size"], 5)
+    official = np.abs(paddle_logits(paddle_model, ids) - torch_logits(model, ids)).max()
+
+    def softmax_pooler(self, x, attn_mask=None):
+        scores = self.att_fc2(torch.tanh(self.att_fc1(x))) + (1.0 - attn_mask.unsqueeze(2)) * modeling.MASK_VALUE
+        alpha = torch.softmax(scores, dim=1) * attn_mask.unsqueeze(2)
+        return torch.bmm(x.permute(0, 2, 1), alpha).reshape(x.shape[0], -1)
+
+    monkeypatch.setattr(torch_reference.AttentionPooling, "forward", softmax_pooler)
+    softmax = np.abs(paddle_logits(paddle_model, ids) - torch_logits(model, ids)).max()
+    print(f"\n[alignment, float64] logits max abs diff: official pooler {official:.3g}, softmax pooler {softmax:.3g}")
+    assert softmax <= 1e-14 and official > 100 * max(softmax, 1e-16)
+
+
 def test_official_size_forward_and_step():
     """The official dims (hidden 256, 16 heads, intermediate 256, 2 layers) with a longer sequence."""
     result = run_alignment_check(
