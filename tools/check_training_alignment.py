@@ -264,6 +264,8 @@ def plot(path: str, title: str, aligned: Optional[Dict[str, dict]], pairs: Dict[
             losses = aligned[fw]["step_losses"]
             ax.plot(range(1, len(losses) + 1), losses, style, color=colors[fw], lw=1, label=names[fw])
         ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no dropout-off run (--align_steps 0)", ha="center", va="center", transform=ax.transAxes)
     ax.set(title="dropout off: training loss per step", xlabel="step", ylabel="loss")
     ax = axes[0, 1]
     if aligned:
@@ -273,8 +275,16 @@ def plot(path: str, title: str, aligned: Optional[Dict[str, dict]], pairs: Dict[
                    label="target for the mean over the first %d steps" % align_steps)
         ax.axvline(align_steps, color="grey", lw=0.8, ls="--")
         ax.legend(fontsize=8)
-    ax.set(title="dropout off: |Paddle loss - PyTorch loss| per step (0 drawn at 1e-10)", xlabel="step",
-           ylabel="absolute difference")
+        ax.set(title="dropout off: |Paddle loss - PyTorch loss| per step (0 drawn at 1e-10)")
+    elif masks == "shared" and pairs:  # no dropout-off run: the same-mask runs' differences, one line per seed
+        for seed, pair in pairs.items():
+            diff = np.abs(np.subtract(pair["paddle"]["step_losses"], pair["pytorch"]["step_losses"]))
+            ax.semilogy(range(1, len(diff) + 1), np.maximum(diff, 1e-10), lw=0.6, label=f"seed {seed}")
+        ax.legend(fontsize=8)
+        ax.set(title="dropout on, shared masks: |Paddle - PyTorch loss| per step (0 at 1e-10)")
+    else:
+        ax.set(title="dropout off: |Paddle loss - PyTorch loss| per step")
+    ax.set(xlabel="step", ylabel="absolute difference")
     ax = axes[1, 0]
     for seed, pair in pairs.items():
         for fw, style in (("paddle", "-"), ("pytorch", "--")):
