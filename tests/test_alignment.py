@@ -140,16 +140,13 @@ def test_float64_logits_differ_only_by_the_official_poolers_epsilon(monkeypatch)
     with the reference's pooler replaced by a softmax. Any other difference of the math would show here, far below
     float32's 1e-5 tolerance."""
     from fastformer import modeling, torch_reference
+    from tools.train_torch_reference import default_dtype
 
     model = torch_model(seed=5).double()
-    before = paddle.get_default_dtype()
-    paddle.set_default_dtype("float64")
-    try:
+    with default_dtype("float64"):
         paddle_model = FastformerForSequenceClassification(config_from_torch_state_dict(model.state_dict(), 4))
-        weights = convert_state_dict(model.state_dict())  # float32 arrays of float32 values: exact in float64
-        paddle_model.set_state_dict({k: v.astype(np.float64) for k, v in weights.items()})
-    finally:
-        paddle.set_default_dtype(before)
+    weights = convert_state_dict(model.state_dict())  # float32 arrays of float32 values: exact in float64
+    paddle_model.set_state_dict({k: v.astype(np.float64) for k, v in weights.items()})
     paddle_model.eval()
     assert paddle_model.classifier.weight.dtype == paddle.float64
     ids, _ = make_batch(np.random.default_rng(7), 6, 24, SMALL["vocab_size"], 5)
