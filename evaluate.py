@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support  # noqa: E402
 
 from data_process import read_split  # noqa: E402
-from fastformer.cli import UserError, run_main  # noqa: E402
+from fastformer.cli import UserError, printable, run_main  # noqa: E402
 from fastformer.fileio import atomic_open, write_json  # noqa: E402
 from fastformer.predictor import NonFiniteOutputError, Predictor, add_predictor_args  # noqa: E402
 from fastformer.training import classification_metrics  # noqa: E402
@@ -41,7 +41,8 @@ SPLITS = ("test", "dev", "train")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--model_dir", required=True, help="trained model folder (train.py) or export folder")
     parser.add_argument("--split", choices=SPLITS, default="test", help="split of --data_dir to evaluate")
     data = parser.add_mutually_exclusive_group()
@@ -175,12 +176,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     results["confusion_matrix_png"] = os.path.abspath(png)
     write_json(os.path.join(output_dir, "eval_results.json"), results)
 
-    print(f"{results['model_dir']} ({predictor.backend}, {predictor.precision}) on {data_file}: {len(texts)} reviews")
+    print(f"{printable(results['model_dir'])} ({predictor.backend}, {predictor.precision}) on {printable(data_file)}: "
+          f"{len(texts)} reviews")
     print(f"accuracy {results['accuracy']:.4f}   macro-F1 {results['macro_f1']:.4f}\n")
     print(results["report"])
     print("confusion matrix (rows: true rating, columns: predicted rating)")
     print(format_matrix(results["confusion_matrix"], names))
-    print(f"\nwrote {os.path.join(output_dir, 'eval_results.json')} and {png}")
+    print(f"\nwrote {printable(os.path.join(output_dir, 'eval_results.json'))} and {printable(png)}")
     sys.stdout.flush()
     return results
 

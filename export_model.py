@@ -27,6 +27,7 @@ import sys
 from typing import Optional, Sequence
 
 import fastformer  # noqa: F401  (sets MKL_DEBUG_CPU_TYPE before paddle loads)
+from fastformer.cli import printable
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -74,7 +75,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         raise UserError(str(exc)) from exc
     files = sorted(os.listdir(args.output_dir))
-    print(f"exported {args.model_dir} -> {args.output_dir}: {', '.join(files)}")
+    print(f"exported {printable(args.model_dir)} -> {printable(args.output_dir)}: {', '.join(files)}")
     print(json.dumps({k: manifest[k] for k in ("model_file", "params_file", "input_names", "output_name",
                                                "max_length", "labels")}))
     print(f"parity: max abs logits difference {manifest['parity']['max_abs_logits_diff']:.3g} "

@@ -8,16 +8,18 @@ Input: the text arguments, or --input_file FILE ("-" or a lone "-" argument: sta
 line, or JSON lines with a "text" field (an "id" field is passed through). Which of the two is --input_format's:
 by default JSON lines for a .jsonl / .ndjson file, one review a line for a .txt file, and otherwise JSON lines when
 the first non-blank line starts with "{". Lines are decoded one by one: a line that is not UTF-8, not valid JSON
-(JSON lines), without a string "text", empty or only whitespace gets an error naming its line number and is never
-given to the model; every other line is still predicted. Texts longer than the model's max length are truncated
-and say so (`truncated_tokens`); `unk_share` is the share of a text's tokens the vocabulary does not know, with a
-`warning` when it is over half. Output: a table (default; control and bidi characters of the texts escaped) or
-JSON lines, one per input, in input order, to standard output or --output FILE (written whole or not at all; never
-the input file).
+(JSON lines), without a string "text", empty or only whitespace, or over 1 MiB (prepare's limit: it is skipped
+without being held in memory) gets an error naming its line number and is never given to the model; every other
+line is still predicted. A line with no end within 256 MiB (/dev/zero) ends the input with that error. Texts longer
+than the model's max length are truncated and say so (`truncated_tokens`); `unk_share` is the share of a text's
+tokens the vocabulary does not know, with a `warning` when it is over half. Output: a table (default; control and
+bidi characters of the texts escaped) or JSON lines, one per input, in input order, to standard output or --output
+FILE (a file is written whole or not at all, through its symlink if it is one; a FIFO or device such as /dev/stdout
+is written to; never the input file nor a file in the model folder or another model or export folder).
 
 Exit status: 0 when every input was predicted; 1 when any input failed (the results of all the other inputs are
-still written first); 2 when the arguments, the input file or the model cannot be used, or the model gives NaN/Inf
-(one line on standard error).
+still written first); 2 when the arguments, the input file (missing, or empty: no line at all) or the model cannot
+be used, or the model gives NaN/Inf (one line on standard error).
 """
 
 from __future__ import annotations
@@ -25,22 +27,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import os
 import stat
 import sys
-import unicodedata
 from typing import BinaryIO, Dict, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 import fastformer  # noqa: F401  (sets MKL_DEBUG_CPU_TYPE before paddle loads)
-from fastformer.cli import UserError, run_main
+from data_process.reader import MAX_LINE_BYTES, LongLine, capped_lines
+from fastformer.cli import UserError, printable, run_main
 from fastformer.fileio import atomic_open
 
 CHUNK = 2048  # lines read, predicted and written at a time (bounded memory on large files)
+MAX_SKIP_BYTES = 1 << 28  # a line over MAX_LINE_BYTES with no end within 256 MiB (/dev/zero) ends the input
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("texts", nargs="*", help="review texts (a lone '-' reads standard input)")
     parser.add_argument("--model_dir", required=True, help="export folder (export_model.py) or trained model folder")
     parser.add_argument("--input_file", default=None, help="one review per line or JSON lines with 'text'; '-': stdin")
@@ -70,13 +75,24 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 Line = Tuple[int, Optional[str], Optional[str]]  # (line number, text or None, error or None)
 
 
-def iter_lines(stream: BinaryIO, on_bytes=None) -> Iterator[Line]:
+def iter_lines(stream: BinaryIO, on_bytes=None, max_line_bytes: Optional[int] = None) -> Iterator[Line]:
     """Lines of a binary stream, each decoded on its own (a bad line does not spoil the others).
 
-    A UTF-8 byte-order mark and "\\r" line ends are dropped; a final newline makes no extra empty line.
-    `on_bytes(n)` is called with the size of each raw line (progress).
+    A UTF-8 byte-order mark and "\\r" line ends are dropped; a final newline makes no extra empty line. A line over
+    `max_line_bytes` (default MAX_LINE_BYTES, prepare's) is an error for its line, dropped as it is read (bounded
+    memory); one with no end within MAX_SKIP_BYTES ends the input. `on_bytes(n)` is called with the size of each raw
+    line (progress).
     """
-    for number, raw in enumerate(stream, start=1):
+    cap = MAX_LINE_BYTES if max_line_bytes is None else max_line_bytes
+    for number, raw in enumerate(capped_lines(stream, cap, max(MAX_SKIP_BYTES, cap + 1)), start=1):
+        if isinstance(raw, LongLine):
+            if on_bytes is not None:
+                on_bytes(raw.size)
+            yield number, None, (
+                f"line {number}: {raw.size:,} bytes, longer than the {cap:,} a line may have; skipped"
+                if raw.ended else f"line {number}: no line end within {raw.size:,} bytes (a line may have {cap:,}); "
+                "the rest of the input was not read")
+            continue
         if on_bytes is not None:
             on_bytes(len(raw))
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
@@ -172,20 +188,6 @@ def parse_records(lines: Sequence[Line], jsonl: Optional[bool] = None) -> Tuple[
 
 
 # ------------------------------------------------------------------------------------------------------ writing
-# Characters that would act on the terminal instead of showing: C0/C1 controls (ESC sequences), lone surrogates
-# and the bidirectional-text controls (U+202E turns the rest of the line around).
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def printable(text: str) -> str:
-    """`text` with control, surrogate and bidi-control characters written as escapes (\\x1b, \\u202e)."""
-    return "".join(
-        (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-        if ch in BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs") else ch
-        for ch in text
-    )
-
-
 def _preview(text: Optional[str], width: int = 60) -> str:
     text = printable(" ".join((text or "").split()))
     return text if len(text) <= width else text[: width - 3] + "..."
@@ -273,8 +275,9 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
 
 
 def check_paths(args) -> None:
-    """UserError for an input file that is missing or a directory, an --output into a missing folder or onto a
-    directory, and an output that is the input (the same file under any name: links, symlinks, redirections)."""
+    """UserError for an input file that is missing, a directory or empty, an --output into a missing folder, onto a
+    directory or into a model or export folder, and an output that is the input (the same file under any name: links,
+    symlinks, redirections)."""
     inp = None  # the input's stat
     if args.input_file == "-":
         with contextlib.suppress(OSError, ValueError, AttributeError):  # stdin may be no real file (tests)
@@ -285,12 +288,15 @@ def check_paths(args) -> None:
         if not os.path.exists(args.input_file):
             raise UserError(f"--input_file {args.input_file!r} does not exist")
         inp = os.stat(args.input_file)
+        if stat.S_ISREG(inp.st_mode) and inp.st_size == 0:
+            raise UserError(f"--input_file {args.input_file!r} is empty: no line to predict")
     if args.output not in (None, "-"):
         if os.path.isdir(args.output):
             raise UserError(f"--output {args.output!r} is a directory; give a file name")
         folder = os.path.dirname(os.path.abspath(args.output))
         if not os.path.isdir(folder):
             raise UserError(f"--output {args.output!r}: folder {folder!r} does not exist")
+        check_not_model_folder(args.output, args.model_dir)
         if inp is not None and os.path.exists(args.output) and _same_file(os.stat(args.output), inp):
             raise UserError(f"--output {args.output!r} is the input file ({args.input_file!r}): it would be "
                             "overwritten; write the predictions to another file")
@@ -301,6 +307,23 @@ def check_paths(args) -> None:
         if same:  # (UserError is a ValueError: raised outside the suppress)
             raise UserError(f"standard output is the input file ({args.input_file!r}): redirect it to "
                                 "another file")
+
+
+def check_not_model_folder(output: str, model_dir: str) -> None:
+    """UserError for an `output` (symlinks followed) inside `model_dir` or in a model, checkpoint or export folder:
+    predictions written there would replace or sit among the files a model is loaded from."""
+    target = os.path.realpath(output)
+    model = os.path.realpath(model_dir)
+    if os.path.commonpath([target, model]) == model:
+        raise UserError(f"--output {output!r} is inside the model folder {model_dir!r}: write the predictions "
+                        "elsewhere")
+    from fastformer.predictor import model_folder_marker
+
+    folder = os.path.dirname(target)
+    marker = model_folder_marker(folder)
+    if marker:
+        raise UserError(f"--output {output!r} is in a model or export folder ({folder!r} holds {marker}): write the "
+                        "predictions elsewhere")
 
 
 def _open_input(args) -> Tuple[BinaryIO, str, Optional[int]]:
@@ -336,6 +359,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 on_bytes = bar.update
             records = iter_records(iter_lines(stream, on_bytes), info, input_is_jsonl(args.input_file,
                                                                                       args.input_format))
+            first = next(records, None)  # (before any output is opened or written)
+            if first is None:
+                raise UserError(f"{source} is empty: no line to predict")
+            records = itertools.chain([first], records)
         # a file appears whole when every record is written, or not at all (the old one, if any, is kept)
         out = stack.enter_context(atomic_open(args.output)) if to_file else sys.stdout
         key = "line" if args.input_file is not None else "#"
@@ -344,11 +371,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not to_file:
             out.flush()
     if args.input_file is not None:
-        source += f" ({'JSON lines' if info.get('jsonl') else 'one review per line'})"
+        source = printable(source) + f" ({'JSON lines' if info.get('jsonl') else 'one review per line'})"
     print(f"{source}: {counts['predicted']} predicted, {counts['errors']} with errors, {counts['truncated']} "
           f"truncated to {predictor.max_length} tokens, {counts['unknown']} mostly unknown words "
           f"({predictor.backend} backend{', oneDNN' if predictor.enable_mkldnn else ''}, {predictor.precision}, "
-          f"{predictor.device})" + (f"; wrote {args.output}" if to_file else ""), file=sys.stderr)
+          f"{predictor.device})" + (f"; wrote {printable(args.output)}" if to_file else ""), file=sys.stderr)
     return 1 if counts["errors"] else 0  # every good result is written above; failed inputs make the status 1
 
 

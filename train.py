@@ -16,9 +16,10 @@ Output folder:
   checkpoint-<step>/          one per epoch, never deleted; a rerun resumes from the last one (or
                               --resume_from_checkpoint PATH picks one). --overwrite_output_dir (start from scratch)
                               refuses a folder that already holds checkpoints: pick a new --output_dir or move them.
-                              Each is written to a hidden .checkpoint-<step>.*.tmp folder and renamed when complete,
-                              with checksums.json (SHA-256 of its files); a resume skips a damaged or incomplete
-                              last checkpoint with a warning and takes the newest good one
+                              Each is written to a hidden .checkpoint-<step>.<host>-<pid>.*.tmp folder and renamed
+                              when complete, with checksums.json (SHA-256 of its files); a rerun removes the staging
+                              folders of killed saves, skips a damaged or incomplete last checkpoint with a warning
+                              and takes the newest good one
   runs/<date>_<host>/         VisualDL logs (loss, learning rate, dev metrics): visualdl --logdir <output_dir>/runs
   model/                      the final (best) model: config.json with id2label, model.safetensors, checksums.json,
                               vocab.txt, tokenizer files, training_args.json; what evaluate.py / export_model.py read
@@ -62,7 +63,7 @@ from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
 from data_process import generate_demo_reviews, prepare_dataset, read_split  # noqa: E402
 from fastformer import cpu_ops  # noqa: E402
 from fastformer.cli import UserError, run_main  # noqa: E402
-from fastformer.fileio import atomic_write  # noqa: E402
+from fastformer.fileio import atomic_write, remove_leftovers  # noqa: E402
 from fastformer.task import DataCollator, build_model, encode_texts, label_maps, save_model_dir  # noqa: E402
 from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
 from fastformer.training import (  # noqa: E402
@@ -86,6 +87,7 @@ logger = logging.getLogger("train")
 
 RESOLVED_ARGS = "resolved_args.json"
 RESOLVED_ARGS_HISTORY = "resolved_args_history.jsonl"
+_CHECKPOINT_NAME = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-\d+")
 _STAGING_RE = re.compile(rf"^\.{PREFIX_CHECKPOINT_DIR}-\d+\..*\.tmp$")  # FastformerTrainer._save_checkpoint's
 
 
@@ -109,12 +111,20 @@ def _append_history(path: str, all_args: dict, argv: Optional[Sequence[str]], ch
 def find_checkpoint(training_args) -> Optional[str]:
     """The checkpoint to resume from: the one named by --resume_from_checkpoint (a UserError when it is damaged),
     else the newest good one in output_dir (unless --overwrite_output_dir), else None. A damaged or incomplete
-    checkpoint (`checkpoint_problem`) is skipped with a warning naming it; nothing is deleted.
+    checkpoint (`checkpoint_problem`) is skipped with a warning naming it; no checkpoint is deleted (the staging
+    folders of killed saves are removed first: they never were checkpoints).
 
     --overwrite_output_dir on a folder that already holds checkpoints is an error (FileExistsError naming them): the
     new run would write over some of them and leave the higher-numbered ones, so a later plain run would resume from
     the old run. Nothing is ever deleted; the user picks a new --output_dir or moves the checkpoints away.
     """
+    # The staging folders of saves that were killed are this script's own half-written copies, never a checkpoint
+    # (none was renamed to checkpoint-<step>): removing them is not deleting a checkpoint. Those of a writer that
+    # still runs, or of another host, are left alone.
+    removed = remove_leftovers(training_args.output_dir, _CHECKPOINT_NAME)
+    if removed:
+        logger.info("removed the staging folders of interrupted checkpoint saves in %s: %s", training_args.output_dir,
+                    ", ".join(removed))
     if training_args.overwrite_output_dir:
         stale = existing_checkpoints(training_args.output_dir)
         if stale:
@@ -137,8 +147,9 @@ def find_checkpoint(training_args) -> Optional[str]:
     output_dir = training_args.output_dir
     interrupted = sorted(name for name in os.listdir(output_dir) if _STAGING_RE.match(name))
     if interrupted:
-        logger.warning("%s holds checkpoints whose saving was interrupted (%s): never used, they can be deleted",
-                       output_dir, ", ".join(interrupted))
+        logger.warning("%s holds staging folders of checkpoint saves (%s) whose writer may still run (or ran on "
+                       "another host, or an older version): never used as checkpoints", output_dir,
+                       ", ".join(interrupted))
     for name in reversed(existing_checkpoints(output_dir)):  # the newest good one
         path = os.path.join(output_dir, name)
         problem = checkpoint_problem(path)

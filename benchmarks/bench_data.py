@@ -96,7 +96,7 @@ def bench_tokenizer(train_file: str, max_length: int) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--num_reviews", type=int, default=60000, help="synthetic reviews to generate (default 60000)")
     parser.add_argument("--input_file", default=None, help="benchmark this raw file instead of generated reviews")
     parser.add_argument("--num_samples", type=int, default=50000, help="reviews drawn by prepare_dataset (default 50000)")

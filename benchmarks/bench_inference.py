@@ -58,7 +58,8 @@ CHECK_TEXTS = 16  # probabilities of this many texts are compared across backend
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--cases", default=",".join(CASES), help=f"comma separated, from {','.join(CASES)}")
     p.add_argument("--batch_sizes", default="1,64")
     p.add_argument("--num_texts", type=int, default=256, help="texts per timed pass at batch sizes > 1")

@@ -38,7 +38,8 @@ MODELS = ("fastformer", "transformer")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--lengths", default=None, help=f"comma-separated lengths (default {DEFAULT_LENGTHS})")
     p.add_argument("--full", action="store_true",
                    help=f"lengths {FULL_LENGTHS}, 3 timed passes, Transformer memory cap 12 GiB")

@@ -74,7 +74,8 @@ DEFAULT_CASES = "torch,paddle"
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--cases", default=DEFAULT_CASES, help=f"comma-separated cases or 'all' (default {DEFAULT_CASES})")
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--seq_len", type=int, default=256, help="padded length of the fixed-length steps (512: long)")

@@ -52,7 +52,8 @@ BEST = "best epoch by adjusted dev macro-F1"
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--name", required=True, help="result name: benchmarks/results/checkpoint_averaging_<name>")
     parser.add_argument("--runs", required=True, help="folder of seed<S> train.py output folders (a compare row)")
     parser.add_argument("--batch_size", type=int, default=128, help="evaluation batch size")

@@ -52,7 +52,8 @@ DEFAULT_ROWS = {
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--name", required=True, help="result name: benchmarks/results/compare_<name>.json/.md")
     parser.add_argument("--data_dir", required=True, help="prepared dataset folder (train/dev/test.jsonl)")
     parser.add_argument("--config", default=os.path.join(ROOT, "configs", "amazon_electronics.json"),

@@ -41,7 +41,8 @@ BATCH, LENGTH = 8, 32
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--output", default=None, help="write the results as JSON here")
     p.add_argument("--child_case", default=None, help=argparse.SUPPRESS)
     p.add_argument("--work_dir", default=None, help=argparse.SUPPRESS)

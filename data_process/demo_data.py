@@ -27,7 +27,7 @@ import re
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from fastformer.cli import UserError
+from fastformer.cli import UserError, printable
 from fastformer.fileio import atomic_open
 
 __all__ = ["FORMATS", "RATING_WEIGHTS", "LABEL_NOISE", "generate_demo_reviews", "main"]
@@ -305,7 +305,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--bad_records", action="store_true", help="also write one bad line per skip reason (for tests)")
     args = parser.parse_args(argv)
     summary = generate_demo_reviews(args.output, args.num_reviews, args.seed, args.fmt, args.bad_records)
-    print(f"wrote {summary['num_reviews']} SYNTHETIC reviews ({summary['lines']} lines, format {args.fmt}) to {args.output}")
+    print(f"wrote {summary['num_reviews']} SYNTHETIC reviews ({summary['lines']} lines, format {args.fmt}) to {printable(args.output)}")
     return summary
 
 

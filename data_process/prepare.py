@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import heapq
 import json
+import contextlib
 import logging
 import os
 from array import array
@@ -33,7 +34,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from fastformer.cli import UserError
+from fastformer.cli import UserError, printable
+from fastformer.fileio import atomic_open
 
 from .reader import RATINGS, ReviewReader, check_input_file, check_text_fields, is_gzip
 
@@ -245,23 +247,18 @@ def _group_split(sample: List[tuple], counts: List[int], seed: int, warnings: Li
 
 
 def _write(output_dir: str, splits: Dict[str, List[Tuple[str, int]]], stats: dict) -> None:
-    """Write all output files through temporary names, stats.json last, so a folder is complete or untouched."""
+    """Write all output files through temporary names (`atomic_open`), replaced together at the end, stats.json last,
+    so a folder is complete or untouched."""
     os.makedirs(output_dir, exist_ok=True)
     encode = json.JSONEncoder(ensure_ascii=False).encode
     contents = {f"{name}.jsonl": "".join(encode({"text": t, "label": l}) + "\n" for t, l in rows) for name, rows in splits.items()}
     contents["label.txt"] = "".join(name + "\n" for name in LABEL_NAMES)
     contents["stats.json"] = json.dumps(stats, indent=2, ensure_ascii=False) + "\n"
-    temporary = {name: os.path.join(output_dir, f".{name}.tmp") for name in OUTPUT_FILES}
-    try:
+    with contextlib.ExitStack() as stack:  # the files are replaced as the stack closes, the first entered last
+        files = {name: stack.enter_context(atomic_open(os.path.join(output_dir, name)))
+                 for name in reversed(OUTPUT_FILES)}
         for name in OUTPUT_FILES:
-            with open(temporary[name], "w", encoding="utf-8", newline="\n") as f:
-                f.write(contents[name])
-        for name in OUTPUT_FILES:
-            os.replace(temporary[name], os.path.join(output_dir, name))
-    finally:
-        for path in temporary.values():
-            if os.path.exists(path):
-                os.remove(path)
+            files[name].write(contents[name])
 
 
 def prepare_dataset(
@@ -425,9 +422,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     )
     records, sample = stats["records"], stats["sample"]
     print(
-        f"{stats['source']['path']} (release {stats['source']['detected_format']}): {records['lines_read']} lines, "
+        f"{printable(stats['source']['path'])} (release {stats['source']['detected_format']}): {records['lines_read']} lines, "
         f"{records['usable']} usable, {records['skipped_total']} skipped, {records['duplicates_dropped']} duplicates; "
-        f"wrote {sample['split_sizes']} to {args.output_dir}"
+        f"wrote {sample['split_sizes']} to {printable(args.output_dir)}"
     )
     return stats
 

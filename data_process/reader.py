@@ -35,7 +35,7 @@ import warnings
 import zlib
 from collections import Counter
 from contextlib import contextmanager
-from typing import BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Sequence
+from typing import BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 from tqdm import tqdm
 
@@ -46,6 +46,8 @@ __all__ = [
     "TEXT_FIELDS",
     "SKIP_REASONS",
     "MAX_LINE_BYTES",
+    "LongLine",
+    "capped_lines",
     "Review",
     "ReviewReader",
     "open_binary",
@@ -86,6 +88,38 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _decode_json = json.JSONDecoder().decode
+
+
+class LongLine(NamedTuple):
+    """A line over the limit that `capped_lines` dropped: its size in bytes (newline not counted) as far as it was
+    read, and whether its end was reached (False: the input stopped there)."""
+
+    size: int
+    ended: bool
+
+
+def capped_lines(stream: BinaryIO, max_line_bytes: int = MAX_LINE_BYTES,
+                 max_skip_bytes: Optional[int] = None) -> Iterator[Union[bytes, LongLine]]:
+    """The lines of a binary stream (with their newline) in bounded memory: a line over `max_line_bytes` (newline
+    not counted) is read and dropped in chunks of at most max(max_line_bytes, 64 KiB) and given as a `LongLine`.
+    With `max_skip_bytes`, a line still without an end after that many bytes (/dev/zero) ends the iteration."""
+    readline, cap = stream.readline, max_line_bytes
+    chunk = max(cap, 1 << 16)
+    while True:
+        line = readline(cap + 1)
+        if not line:
+            return
+        if len(line) > cap and not line.endswith(b"\n"):
+            size = len(line)
+            while line and not line.endswith(b"\n"):
+                if max_skip_bytes is not None and size >= max_skip_bytes:
+                    yield LongLine(size, False)
+                    return
+                line = readline(chunk)
+                size += len(line)
+            yield LongLine(size - line.endswith(b"\n"), True)
+        else:
+            yield line
 
 
 class Review(NamedTuple):
@@ -330,20 +364,9 @@ class ReviewReader:
             progress.update(size - done)
 
     def _lines(self, stream: BinaryIO) -> Iterator[Optional[bytes]]:
-        """The lines of `stream` (with their newline), None for a line over `max_line_bytes`, which is read and
-        dropped in chunks of at most max(max_line_bytes, 64 KiB)."""
-        readline, cap = stream.readline, self.max_line_bytes
-        chunk = max(cap, 1 << 16)
-        while True:
-            line = readline(cap + 1)
-            if not line:
-                return
-            if len(line) > cap and not line.endswith(b"\n"):
-                while line and not line.endswith(b"\n"):
-                    line = readline(chunk)
-                yield None
-            else:
-                yield line
+        """The lines of `stream` (with their newline), None for a line over `max_line_bytes` (`capped_lines`)."""
+        for line in capped_lines(stream, self.max_line_bytes):
+            yield None if isinstance(line, LongLine) else line
 
     def detected_release(self) -> Optional[str]:
         """The most common release among the usable records (None if there were none)."""

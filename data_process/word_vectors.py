@@ -22,6 +22,8 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from fastformer.cli import printable
+
 __all__ = ["train_word_vectors", "write_word_vectors", "main"]
 
 logger = logging.getLogger(__name__)
@@ -99,7 +101,7 @@ def write_word_vectors(path: str, words: Sequence[str], vectors: np.ndarray) -> 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--data_dir", required=True, help="prepared dataset folder: only its train.jsonl is read")
     parser.add_argument("--output", required=True, help="vector file to write (GloVe text layout)")
     parser.add_argument("--dim", type=int, default=256, help="vector size = the model's hidden_size (default 256)")
@@ -117,7 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     words, vectors = train_word_vectors(texts, FastformerTokenizer().tokenize, args.dim, args.window,
                                         args.min_count, seed=args.seed)
     write_word_vectors(args.output, words, vectors)
-    print(f"{len(words)} word vectors of size {args.dim} from {len(texts)} training texts -> {args.output}")
+    print(f"{len(words)} word vectors of size {args.dim} from {len(texts)} training texts -> {printable(args.output)}")
     return args.output
 
 

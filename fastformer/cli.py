@@ -13,17 +13,20 @@
 `ValueError`, so code that catches ValueError keeps working. `run_main` prints `<prog>: error: <message>` (argparse's
 form) for it and for an `OSError` (missing file, permission, a folder where a file is expected, a full disk): those
 name a path and are about the machine, not the code. Everything else is a bug and keeps its traceback. When standard
-output is closed early (`script ... | head -1`), the script stops quietly with status 1, as Unix tools do. This module
-imports nothing heavy (no paddle), so the data pipeline can raise `UserError` too.
+output is closed early (`script ... | head -1`), the script stops quietly with status 1, as Unix tools do. Messages
+and summary lines that name a user's path or text pass it through `printable`, so a file name holding an escape
+sequence cannot act on the terminal. This module imports nothing heavy (no paddle), so the data pipeline can raise
+`UserError` too.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import unicodedata
 from typing import Callable, Optional, Sequence
 
-__all__ = ["UserError", "USER_ERROR_EXIT", "USER_ERROR_STATUS", "run_main"]
+__all__ = ["UserError", "USER_ERROR_EXIT", "USER_ERROR_STATUS", "run_main", "printable", "BIDI_CONTROLS"]
 
 USER_ERROR_EXIT = USER_ERROR_STATUS = 2  # argparse's exit status for a bad command line
 
@@ -32,14 +35,28 @@ class UserError(ValueError):
     """A mistake in the user's input (argument, config, data file, model folder): reported in one line."""
 
 
+# Characters that would act on the terminal instead of showing: C0/C1 controls (ESC sequences), lone surrogates
+# and the bidirectional-text controls (U+202E turns the rest of the line around).
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str) -> str:
+    """`text` with control, surrogate and bidi-control characters written as escapes (\\x1b, \\u202e)."""
+    return "".join(
+        (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        if ch in BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs") else ch
+        for ch in str(text)
+    )
+
+
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return printable(" ".join(str(exc).split())) or type(exc).__name__
 
 
 def run_main(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequence[str]] = None) -> int:
     """`main(argv)` as a script: its int result is the exit status (anything else: 0); a `UserError` or an `OSError`
     prints `<prog>: error: <message>` (one line) to stderr and returns 2; a closed stdout returns 1 quietly."""
-    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "fastformer"
+    prog = printable(os.path.basename(sys.argv[0])) if sys.argv and sys.argv[0] else "fastformer"
     try:
         result = main(argv)
     except BrokenPipeError:

@@ -4,6 +4,13 @@ Every file the project writes for a user (results, model folders' JSON, prepared
 `atomic_open` / `atomic_write` / `write_json`: the content goes to a temporary file in the same folder, is flushed to
 disk, and replaces the target with `os.replace` only when complete. An interrupted or failed write leaves the target
 untouched and removes the temporary file. `atomic_dir` does the same for a whole folder (model folders, checkpoints).
+A symlink is kept: the file it leads to is replaced. A FIFO, a device (/dev/null, a terminal) or an open descriptor
+(/dev/stdout, /dev/fd/N) is not a file to replace: it is written through, as the shell's `>>` would.
+
+Temporary names are `.<target name>.<host>-<pid>.<random>.tmp`, and the writer holds an `flock` on them. A killed
+writer leaves its temporary file or folder behind; the next write of the same target (`remove_leftovers`) removes
+those whose writer, on this host, is gone and holds no lock. A live writer's temporary file is never touched, nor is
+anything not named in that form.
 
 Weight files are recorded with their SHA-256 (`file_sha256`, `write_checksums` -> `checksums.json`) and checked when
 loaded (`check_checksums`): a damaged or changed file is an error naming it, before anything is read from it.
@@ -11,23 +18,34 @@ loaded (`check_checksums`): a damaged or changed file is an error naming it, bef
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
-from typing import IO, Iterator, Mapping, Optional, Sequence, Union
+from typing import IO, Iterator, List, Mapping, Optional, Pattern, Sequence, Union
 
 from .cli import UserError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks, and leftovers are never removed (see `_alive`)
+    fcntl = None
 
 __all__ = [
     "atomic_open",
     "atomic_write",
     "write_json",
     "atomic_dir",
+    "temp_dir",
     "publish_dir",
+    "remove_leftovers",
     "file_sha256",
     "CHECKSUMS_FILE",
     "write_checksums",
@@ -39,24 +57,137 @@ __all__ = [
 CHECKSUMS_FILE = "checksums.json"  # {"sha256": {file name: hex digest}} of a folder's weight files
 
 
+# ------------------------------------------------------------------------------------------- temporary names
+@functools.lru_cache(maxsize=1)
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "", socket.gethostname())[:24] or "host"
+
+
+def _temp_prefix(name: str) -> str:
+    """`.<name>.<host>-<pid>.`: whose temporary file it is (mkstemp/mkdtemp add `<random>` and the `.tmp` suffix)."""
+    return f".{name}.{_host()}-{os.getpid()}."
+
+
+_OWNER = r"\.(?P<host>[A-Za-z0-9_-]+)-(?P<pid>[1-9][0-9]*)\.[A-Za-z0-9_]+\.tmp"  # after `.<name>`
+
+
+def _lock(fd: int) -> None:
+    """Mark a temporary file or folder as in use while `fd` is open (the lock goes with the process)."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a file system without flock: the owner's pid still protects it
+            pass
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` of this host may still run (any doubt counts as alive)."""
+    if os.name != "posix" or pid <= 0:
+        return True  # (os.kill on Windows would end the process)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, under another user
+        return True
+    return True
+
+
+def _remove_unlocked(path: str) -> bool:
+    """Remove the temporary file or folder `path` unless a process holds its lock; whether it was removed."""
+    try:
+        kind = os.lstat(path).st_mode
+        if not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):
+            return False
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | (os.O_DIRECTORY if stat.S_ISDIR(kind) else 0))
+    except OSError:
+        return False
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: its writer lives (in another PID namespace)
+        if stat.S_ISDIR(kind):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def remove_leftovers(folder: Union[str, os.PathLike], name: Union[str, Pattern]) -> List[str]:
+    """Remove what killed writers of `folder/<name>` left: temporary files and folders named by `_temp_prefix`
+    whose process, on this host, is gone and whose lock nobody holds. `name` is a file name or a compiled pattern of
+    names (checkpoint-\\d+). Returns the names removed; anything else in `folder` is never touched.
+
+    These are half-written copies that were never a result (a checkpoint's staging folder is not a checkpoint), so
+    removing them is not deleting a user's checkpoint or log."""
+    target = name.pattern if isinstance(name, re.Pattern) else re.escape(name)
+    pattern = re.compile(rf"\.(?:{target}){_OWNER}")
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for entry in sorted(entries):
+        match = pattern.fullmatch(entry)
+        if match and match["host"] == _host() and not _alive(int(match["pid"])):
+            if _remove_unlocked(os.path.join(folder, entry)):
+                removed.append(entry)
+    return removed
+
+
+def _write_target(path: str) -> Optional[str]:
+    """The regular file an atomic write of `path` replaces: `path`, or where its symlinks lead (the links are kept);
+    None when `path` is a FIFO, a device, a socket, a folder or an open descriptor (/dev/stdout, /proc/self/fd/N),
+    which are opened, not replaced."""
+    current = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
+    for _ in range(40):
+        parent, name = os.path.realpath(os.path.dirname(current)), os.path.basename(current)
+        if not name or parent == "/proc" or parent.startswith("/proc/"):
+            return None  # /dev/stdout -> /proc/self/fd/1: a descriptor, whatever it points to
+        current = os.path.join(parent, name)
+        if not os.path.islink(current):
+            break
+        current = os.path.join(parent, os.readlink(current))  # a relative link is relative to its folder
+    else:
+        return None  # a link loop: open() reports it
+    try:
+        return current if stat.S_ISREG(os.stat(current).st_mode) else None
+    except FileNotFoundError:
+        return current
+
+
 @contextmanager
 def atomic_open(path: Union[str, os.PathLike], mode: str = "w", encoding: str = "utf-8") -> Iterator[IO]:
-    """`open(path, mode)` for writing ("w" or "wb") whose result appears at `path` only if the block completes."""
+    """`open(path, mode)` for writing ("w" or "wb") whose result appears at `path` only if the block completes.
+
+    A symlink's target is replaced (the link stays); a FIFO, device or descriptor is written through (opened for
+    appending, like `>>`: /dev/stdout redirected to a log adds to it)."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', got {mode!r}")
+    options = {} if "b" in mode else {"encoding": encoding, "newline": "\n"}
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    target = _write_target(path)
+    if target is None:
+        with open(path, mode.replace("w", "a"), **options) as f:
+            yield f
+        return
+    folder, name = os.path.split(target)
+    remove_leftovers(folder, name)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(name), suffix=".tmp", dir=folder)
+    _lock(fd)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": encoding, "newline": "\n"})) as f:
+        with os.fdopen(fd, mode, **options) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        if os.path.exists(path):
-            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-        else:  # mkstemp makes the file 0600: give it the mode a plain open() would have
-            os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+            if os.path.exists(target):
+                os.chmod(tmp, os.stat(target).st_mode & 0o7777)
+            else:  # mkstemp makes the file 0600: give it the mode a plain open() would have
+                os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, target)  # (the lock is held until the file is closed)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -92,27 +223,43 @@ def _fsync_tree(folder: str) -> None:
 
 
 @contextmanager
+def temp_dir(path: Union[str, os.PathLike]) -> Iterator[str]:
+    """A new locked temporary folder next to `path`, named for it (`.<name>.<host>-<pid>.<random>.tmp`), after the
+    leftovers of killed writers of `path` are removed; removed at the end of the block if it still exists (whatever
+    was published from it has been renamed away)."""
+    path = os.path.abspath(os.fspath(path))
+    parent, name = os.path.split(path)
+    os.makedirs(parent, exist_ok=True)
+    remove_leftovers(parent, name)
+    staging = tempfile.mkdtemp(prefix=_temp_prefix(name), suffix=".tmp", dir=parent)
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700: give it the mode os.makedirs would
+    fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _lock(fd)
+        yield staging
+    finally:
+        try:
+            if os.path.isdir(staging):
+                shutil.rmtree(staging, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+@contextmanager
 def atomic_dir(path: Union[str, os.PathLike], keep_old: bool = False) -> Iterator[str]:
-    """A temporary folder next to `path` to write into; renamed to `path` only when the block completes.
+    """A temporary folder next to `path` to write into (`temp_dir`); renamed to `path` only when the block completes.
 
     An existing `path` is replaced. The old folder is removed when the new one has every file it had (a model
     folder written again); otherwise, or with `keep_old` (checkpoints are never deleted), it is kept, renamed to
     `<path>.replaced-<time>-<pid>`. A block that raises leaves `path` as it was (the temporary folder is removed); a
-    killed process leaves a hidden `.<name>.<random>.tmp` folder, which nothing reads.
+    killed process leaves its temporary folder, which nothing reads and the next write of `path` removes.
     """
     path = os.path.abspath(os.fspath(path))
-    parent, name = os.path.split(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise FileExistsError(f"{path!r} exists and is not a folder")
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
-    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700: give it the mode os.makedirs would
-    try:
+    with temp_dir(path) as staging:
         yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    publish_dir(staging, path, keep_old)
+        publish_dir(staging, path, keep_old)
 
 
 def publish_dir(staging: str, path: str, keep_old: bool = False) -> Optional[str]:
@@ -124,7 +271,12 @@ def publish_dir(staging: str, path: str, keep_old: bool = False) -> Optional[str
         keep_old = keep_old or not _files(path) <= _files(staging)
         old = f"{path}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
         os.rename(path, old)
-    os.rename(staging, path)
+    try:
+        os.rename(staging, path)
+    except BaseException:
+        if old is not None:
+            os.rename(old, path)  # put the old folder back
+        raise
     _fsync(os.path.dirname(path))  # the rename itself
     if old is not None and not keep_old:
         shutil.rmtree(old, ignore_errors=True)

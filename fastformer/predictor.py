@@ -44,6 +44,7 @@ import numpy as np
 
 from . import precision as precisions
 from . import task
+from .fileio import CHECKSUMS_FILE
 
 __all__ = [
     "Predictor",
@@ -128,6 +129,12 @@ def find_model_files(path: str, manifest: Optional[dict] = None) -> Tuple[str, s
         if os.path.isfile(os.path.join(path, MODEL_PREFIX + ext)):
             return MODEL_PREFIX + ext, MODEL_PREFIX + ".pdiparams"
     return MODEL_PREFIX + ".json", MODEL_PREFIX + ".pdiparams"
+
+
+def model_folder_marker(folder: str) -> Optional[str]:
+    """The file that makes `folder` a model, checkpoint or export folder (weights, manifest or checksums), if any."""
+    names = (task.WEIGHTS_FILE, task.PICKLE_WEIGHTS_FILE, MODEL_PREFIX + ".pdiparams", MANIFEST_FILE, CHECKSUMS_FILE)
+    return next((name for name in names if os.path.isfile(os.path.join(folder, name))), None)
 
 
 def detect_backend(path: str) -> str:

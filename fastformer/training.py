@@ -23,8 +23,6 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -41,7 +39,7 @@ from data_process.prepare import SPLIT_BY
 
 from .cli import UserError
 from .configuration import ATTENTION_TYPES
-from .fileio import ChecksumError, check_checksums, publish_dir, read_checksums, write_checksums
+from .fileio import ChecksumError, check_checksums, publish_dir, read_checksums, temp_dir, write_checksums
 from .task import PICKLE_WEIGHTS_FILE, label_maps
 
 __all__ = [
@@ -753,23 +751,19 @@ class FastformerTrainer(Trainer):
                 return super()._save_checkpoint(model, metrics=metrics)
             run_dir = self.args.output_dir
             name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            staging_root = tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=run_dir)
-            staging = os.path.join(staging_root, name)
             final = os.path.join(run_dir, name)
-            self.args.output_dir = staging_root  # super() writes to <args.output_dir>/checkpoint-<step>
-            try:
-                super()._save_checkpoint(model, metrics=metrics)
-            except BaseException:
-                shutil.rmtree(staging_root, ignore_errors=True)
-                raise
-            finally:
-                self.args.output_dir = run_dir
-            if self.state.best_model_checkpoint == staging:
-                self.state.best_model_checkpoint = final
-            self.state.save_to_json(os.path.join(staging, TRAINER_STATE_NAME))  # with the final path
-            write_checksums(staging, sorted(os.listdir(staging)))
-            old = publish_dir(staging, final, keep_old=True)
-            os.rmdir(staging_root)
+            with temp_dir(final) as staging_root:  # .checkpoint-<step>.<host>-<pid>.<random>.tmp, removed if it fails
+                staging = os.path.join(staging_root, name)
+                self.args.output_dir = staging_root  # super() writes to <args.output_dir>/checkpoint-<step>
+                try:
+                    super()._save_checkpoint(model, metrics=metrics)
+                finally:
+                    self.args.output_dir = run_dir
+                if self.state.best_model_checkpoint == staging:
+                    self.state.best_model_checkpoint = final
+                self.state.save_to_json(os.path.join(staging, TRAINER_STATE_NAME))  # with the final path
+                write_checksums(staging, sorted(os.listdir(staging)))
+                old = publish_dir(staging, final, keep_old=True)
             if old:
                 logger.warning("%s already existed (an earlier run past the checkpoint it resumed from): kept as %s",
                                final, old)

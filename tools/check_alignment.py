@@ -47,7 +47,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     from fastformer.alignment import DEFAULT_CONFIG, TOLERANCES, failures, run_alignment_check
     from fastformer.fileio import write_json
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=6)

@@ -367,7 +367,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     train_args: List[str] = []
     if "--" in argv:
         argv, train_args = argv[: argv.index("--")], argv[argv.index("--") + 1:]
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--per_device_train_batch_size", type=int, default=32)
     parser.add_argument("--work_dir", default=None, help="default: a new temporary folder (kept: outputs and logs)")

@@ -174,7 +174,7 @@ def imported_from(repo: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--rev", default=None, help="take the repository (tests included) from this commit")
     parser.add_argument("--only", nargs="*", default=None, help="mutation ids to run (default: all)")
     parser.add_argument("--output", default=None, help="write the results as JSON to this file")
