@@ -19,7 +19,10 @@ Output folder:
                               Each is written to a hidden .checkpoint-<step>.<host>-<pid>.*.tmp folder and renamed
                               when complete, with checksums.json (SHA-256 of its files); a rerun removes the staging
                               folders of killed saves, skips a damaged or incomplete last checkpoint with a warning
-                              and takes the newest good one
+                              and takes the newest good one. A resume keeps the run's
+                              data, model and batching settings (else it refuses, naming each old -> new value, and
+                              writes nothing); epochs or steps, the learning rate and its schedule, the other optimizer
+                              settings, evaluation, logging and saving may change (resolved_args_history.jsonl)
   runs/<date>_<host>/         VisualDL logs (loss, learning rate, dev metrics): visualdl --logdir <output_dir>/runs
   model/                      the final (best) model: config.json with id2label, model.safetensors, checksums.json,
                               vocab.txt, tokenizer files, training_args.json; what evaluate.py / export_model.py read
@@ -64,7 +67,9 @@ from data_process import generate_demo_reviews, prepare_dataset, read_split  # n
 from fastformer import cpu_ops  # noqa: E402
 from fastformer.cli import UserError, run_main  # noqa: E402
 from fastformer.fileio import atomic_write, remove_leftovers  # noqa: E402
-from fastformer.task import DataCollator, build_model, encode_texts, label_maps, save_model_dir  # noqa: E402
+from fastformer.task import (  # noqa: E402
+    PICKLE_WEIGHTS_FILE, DataCollator, build_model, encode_texts, label_maps, save_model_dir,
+)
 from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
 from fastformer.training import (  # noqa: E402
     AdjustedMetrics,
@@ -81,6 +86,8 @@ from fastformer.training import (  # noqa: E402
     log_prior,
     parse_args,
     resolved_args,
+    resume_conflicts,
+    weights_problem,
 )
 
 logger = logging.getLogger("train")
@@ -159,6 +166,43 @@ def find_checkpoint(training_args) -> Optional[str]:
     if existing_checkpoints(output_dir):
         logger.warning("no usable checkpoint in %s: training starts from the beginning", output_dir)
     return None
+
+
+def check_resume(checkpoint: Optional[str], all_args: dict) -> Optional[str]:
+    """`checkpoint`, or a `UserError` (nothing written yet) when this run's data, model or batching settings differ from
+    those of the run that wrote it, recorded in the resolved_args.json of the checkpoint's folder
+    (`training.resume_conflicts`): the old and new value of each. Epochs, steps, the optimizer's hyper-parameters,
+    evaluation, logging and saving may change. Without the record, `check_checkpoint_weights` still applies."""
+    if not checkpoint:
+        return checkpoint
+    record = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), RESOLVED_ARGS)
+    if not os.path.isfile(record):
+        logger.warning("%s: no %s beside it, its settings are not compared with this run's", checkpoint, RESOLVED_ARGS)
+        return checkpoint
+    try:
+        with open(record, encoding="utf-8") as f:
+            old = json.load(f)
+        if not isinstance(old, dict):
+            raise ValueError("not a JSON object")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"cannot check that {checkpoint} may be resumed with these settings: {record} is unreadable "
+                        f"({exc})") from None
+    conflicts = resume_conflicts(old, all_args)
+    if conflicts:
+        raise UserError(
+            f"cannot resume from {checkpoint}: settings differ from its run's ({record}): {'; '.join(conflicts)}. "
+            "Resume with that run's settings, or train anew in another --output_dir; nothing was changed"
+        )
+    return checkpoint
+
+
+def check_checkpoint_weights(checkpoint: str, model) -> None:
+    """A `UserError` when the weights of `checkpoint` are not exactly the tensors of `model` (names and shapes)."""
+    state = paddle.load(os.path.join(checkpoint, PICKLE_WEIGHTS_FILE), return_numpy=True)  # the run's own file
+    problem = weights_problem(state, model)
+    if problem:
+        raise UserError(f"cannot resume from {checkpoint}: its weights do not fit the model of these settings "
+                        f"({problem}); nothing was changed")
 
 
 def prepare_data(data_args, output_dir: str, show_progress: bool) -> str:
@@ -328,15 +372,12 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     writer = training_args.should_save  # one process writes the output folder (rank 0; see --save_on_each_node)
     if writer:
         os.makedirs(output_dir, exist_ok=True)
-    # The first process picks the checkpoint (checking the candidates' checksums once) and tells the others, so that
-    # every process resumes from the same one.
-    checkpoint = from_first_process(training_args, lambda: find_checkpoint(training_args))
+    all_args = resolved_args(data_args, model_args, training_args)
+    # The first process picks the checkpoint (checking the candidates' checksums once, and that this run's settings
+    # may continue it) and tells the others, so that every process resumes from the same one.
+    checkpoint = from_first_process(training_args, lambda: check_resume(find_checkpoint(training_args), all_args))
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
-    all_args = resolved_args(data_args, model_args, training_args)
-    if writer:
-        _write_json(os.path.join(output_dir, RESOLVED_ARGS), all_args)
-        _append_history(os.path.join(output_dir, RESOLVED_ARGS_HISTORY), all_args, argv, checkpoint)
 
     if training_args.world_size > 1 and paddle.get_device() == "cpu":
         # The compiled CPU kernels are built (or loaded) on first use; done now, a process still compiling does not
@@ -360,13 +401,13 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     # this one: PaddleNLP restores optimizer state by these names, so resuming needs them to match the checkpoint.
     with paddle.utils.unique_name.guard():
         results = _train_and_report(data_args, model_args, training_args, all_args, tokenizer, datasets, checkpoint,
-                                    data_dir, word_vectors, wall_start, callbacks)
+                                    data_dir, word_vectors, wall_start, callbacks, argv)
     close_processes(training_args)
     return results
 
 
 def _train_and_report(data_args, model_args, training_args, all_args, tokenizer, datasets, checkpoint, data_dir,
-                      word_vectors, wall_start, callbacks=None) -> dict:
+                      word_vectors, wall_start, callbacks=None, argv=None) -> dict:
     output_dir = training_args.output_dir
     dev_dataset = datasets["dev"].sorted_by_length() if len(datasets["dev"]) else None
     test_dataset = datasets["test"].sorted_by_length() if len(datasets["test"]) else None
@@ -374,6 +415,12 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
     model = build_model(tokenizer, word_vectors=word_vectors, **model_args.config_kwargs(data_args.max_length))
     if data_args.init_from:
         init_encoder(model, data_args.init_from)
+    if checkpoint:  # its weights must fit this model (checked again when the Trainer loads them)
+        from_first_process(training_args, lambda: check_checkpoint_weights(checkpoint, model))
+    writer = training_args.should_save
+    if writer:  # only now: a run refused above leaves the folder as it was
+        _write_json(os.path.join(output_dir, RESOLVED_ARGS), all_args)
+        _append_history(os.path.join(output_dir, RESOLVED_ARGS_HISTORY), all_args, argv, checkpoint)
     num_labels = len(label_maps()[0])
     prior = log_prior(datasets["train"].labels, num_labels)
     dev_metrics = AdjustedMetrics(prior) if training_args.logit_adjustment == "dev" else compute_metrics
@@ -411,7 +458,6 @@ def _train_and_report(data_args, model_args, training_args, all_args, tokenizer,
     trainer.compute_metrics = compute_metrics  # test: plain metrics of the saved model, nothing fitted on it
 
     # ---- final model folder
-    writer = training_args.should_save
     model_dir = os.path.join(output_dir, "model")
     if writer:
         save_model_dir(trainer.model, tokenizer, model_dir, max_length=data_args.max_length,  # the truncation used

@@ -39,7 +39,8 @@ from fastformer.fileio import atomic_open
 
 from .reader import RATINGS, ReviewReader, check_input_file, check_text_fields, is_gzip
 
-__all__ = ["LABEL_NAMES", "SPLITS", "SPLIT_BY", "OUTPUT_FILES", "prepare_dataset", "read_split", "main"]
+__all__ = ["LABEL_NAMES", "SPLITS", "SPLIT_BY", "OUTPUT_FILES", "check_sample_args", "prepare_dataset", "read_split",
+           "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,8 @@ def _split_stats(rows: List[Tuple[str, int]]) -> dict:
     }
 
 
-def _check_args(num_samples: int, split_sizes: Optional[Sequence[int]], seed: int) -> Optional[List[int]]:
+def check_sample_args(num_samples: int, split_sizes: Optional[Sequence[int]], seed: int) -> Optional[List[int]]:
+    """The split sizes as a list (None: the default split), or a `UserError` naming the argument that is wrong."""
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise UserError(f"num_samples must be a positive integer, got {num_samples!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -286,7 +288,7 @@ def prepare_dataset(
     file: `reader.group_key`) in a single split, so no product of the test split was seen in training (see
     `_group_split`; dev and test may come out a little smaller than asked, train takes the rest).
     """
-    sizes = _check_args(num_samples, split_sizes, seed)
+    sizes = check_sample_args(num_samples, split_sizes, seed)
     if split_by not in SPLIT_BY:
         raise ValueError(f"split_by must be one of {SPLIT_BY}, got {split_by!r}")
     fields = check_text_fields(text_fields)

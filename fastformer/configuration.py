@@ -1,13 +1,66 @@
-"""Fastformer model configuration."""
+"""Fastformer model configuration, and the allowed values of its fields (`check_config_values`)."""
 
 from __future__ import annotations
 
+import math
+from typing import Mapping
+
+from paddlenlp.transformers.activations import ACT2FN
 from paddlenlp.transformers.configuration_utils import PretrainedConfig
 
-__all__ = ["FastformerConfig", "POOLER_TYPES", "ATTENTION_TYPES"]
+__all__ = ["FastformerConfig", "POOLER_TYPES", "ATTENTION_TYPES", "HIDDEN_ACTS", "check_config_values"]
 
 POOLER_TYPES = ("attention", "mean", "first")
 ATTENTION_TYPES = ("additive", "softmax")
+HIDDEN_ACTS = tuple(sorted(ACT2FN))  # PaddleNLP's activations by name: a config names one, it never imports code
+
+_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+          "max_position_embeddings")
+_FLAGS = ("use_value_projection", "share_attention_layers")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_config_values(values: Mapping) -> None:
+    """A ValueError naming the first field of `values` (config fields, e.g. a config.json's) whose value is not
+    allowed: sizes are positive integers, heads divide hidden_size, probabilities lie in [0, 1), hidden_act is one
+    of `HIDDEN_ACTS`, pooler_type / attention_type known names, pad_token_id a token id. Absent fields are not
+    checked. Cheap and allocation-free: it runs before anything is built from a config file."""
+    def bad(name, allowed):
+        return ValueError(f"{name} must be {allowed}, got {values[name]!r}")
+
+    for name in _SIZES:
+        if name in values and not (_is_int(values[name]) and values[name] >= 1):
+            raise bad(name, "a positive integer")
+    if "num_labels" in values and not (_is_int(values["num_labels"]) and values["num_labels"] >= 1):
+        raise bad("num_labels", "a positive integer")
+    hidden, heads = values.get("hidden_size"), values.get("num_attention_heads")
+    if hidden is not None and heads is not None and hidden % heads:
+        raise ValueError(f"hidden_size ({hidden}) must be a multiple of num_attention_heads ({heads})")
+    for name in ("hidden_dropout_prob", "classifier_dropout"):
+        if name in values and not (_is_number(values[name]) and 0 <= values[name] < 1):
+            raise bad(name, "a number in [0, 1)")
+    if "layer_norm_eps" in values and not (_is_number(values["layer_norm_eps"]) and values["layer_norm_eps"] > 0):
+        raise bad("layer_norm_eps", "a positive number")
+    if "initializer_range" in values and not (_is_number(values["initializer_range"])
+                                              and values["initializer_range"] >= 0):
+        raise bad("initializer_range", "a number >= 0")
+    for name, allowed in (("hidden_act", HIDDEN_ACTS), ("pooler_type", POOLER_TYPES),
+                          ("attention_type", ATTENTION_TYPES)):
+        if name in values and (not isinstance(values[name], str) or values[name] not in allowed):
+            raise bad(name, f"one of {allowed}")
+    for name in _FLAGS:
+        if name in values and not isinstance(values[name], bool):
+            raise bad(name, "true or false")
+    pad, vocab = values.get("pad_token_id"), values.get("vocab_size")
+    if "pad_token_id" in values and not (_is_int(pad) and pad >= 0 and (vocab is None or pad < vocab)):
+        raise bad("pad_token_id", f"a token id in [0, vocab_size{'' if vocab is None else f' = {vocab}'})")
 
 
 class FastformerConfig(PretrainedConfig):
@@ -70,15 +123,9 @@ class FastformerConfig(PretrainedConfig):
         kwargs.setdefault("return_dict", True)  # task heads return ModelOutput objects unless told otherwise
         if "id2label" not in kwargs:
             kwargs.setdefault("num_labels", 5)
+        fields = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}
+        check_config_values({**fields, **{k: kwargs[k] for k in ("num_labels",) if k in kwargs}})
         super().__init__(pad_token_id=pad_token_id, **kwargs)
-        if hidden_size % num_attention_heads != 0:
-            raise ValueError(
-                f"hidden_size ({hidden_size}) must be a multiple of num_attention_heads ({num_attention_heads})"
-            )
-        if attention_type not in ATTENTION_TYPES:
-            raise ValueError(f"attention_type must be one of {ATTENTION_TYPES}, got {attention_type!r}")
-        if pooler_type not in POOLER_TYPES:
-            raise ValueError(f"pooler_type must be one of {POOLER_TYPES}, got {pooler_type!r}")
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers

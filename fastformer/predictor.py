@@ -10,7 +10,8 @@ Two backends read two kinds of folder:
   with `allow_pickle` (`--allow_pickle`).
 
 Weight files are checked before they are loaded: the SHA-256 recorded in the export's manifest (`sha256`) or in the
-model folder's `checksums.json` (a mismatch is an error naming the file).
+model folder's `checksums.json` (a mismatch is an error naming the file), then `config.json` against the allowed
+values and the weights' shapes, and every weight finite (`weight_files`).
 
 "auto" (the default) picks "inference" when the folder has `manifest.json`, "dynamic" when it has
 model weights. `precision` ("auto", "fp32", "bf16"; `fastformer.precision`) runs Paddle Inference in
@@ -45,6 +46,7 @@ import numpy as np
 from . import precision as precisions
 from . import task
 from .fileio import CHECKSUMS_FILE
+from .weight_files import check_export_files
 
 __all__ = [
     "Predictor",
@@ -368,6 +370,7 @@ class Predictor:
             model_file, params_file = find_model_files(model_dir, self.manifest)
             task.check_model_dir(model_dir, required=(MANIFEST_FILE, "config.json", model_file, params_file))
             check_manifest_checksums(model_dir, self.manifest)
+            check_export_files(model_dir, model_file, params_file, self.manifest)  # config values, finite weights
             config = FastformerConfig.from_pretrained(model_dir)
             self.tokenizer = task.load_tokenizer(model_dir, config)
             self.precision, self.precision_note = precisions.choose_precision(

@@ -7,7 +7,8 @@ written by one is read the same way by all the others. A model folder holds `con
 stored in `tokenizer_config.json` (a folder without it falls back to the model's `max_position_embeddings`).
 
 Model folders are meant to be handed to others, so loading one runs no code from it: the weights are safetensors
-(tensors and a JSON header, nothing to unpickle) and are checked against their recorded SHA-256 first. A folder
+(tensors and a JSON header, nothing to unpickle) and are checked against their recorded SHA-256 first, then
+config.json against the allowed values and the weights' shapes and every tensor finite (`weight_files`). A folder
 with the older pickle-format `model_state.pdparams` (which can run arbitrary code when unpickled) is loaded only
 with `allow_pickle=True` (the scripts' `--allow_pickle`), with a warning.
 """
@@ -27,6 +28,7 @@ from .configuration import FastformerConfig
 from .fileio import CHECKSUMS_FILE, atomic_dir, check_checksums, read_checksums, write_checksums, write_json
 from .modeling import FastformerForSequenceClassification
 from .tokenizer import FastformerTokenizer
+from .weight_files import check_model_files, tensors_problem
 
 __all__ = [
     "LABEL_NAMES",
@@ -228,11 +230,21 @@ def load_model_dir(
     """Load a model folder written by `save_model_dir` (or `train.py`), in eval mode.
 
     The weights are checked first (`model_weights_file`: safetensors and their SHA-256; the pickle format only with
-    `allow_pickle`). The tokenizer's `model_max_length` is the truncation length to use (see `load_tokenizer`).
+    `allow_pickle`), then config.json against the allowed values and the weights' shapes, and every tensor finite
+    (`weight_files.check_model_files`), before the model is built; the model's parameters must then be exactly the
+    file's tensors. The tokenizer's `model_max_length` is the truncation length to use (see `load_tokenizer`).
     """
     check_model_dir(path)
     weights = model_weights_file(path, allow_pickle)
-    model = FastformerForSequenceClassification.from_pretrained(path, use_safetensors=weights == WEIGHTS_FILE)
+    tensors = check_model_files(path, weights)
+    config = FastformerConfig.from_pretrained(path)
+    model = FastformerForSequenceClassification.from_pretrained(path, config=config,
+                                                                use_safetensors=weights == WEIGHTS_FILE)
+    problem = tensors is not None and tensors_problem(
+        {name: t.shape for name, t in tensors.items()}, {name: v.shape for name, v in model.state_dict().items()})
+    if problem:
+        raise UserError(f"{os.path.join(path, weights)}: its tensors are not those of the model config.json "
+                        f"describes ({problem})")
     model.eval()
     return model, load_tokenizer(path, model.config)
 

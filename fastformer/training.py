@@ -2,7 +2,9 @@
 
 * `DataArguments`, `ModelArguments`, `FastformerTrainingArguments` (PaddleNLP `TrainingArguments` plus `sampling`
   and `group_by_length`) and `parse_args(argv)`: `[config.json] [--flag value ...]`, the JSON first and the
-  command line on top of it.
+  command line on top of it; every bounded number checked in its range (`check_args`, one line naming the flag).
+* `resume_conflicts`: the data, model and batching settings (`RESUME_FIXED_TRAINING`) a resumed run changes, which
+  train.py refuses; `weights_problem`: a checkpoint's tensors that do not fit the model (never skipped on resume).
 * `EncodedDataset`: token ids and labels for the Trainer (batched by `fastformer.task.DataCollator`).
 * `EpochBatchSampler`: the seeded training batch sampler, class-balanced by default. Its order depends only on the
   seed and the epoch number, so a run resumed from a checkpoint sees exactly the batches it would have seen. With
@@ -21,6 +23,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -35,12 +38,13 @@ from paddlenlp.trainer.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME
 from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy
 from sklearn.metrics import accuracy_score, f1_score
 
-from data_process.prepare import SPLIT_BY
+from data_process.prepare import SPLIT_BY, check_sample_args
 
 from .cli import UserError
 from .configuration import ATTENTION_TYPES
 from .fileio import ChecksumError, check_checksums, publish_dir, read_checksums, temp_dir, write_checksums
 from .task import PICKLE_WEIGHTS_FILE, label_maps
+from .weight_files import tensors_problem
 
 __all__ = [
     "SAMPLING_MODES",
@@ -64,6 +68,9 @@ __all__ = [
     "drop_words",
     "FastformerTrainer",
     "checkpoint_problem",
+    "RESUME_FIXED_TRAINING",
+    "resume_conflicts",
+    "weights_problem",
     "existing_checkpoints",
     "close_processes",
     "from_first_process",
@@ -340,8 +347,52 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     return data_args, model_args, training_args
 
 
+# Bounded numeric arguments: (arguments, flag, test, allowed values as the error says). NaN and infinity fail every
+# test; an optional argument left unset (None) is not tested.
+_BOUNDS = (
+    ("data", "num_samples", lambda v: v >= 1, "a positive integer"),
+    ("data", "demo_num_reviews", lambda v: v >= 1, "a positive integer"),
+    ("data", "max_length", lambda v: v >= 1, "a positive integer"),
+    ("data", "vocab_min_freq", lambda v: v >= 1, "a positive integer"),
+    ("data", "vocab_max_size", lambda v: v == 0 or v >= 2, "0 (no limit) or >= 2"),
+    ("model", "hidden_size", lambda v: v >= 1, "a positive integer"),
+    ("model", "num_hidden_layers", lambda v: v >= 1, "a positive integer"),
+    ("model", "num_attention_heads", lambda v: v >= 1, "a positive integer"),
+    ("model", "intermediate_size", lambda v: v >= 1, "a positive integer"),
+    ("model", "hidden_dropout_prob", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("model", "max_position_embeddings", lambda v: v >= 0, ">= 0 (0: max_length)"),
+    ("training", "per_device_train_batch_size", lambda v: v >= 1, "a positive integer"),
+    ("training", "per_device_eval_batch_size", lambda v: v >= 1, "a positive integer"),
+    ("training", "gradient_accumulation_steps", lambda v: v >= 1, "a positive integer"),
+    ("training", "learning_rate", lambda v: v > 0, "> 0"),
+    ("training", "weight_decay", lambda v: v >= 0, ">= 0"),
+    ("training", "adam_beta1", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("training", "adam_beta2", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("training", "adam_epsilon", lambda v: v >= 0, ">= 0"),
+    ("training", "max_grad_norm", lambda v: v >= 0, ">= 0 (0: no clipping)"),
+    ("training", "warmup_ratio", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("training", "warmup_steps", lambda v: v >= 0, ">= 0"),
+    ("training", "lr_end", lambda v: v >= 0, ">= 0"),
+    ("training", "word_dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("training", "logging_steps", lambda v: v >= 1, "a positive integer"),
+    ("training", "save_steps", lambda v: v >= 1, "a positive integer"),
+    ("training", "eval_steps", lambda v: v >= 1, "a positive integer"),
+    ("training", "save_total_limit", lambda v: v >= 1, "a positive integer"),
+    ("training", "dataloader_num_workers", lambda v: v >= 0, ">= 0"),
+)
+
+
 def check_args(data_args: DataArguments, model_args: ModelArguments, training_args: FastformerTrainingArguments) -> None:
-    """A `UserError` (a ValueError) naming the argument for values that would fail later, before any data is read."""
+    """A `UserError` (a ValueError) naming the argument for values that would fail later, before any data is read:
+    every bounded number in its range (`_BOUNDS`), names among the known ones, and the combinations that must fit."""
+    sections = {"data": data_args, "model": model_args, "training": training_args}
+    for section, flag, test, allowed in _BOUNDS:
+        value = getattr(sections[section], flag)
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and test(value)):
+            raise UserError(f"--{flag} must be {allowed}, got {value}")
+    if training_args.max_steps <= 0 and not (math.isfinite(training_args.num_train_epochs)
+                                             and training_args.num_train_epochs > 0):
+        raise UserError(f"--num_train_epochs must be > 0 (or --max_steps given), got {training_args.num_train_epochs}")
     if training_args.logit_adjustment not in LOGIT_ADJUSTMENTS:
         raise UserError(f"--logit_adjustment must be one of {LOGIT_ADJUSTMENTS}, got {training_args.logit_adjustment!r}")
     if training_args.metric_for_best_model and "adjusted" in training_args.metric_for_best_model and (
@@ -351,31 +402,21 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
     if training_args.average_checkpoints and IntervalStrategy(training_args.save_strategy) == IntervalStrategy.NO:
         raise UserError("--average_checkpoints averages the checkpoints a run saves: it needs a --save_strategy "
                         "other than no")
-    if not 0.0 <= training_args.word_dropout < 1.0:
-        raise UserError(f"--word_dropout must be in [0, 1), got {training_args.word_dropout}")
     if model_args.attention_type not in ATTENTION_TYPES:
         raise UserError(f"--attention_type must be one of {ATTENTION_TYPES}, got {model_args.attention_type!r}")
     if data_args.split_by not in SPLIT_BY:
         raise UserError(f"--split_by must be one of {SPLIT_BY}, got {data_args.split_by!r}")
     if training_args.sampling not in SAMPLING_MODES:
         raise UserError(f"--sampling must be one of {SAMPLING_MODES}, got {training_args.sampling!r}")
-    if data_args.max_length < 1 or model_args.max_position_embeddings < 0 or (
-        model_args.max_position_embeddings and data_args.max_length > model_args.max_position_embeddings
-    ):
+    if model_args.max_position_embeddings and data_args.max_length > model_args.max_position_embeddings:
         raise UserError(
-            f"--max_length ({data_args.max_length}) must be >= 1 and at most --max_position_embeddings "
+            f"--max_length ({data_args.max_length}) must be at most --max_position_embeddings "
             f"({model_args.max_position_embeddings}, 0 meaning max_length)"
         )
-    if data_args.vocab_min_freq < 1 or data_args.vocab_max_size < 0 or data_args.vocab_max_size == 1:
-        raise UserError("--vocab_min_freq must be >= 1 and --vocab_max_size 0 (no limit) or >= 2")
     if data_args.split_sizes and len(data_args.split_sizes) != 3:
         raise UserError(f"--split_sizes takes 3 numbers (train dev test), got {data_args.split_sizes}")
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        if getattr(training_args, name) < 1:
-            raise UserError(f"--{name} must be a positive integer, got {getattr(training_args, name)}")
-    for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
-        if getattr(model_args, name) < 1:
-            raise UserError(f"--{name} must be a positive integer, got {getattr(model_args, name)}")
+    if data_args.input_file:  # the sample drawn from it (a prepared --data_dir is used as it is)
+        check_sample_args(data_args.num_samples, list(data_args.split_sizes) or None, data_args.data_seed)
     if model_args.hidden_size % model_args.num_attention_heads:
         raise UserError(f"--hidden_size ({model_args.hidden_size}) must be a multiple of --num_attention_heads "
                         f"({model_args.num_attention_heads})")
@@ -394,6 +435,45 @@ def resolved_args(data_args, model_args, training_args) -> dict:
         "model": dataclasses.asdict(model_args),
         "training": {k: plain(v) for k, v in training_args.to_dict().items()},
     }
+
+
+# Training settings a resumed run keeps from the run that wrote its checkpoint (with every data and model setting):
+# they fix which batches the steps already done stand for, the optimizer state's meaning and which checkpoint is best.
+# The rest may change on resume (recorded per run in resolved_args_history.jsonl): the number of epochs or steps, the
+# optimizer's hyper-parameters (learning rate and schedule, warmup, weight decay, Adam betas and epsilon, gradient
+# clipping, word dropout), evaluation, logging, saving and what is done after training.
+RESUME_FIXED_TRAINING = ("seed", "per_device_train_batch_size", "gradient_accumulation_steps", "dataloader_drop_last",
+                         "sampling", "group_by_length", "optim", "metric_for_best_model", "greater_is_better", "fp16",
+                         "bf16")
+
+
+def _effective_model(args: dict) -> dict:
+    """The "model" section of resolved args with max_position_embeddings 0 read as the data's max_length."""
+    model = dict(args.get("model", {}))
+    if not model.get("max_position_embeddings"):
+        model["max_position_embeddings"] = args.get("data", {}).get("max_length")
+    return model
+
+
+def resume_conflicts(old: dict, new: dict) -> List[str]:
+    """"name old -> new" for each setting that a resumed run must keep and that differs between the resolved args
+    `old` (of the run that wrote the checkpoint) and `new`: every data and model setting and `RESUME_FIXED_TRAINING`.
+    Settings absent from either (an older record) are not compared."""
+    pairs = [(old.get("data", {}), new.get("data", {}), None), (_effective_model(old), _effective_model(new), None),
+             (old.get("training", {}), new.get("training", {}), RESUME_FIXED_TRAINING)]
+    conflicts = []
+    for before, after, names in pairs:
+        for name in (names or before):
+            if name in before and name in after and before[name] != after[name]:
+                conflicts.append(f"{name} {json.dumps(before[name])} -> {json.dumps(after[name])}")
+    return conflicts
+
+
+def weights_problem(state_dict: Dict[str, Any], model) -> Optional[str]:
+    """Why the weights `state_dict` ({name: array or tensor}) cannot be loaded into `model` as they are (names
+    missing or extra, shapes that differ), or None."""
+    return tensors_problem({name: value.shape for name, value in state_dict.items()},
+                           {name: value.shape for name, value in model.state_dict().items()})
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -772,8 +852,21 @@ class FastformerTrainer(Trainer):
             self.save_seconds += time.perf_counter() - start
 
     # ---- resume
+    def _set_state_dict_in_model(self, state_dict):
+        # PaddleNLP's set_state_dict skips a tensor of another shape with a warning and keeps the fresh one: a
+        # checkpoint of another model would "resume" from random weights. Refused instead.
+        problem = weights_problem(state_dict, self.model)
+        if problem:
+            raise UserError(f"the checkpoint's weights do not fit the model built: {problem}")
+        super()._set_state_dict_in_model(state_dict)
+
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
+        scheduler = getattr(self, "lr_scheduler", None)
+        if checkpoint is not None and scheduler is not None and hasattr(scheduler, "get_lr"):
+            # The restored scheduler keeps the rate of its last step; recomputed from its step count, a learning rate
+            # or schedule changed on resume applies from the first step after the checkpoint (unchanged: the same).
+            scheduler.last_lr = scheduler.get_lr()
         # PaddleNLP restores the RNG state only after skipping batches inside an epoch, i.e. never when the
         # checkpoint is at an epoch boundary (save_strategy "epoch"). Restore it here too, so that dropout after a
         # resume is what it would have been without the interruption. With several processes the states are in

@@ -36,8 +36,11 @@ def folders(tmp_path_factory):
     model, tokenizer = saved_tiny_model(model_dir, CORPUS, seed=5)
     assert export_script.main(["--model_dir", model_dir, "--output_dir", export_dir, "--max_length", "48"]) == 0
     positions = model.fastformer.embeddings.position_embeddings.weight.numpy().tobytes()
-    model.classifier.weight.set_value(np.full(model.classifier.weight.shape, np.nan, dtype="float32"))
-    task.save_model_dir(model, tokenizer, nan_dir)  # a model whose weights are NaN, saved the ordinary way
+    # Finite weights that overflow: the layer's output LayerNorm scale at float32's largest value makes its outputs
+    # Inf, and the logits NaN (weights that are themselves NaN are refused when the folder loads).
+    scale = model.fastformer.layers[0].output.layer_norm.weight
+    scale.set_value(np.full(scale.shape, np.finfo("float32").max, dtype="float32"))
+    task.save_model_dir(model, tokenizer, nan_dir)  # saved the ordinary way
     return {"root": root, "model": model_dir, "export": export_dir, "nan": nan_dir, "positions": positions}
 
 
