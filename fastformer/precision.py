@@ -152,8 +152,8 @@ def bf16_support(features: Optional[dict] = None) -> Tuple[bool, str]:
     features = features or cpu_features()
     paddle_says, cpu, isa = features["paddle"], features["cpu"], features.get("onednn_max_cpu_isa")
     if paddle_says.get("bfloat16_fast") and isa in _ISA_WITHOUT_BF16:
-        return False, (f"this CPU ({cpu}) has avx512_bf16, but ONEDNN_MAX_CPU_ISA={isa} limits oneDNN to an instruction "
-                       "set without bfloat16 arithmetic")
+        return False, (f"this CPU ({cpu}) has avx512_bf16, but ONEDNN_MAX_CPU_ISA={isa} limits oneDNN to an "
+                       "instruction set without bfloat16 arithmetic")
     if paddle_says.get("bfloat16_fast"):
         return True, ""
     if paddle_says.get("bfloat16"):
