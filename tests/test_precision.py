@@ -201,6 +201,27 @@ def test_first_use_gate_passes_and_is_recorded(export_copy, bf16_cpu):
     assert again.precision == "bf16" and bf16_cpu.built_precisions == ["bf16"]
 
 
+def test_first_use_gate_that_cannot_write_leaves_the_manifest_whole(export_copy, bf16_cpu, monkeypatch):
+    """The first-use gate's record is written atomically: a full disk leaves manifest.json as it was (and no
+    temporary file), and the predictor still runs with the gate's result."""
+    import errno
+
+    from fastformer import fileio
+
+    before = open(os.path.join(export_copy, MANIFEST_FILE), "rb").read()
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    bf16_cpu.perturb = staticmethod(lambda logits: logits * 1.002)
+    with monkeypatch.context() as patch:
+        patch.setattr(fileio.os, "fsync", disk_full)
+        predictor = Predictor(export_copy)
+    assert predictor.precision == "bf16" and "quality gate passed" in predictor.precision_note
+    assert open(os.path.join(export_copy, MANIFEST_FILE), "rb").read() == before
+    assert not [name for name in os.listdir(export_copy) if name.endswith(".tmp")]
+
+
 def test_failed_gate_falls_back_to_fp32_with_the_figures(export_copy, bf16_cpu):
     bf16_cpu.perturb = staticmethod(lambda logits: np.roll(logits, 1, axis=-1))  # every rating moves
     with pytest.warns(precisions.PrecisionWarning, match=r"quality gate failed .*identical ratings"):
