@@ -16,6 +16,7 @@ fails (parity, a full disk, an interrupt), leaves the previous export as it was.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import subprocess
@@ -263,6 +264,8 @@ def export_model(
         from . import precision as precisions
 
         precisions.check_precision(precision)
+    replaced = glob.escape(target) + ".replaced-*"
+    kept_before = set(glob.glob(replaced))
     with atomic_dir(target) as staging:
         manifest = _export_into(staging, model, tokenizer, max_length, onnx, tolerance, parity_texts, log)
         if precision != "fp32":
@@ -272,6 +275,8 @@ def export_model(
                                                      max_length=max_length)
                 manifest.setdefault(precisions.GATE_KEY, {})[reduced] = record
                 log(f"{reduced} quality gate: {precisions.describe_record(record)}")
+    for kept in sorted(set(glob.glob(replaced)) - kept_before):
+        log(f"the previous {output_dir} held files an export does not write: it was kept as {kept}")
     return manifest
 
 

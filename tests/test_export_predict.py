@@ -191,9 +191,16 @@ def test_failed_reexport_keeps_the_old_export(folders, inference, tmp_path, monk
     np.testing.assert_array_equal(Predictor(str(out), precision="fp32").predict_proba(TEXTS),
                                   inference.predict_proba(TEXTS))
     monkeypatch.undo()
-    # a re-export that succeeds replaces the folder whole (the old one had no other files: it is not kept)
+    # a re-export that succeeds replaces the folder whole (the old one had no other files: it is not kept) ...
     export_model(folders["model"], str(out), max_length=48, log=lambda *a: None, precision="fp32")
     assert os.listdir(tmp_path) == ["export"] and set(os.listdir(out)) == set(before)
+    # ... and keeps an old folder that holds other files, renamed, saying so
+    (out / "notes.txt").write_text("mine")
+    logged = []
+    export_model(folders["model"], str(out), max_length=48, log=logged.append, precision="fp32")
+    (kept,) = [name for name in os.listdir(tmp_path) if name != "export"]
+    assert kept.startswith("export.replaced-") and (tmp_path / kept / "notes.txt").read_text() == "mine"
+    assert set(os.listdir(out)) == set(before) and f"kept as {tmp_path / kept}" in logged[-1]
 
 
 def test_onnx_export_matches_the_model(folders, tmp_path):
