@@ -6,9 +6,11 @@
 Writes `model.json` + `model.pdiparams` (Paddle 3 PIR program; inputs `input_ids` and `attention_mask`, int64
 [batch, length]; output: the logits), `config.json`, the tokenizer files and `manifest.json` to --output_dir.
 The export is then loaded with Paddle Inference and compared with the dynamic model on a padded batch of reviews
-of varied lengths: a max abs logits difference above 1e-5 fails the export (exit code 1, no manifest). The
+of varied lengths: a max abs logits difference above 1e-5 fails the export (exit code 1, nothing exported). The
 figure is printed and stored in the manifest. `--onnx` also converts the export with paddle2onnx; when that is
-not possible the reason is printed and recorded, and the exit code is 3 (the Paddle export itself is valid).
+not possible the reason is printed and recorded, and the exit code is 3 (the Paddle export itself is valid). The
+folder is built next to --output_dir and replaces it only when complete: a failed export (or re-export) leaves
+--output_dir as it was.
 
 Reduced precision: where this CPU computes bfloat16 (avx512_bf16 / AMX), the export is also run in oneDNN bf16 and
 compared with fp32 on the dev split (--precision_data, default: data/dev.jsonl next to the model folder, i.e.

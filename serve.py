@@ -19,6 +19,10 @@ runs go into the next one together, up to --max_batch_texts texts (default: --ba
 --batch_wait_ms for more to arrive; every request still gets exactly its own answers. More than --max_queue_texts
 waiting texts: 503. `--max_batch_texts 1` serves one request per forward pass. --precision picks fp32 or bf16
 (`fastformer.precision`).
+
+Slow clients are bounded (`fastformer.server_limits`): at most --max_connections open connections (lowered to what
+the open-files limit allows; one more closes the one that has waited longest for its request headers), request
+headers complete within --header_timeout seconds and a body within --body_timeout seconds, else 408.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations (`request: Request`).
@@ -37,6 +41,10 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB
 DEFAULT_MAX_TEXTS = 256
 DEFAULT_BATCH_WAIT_MS = 2.0
 DEFAULT_MAX_QUEUE_TEXTS = 4096
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_HEADER_TIMEOUT = 10.0  # seconds to send the request line and headers
+DEFAULT_BODY_TIMEOUT = 30.0  # seconds to send the body
+MAX_HEADER_BYTES = 16 * 1024  # h11 refuses a longer request head (400)
 
 
 class RequestError(Exception):
@@ -53,8 +61,16 @@ def _check_content_type(request) -> None:
                                 f"{declared or 'no Content-Type'!r}")
 
 
-async def _read_body(request, max_body_bytes: int) -> bytes:
-    """The request body, refusing (413) one over `max_body_bytes` by its Content-Length or as it streams in."""
+async def _read_body(request, max_body_bytes: int, timeout: float) -> bytes:
+    """The request body, refusing (413) one over `max_body_bytes` by its Content-Length or as it streams in, and
+    (408) one not received within `timeout` seconds."""
+    try:
+        return await asyncio.wait_for(_stream_body(request, max_body_bytes), timeout)
+    except asyncio.TimeoutError:
+        raise RequestError(408, f"request body not received within {timeout:g} s") from None
+
+
+async def _stream_body(request, max_body_bytes: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None:
         try:
@@ -101,10 +117,14 @@ def _parse_texts(body: bytes, max_texts: int) -> list:
 
 def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_texts: int = DEFAULT_MAX_TEXTS,
                max_batch_texts: Optional[int] = None, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
-               max_queue_texts: int = DEFAULT_MAX_QUEUE_TEXTS, docs: bool = False):
+               max_queue_texts: int = DEFAULT_MAX_QUEUE_TEXTS, docs: bool = False,
+               body_timeout: float = DEFAULT_BODY_TIMEOUT):
     """The FastAPI application serving `predictor` (a `fastformer.predictor.Predictor` or anything with
     `predict(texts)` and `labels`); concurrent requests share forward passes of up to `max_batch_texts` texts
     (default: the predictor's batch_size). `docs`: serve the Swagger UI page at /docs (it loads from a CDN)."""
+    if max_body_bytes < 1 or max_texts < 1 or not body_timeout > 0:
+        raise ValueError(f"need max_body_bytes >= 1, max_texts >= 1 and body_timeout > 0, got {max_body_bytes}, "
+                         f"{max_texts}, {body_timeout}")
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
@@ -151,7 +171,7 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
     )
     async def predict(request: Request):
         _check_content_type(request)
-        body = await _read_body(request, max_body_bytes)
+        body = await _read_body(request, max_body_bytes, body_timeout)
         texts = _parse_texts(body, max_texts)
         try:
             future = batcher.submit(texts)
@@ -185,6 +205,19 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def uvicorn_config(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
+                   max_connections: int = DEFAULT_MAX_CONNECTIONS, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+                   **kwargs):
+    """uvicorn's Config for `app` with the connection and header-time bounds of `fastformer.server_limits`."""
+    import uvicorn
+
+    from fastformer.server_limits import ACCEPT_BACKLOG, limited_h11_protocol
+
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, backlog=ACCEPT_BACKLOG,
+                          http=limited_h11_protocol(max_connections, header_timeout),
+                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, **kwargs)
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
@@ -193,8 +226,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--port", type=_port, default=8000)
     parser.add_argument("--docs", action="store_true",
                         help="serve the interactive docs page /docs (the browser loads Swagger UI from a CDN)")
-    parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    parser.add_argument("--max_texts", type=int, default=DEFAULT_MAX_TEXTS)
+    parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
+    parser.add_argument("--max_texts", type=int, default=DEFAULT_MAX_TEXTS, help="more texts in a request get 413")
+    parser.add_argument("--max_connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                        help="open connections at most (lowered to what the open-files limit allows)")
+    parser.add_argument("--header_timeout", type=float, default=DEFAULT_HEADER_TIMEOUT,
+                        help="seconds a client has to send its request headers (408 after)")
+    parser.add_argument("--body_timeout", type=float, default=DEFAULT_BODY_TIMEOUT,
+                        help="seconds a client has to send a request body (408 after)")
     parser.add_argument("--log_level", default="info")
     parser.add_argument("--max_batch_texts", type=int, default=None,
                         help="texts of concurrent requests gathered into one forward pass (default: --batch_size; "
@@ -207,6 +246,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
     add_predictor_args(parser)
     args = parser.parse_args(argv)
+    for name in ("max_body_bytes", "max_texts", "max_connections"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    for name in ("header_timeout", "body_timeout"):
+        if not 0 < getattr(args, name) < float("inf"):
+            parser.error(f"--{name} must be a number of seconds above 0, got {getattr(args, name)}")
     if args.max_batch_texts is not None and args.max_batch_texts < 1:
         parser.error(f"--max_batch_texts must be at least 1, got {args.max_batch_texts}")
     if not args.batch_wait_ms >= 0:
@@ -219,6 +264,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Serve as on the command line; user errors (model folder, busy port) raise `UserError`."""
     args = parse_args(argv)
+    from fastformer.server_limits import FD_RESERVE, connection_budget, fd_limit
+
+    budget = connection_budget()
+    if budget < 1:
+        raise UserError(f"the open-files limit (ulimit -n) is {fd_limit()}: serving needs more than {FD_RESERVE}")
+    if args.max_connections > budget:
+        print(f"--max_connections {args.max_connections} lowered to {budget}: the open-files limit (ulimit -n) is "
+              f"{fd_limit()}", file=sys.stderr)
+        args.max_connections = budget
     sock = listen_socket(args.host, args.port)  # before loading the model: a busy port fails at once
     try:
         from fastformer.predictor import Predictor
@@ -228,11 +282,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         app = create_app(predictor, max_body_bytes=args.max_body_bytes, max_texts=args.max_texts, docs=args.docs,
                          max_batch_texts=args.max_batch_texts, batch_wait_ms=args.batch_wait_ms,
-                         max_queue_texts=args.max_queue_texts)
+                         max_queue_texts=args.max_queue_texts, body_timeout=args.body_timeout)
         print(f"serving {predictor!r} on http://{args.host}:{args.port} (POST /predict, GET /health)",
               file=sys.stderr)
-        uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)).run(
-            sockets=[sock])
+        config = uvicorn_config(app, args.host, args.port, args.log_level, args.max_connections, args.header_timeout)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
     return 0

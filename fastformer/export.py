@@ -6,14 +6,17 @@ The export folder holds the static model (`model.json` + `model.pdiparams` under
 `model.pdmodel` is still read by `fastformer.predictor`), `config.json` (with the labels), the tokenizer files
 and `manifest.json`, which records the SHA-256 of the model and params files (`sha256`; checked by `Predictor`
 before loading). `model.pdiparams` is Paddle's binary tensor format (per tensor: a version, the LoD, a TensorDesc
-protobuf and the raw data), read by Paddle Inference's C++ loader: no pickle is involved. The manifest is written last, only once the exported model has matched the dynamic model
-(max abs logits difference <= 1e-5 on a padded batch of reviews of varied lengths), so a folder without it is
-not a usable export. The graph takes `input_ids` and `attention_mask` (int64, [batch, length], both dynamic)
-and returns the logits [batch, num_labels].
+protobuf and the raw data), read by Paddle Inference's C++ loader: no pickle is involved. The export is built in a
+temporary folder next to the target and renamed into place only once complete (`fileio.atomic_dir`): once the
+exported model has matched the dynamic model (max abs logits difference <= 1e-5 on a padded batch of reviews of
+varied lengths), and after the optional ONNX conversion and bf16 quality gate. A failed export, or a re-export that
+fails (parity, a full disk, an interrupt), leaves the previous export as it was. The graph takes `input_ids` and
+`attention_mask` (int64, [batch, length], both dynamic) and returns the logits [batch, num_labels].
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import subprocess
@@ -26,7 +29,7 @@ import paddle.nn as nn
 
 from . import task
 from .cli import UserError
-from .fileio import file_sha256, write_json
+from .fileio import atomic_dir, file_sha256, write_json
 from .predictor import INPUT_NAMES, MANIFEST_FILE, MODEL_PREFIX, InferenceRunner
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "export_model",
     "check_parity",
     "export_onnx",
+    "no_install_env",
 ]
 
 PARITY_TOLERANCE = 1e-5
@@ -131,12 +135,24 @@ def _op_names(model_file: str) -> List[str]:
         return sorted(set(re.findall(r'"#":"1\.([A-Za-z0-9_]+)"', f.read())))
 
 
+# optimize_tool="None": paddle2onnx's default, "polygraphy", sets POLYGRAPHY_AUTOINSTALL_DEPS=1 itself, and polygraphy's
+# constant folding then pip-installs onnxruntime and onnx_graphsurgeon and upgrades numpy; "onnxoptimizer" names a
+# pass that does not exist in paddle2onnx 2.1.0 and always falls back. The converter's own passes
+# (enable_optimize) still run.
 _ONNX_CHILD = r"""
 import sys
 import paddle2onnx
 paddle2onnx.export(sys.argv[1], sys.argv[2], sys.argv[3], opset_version=int(sys.argv[4]), enable_onnx_checker=True,
-                   enable_optimize=True)
+                   enable_optimize=True, optimize_tool="None")
 """
+
+
+def no_install_env(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """`base` (default: os.environ) for a child process in which pip cannot install anything: no index, no
+    find-links, no pip configuration file (which may name either), and polygraphy's auto-install off."""
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("PIP_")}
+    env.update(PIP_NO_INDEX="1", PIP_CONFIG_FILE=os.devnull, POLYGRAPHY_AUTOINSTALL_DEPS="0")
+    return env
 
 
 def export_onnx(
@@ -151,7 +167,8 @@ def export_onnx(
 ) -> Dict[str, object]:
     """Convert the exported static model to ONNX with paddle2onnx, in a child process.
 
-    paddle2onnx aborts its process (SIGABRT) on an operator it cannot convert, hence the child. Returns
+    paddle2onnx aborts its process (SIGABRT) on an operator it cannot convert, hence the child, which runs with
+    `no_install_env` (nothing it imports can install packages into the environment). Returns
     {"status": "ok", "file", "paddle2onnx_version", "opset_version", "max_abs_logits_diff"?} or
     {"status": "unsupported" | "failed", "reason"}; never raises on a conversion failure. When `check_inputs`
     and `reference_logits` are given, the ONNX file is run with onnx's reference evaluator (pure numpy; no
@@ -165,7 +182,7 @@ def export_onnx(
         return {"status": "unsupported", "reason": f"paddle2onnx is not installed ({exc})"}
     if os.path.exists(save_file):
         os.remove(save_file)
-    env = dict(os.environ, GLOG_minloglevel="2")
+    env = dict(no_install_env(), GLOG_minloglevel="2")
     proc = subprocess.run(
         [sys.executable, "-c", _ONNX_CHILD, model_file, params_file, save_file, str(opset_version)],
         capture_output=True, text=True, timeout=timeout, env=env,
@@ -224,38 +241,63 @@ def export_model(
     """Export `model_dir` (a `task.save_model_dir` / train.py folder) to `output_dir`; returns the manifest.
 
     `max_length` (default: the model folder's truncation length, i.e. the training max_length) is stored in the
-    manifest and as the tokenizer's `model_max_length`. Raises `ExportParityError` (and writes no manifest) when the exported model's logits differ from the dynamic
-    model's by more than `tolerance`. An ONNX conversion failure does not raise: the manifest's "onnx" entry
-    says what happened. Unless `precision` is "fp32", the bf16 quality gate (`fastformer.precision`) then compares
-    bf16 with fp32 on the dev split (`precision_data`, default data/dev.jsonl next to `model_dir`) where this CPU
-    has bf16, and records the result (or why it could not run) in the manifest's "quality_gate".
-    `allow_pickle`: see `task.load_model_dir`.
+    manifest and as the tokenizer's `model_max_length`. Raises `ExportParityError` when the exported model's logits
+    differ from the dynamic model's by more than `tolerance`. An ONNX conversion failure does not raise: the
+    manifest's "onnx" entry says what happened. Unless `precision` is "fp32", the bf16 quality gate
+    (`fastformer.precision`) then compares bf16 with fp32 on the dev split (`precision_data`, default data/dev.jsonl
+    next to `model_dir`) where this CPU has bf16, and records the result (or why it could not run) in the manifest's
+    "quality_gate". The folder is built next to `output_dir` and replaces it only when all of this has succeeded
+    (`fileio.atomic_dir`: an old export is removed, a folder holding other files is kept renamed); on any error
+    `output_dir` is left as it was. `allow_pickle`: see `task.load_model_dir`.
     """
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    target = os.path.realpath(output_dir)  # through a link to a folder: the link stays, its target is replaced
+    if os.path.exists(target) and not os.path.isdir(target):
         raise UserError(f"--output_dir {output_dir!r} is a file, not a folder")
+    if os.path.isdir(model_dir) and os.path.exists(target) and os.path.samefile(model_dir, target):
+        raise UserError(f"--output_dir {output_dir!r} is the model folder: give the export a folder of its own")
     model, tokenizer = task.load_model_dir(model_dir, allow_pickle=allow_pickle)
     config = model.config
     # default: the model folder's truncation length (the training max_length; see task.load_tokenizer)
     max_length = task.check_max_length(max_length or tokenizer.model_max_length, config)
     task.set_model_max_length(tokenizer, max_length)  # the export's tokenizer_config.json records it too
-    os.makedirs(output_dir, exist_ok=True)
-    manifest_path = os.path.join(output_dir, MANIFEST_FILE)
-    if os.path.exists(manifest_path):  # an older export here stays unusable until this one has passed its check
-        os.remove(manifest_path)
+    if precision != "fp32":
+        from . import precision as precisions
 
+        precisions.check_precision(precision)
+    replaced = glob.escape(target) + ".replaced-*"
+    kept_before = set(glob.glob(replaced))
+    with atomic_dir(target) as staging:
+        manifest = _export_into(staging, model, tokenizer, max_length, onnx, tolerance, parity_texts, log)
+        if precision != "fp32":
+            data_file = precision_data or precisions.default_data_file(model_dir)
+            for reduced in precisions.REDUCED_PRECISIONS:
+                record = precisions.run_quality_gate(staging, reduced, data_file, when="export",
+                                                     max_length=max_length)
+                manifest.setdefault(precisions.GATE_KEY, {})[reduced] = record
+                log(f"{reduced} quality gate: {precisions.describe_record(record)}")
+    for kept in sorted(set(glob.glob(replaced)) - kept_before):
+        log(f"the previous {output_dir} held files an export does not write: it was kept as {kept}")
+    return manifest
+
+
+def _export_into(folder: str, model, tokenizer, max_length: int, onnx: bool, tolerance: float,
+                 parity_texts: Sequence[str], log) -> Dict[str, object]:
+    """Write the static model, config, tokenizer, optional ONNX file and (last, after the parity check)
+    manifest.json into the empty `folder`; returns the manifest."""
+    config = model.config
     wrapper = LogitsModel(model)
     wrapper.eval()
     input_spec = [paddle.static.InputSpec(shape=[None, None], dtype="int64", name=name) for name in INPUT_NAMES]
     static = paddle.jit.to_static(wrapper, input_spec=input_spec, full_graph=True)
-    prefix = os.path.join(output_dir, MODEL_PREFIX)
+    prefix = os.path.join(folder, MODEL_PREFIX)
     paddle.jit.save(static, prefix)
     model_file = next((prefix + ext for ext in (".json", ".pdmodel") if os.path.isfile(prefix + ext)), None)
     params_file = prefix + ".pdiparams"
     if model_file is None or not os.path.isfile(params_file):
         raise RuntimeError(f"paddle.jit.save wrote none of {MODEL_PREFIX}.json / {MODEL_PREFIX}.pdmodel + "
-                           f"{MODEL_PREFIX}.pdiparams in {output_dir!r}: {sorted(os.listdir(output_dir))}")
-    config.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+                           f"{MODEL_PREFIX}.pdiparams in {folder!r}: {sorted(os.listdir(folder))}")
+    config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
 
     runner = InferenceRunner(model_file, params_file, device="cpu")
     parity = check_parity(model, tokenizer, model_file, params_file, max_length, parity_texts)
@@ -265,8 +307,8 @@ def export_model(
         f"plain {parity['by_backend'].get('plain', float('nan')):.3g}; tolerance {tolerance:g})")
     if not parity["max_abs_logits_diff"] <= tolerance:
         raise ExportParityError(
-            f"exported model in {output_dir!r} does not match the dynamic model: max abs logits difference "
-            f"{parity['max_abs_logits_diff']:.3g} > {tolerance:g} ({parity['by_backend']}); no manifest written"
+            f"the exported model does not match the dynamic model: max abs logits difference "
+            f"{parity['max_abs_logits_diff']:.3g} > {tolerance:g} ({parity['by_backend']}); nothing was exported"
         )
 
     import paddlenlp
@@ -297,7 +339,7 @@ def export_model(
     if onnx:
         check = task.pad_batch(task.encode_texts(tokenizer, parity_texts, max_length), tokenizer.pad_token_id)
         manifest["onnx"] = export_onnx(
-            model_file, params_file, os.path.join(output_dir, MODEL_PREFIX + ".onnx"),
+            model_file, params_file, os.path.join(folder, MODEL_PREFIX + ".onnx"),
             check_inputs=check, reference_logits=_dynamic_logits(model, *check), tolerance=tolerance,
         )
         if manifest["onnx"]["status"] == "ok":
@@ -306,14 +348,5 @@ def export_model(
                 "evaluator)" if diff is not None else f"ONNX: wrote {manifest['onnx']['file']}")
         else:
             log(f"ONNX export not supported with this combination: {manifest['onnx']['reason']}")
-    write_json(manifest_path, manifest)
-    if precision != "fp32":
-        from . import precision as precisions
-
-        precisions.check_precision(precision)
-        data_file = precision_data or precisions.default_data_file(model_dir)
-        for reduced in precisions.REDUCED_PRECISIONS:
-            record = precisions.run_quality_gate(output_dir, reduced, data_file, when="export", max_length=max_length)
-            manifest.setdefault(precisions.GATE_KEY, {})[reduced] = record
-            log(f"{reduced} quality gate: {precisions.describe_record(record)}")
+    write_json(os.path.join(folder, MANIFEST_FILE), manifest)
     return manifest

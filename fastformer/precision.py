@@ -6,7 +6,8 @@
 * "bf16": oneDNN bfloat16 (`Config.enable_mkldnn_bfloat16()`), only where the CPU computes bfloat16 natively
   (`avx512_bf16`, which CPUs with AMX also have; Paddle's `core.supports_bfloat16_fast_performance()`). Elsewhere a
   warning says why and the predictor runs fp32. On a CPU with AVX-512 but without `avx512_bf16` oneDNN would emulate
-  bfloat16 (slower than fp32), so that counts as "without".
+  bfloat16 (slower than fp32), so that counts as "without"; so does a oneDNN limited to an older instruction set by
+  `ONEDNN_MAX_CPU_ISA` / `DNNL_MAX_CPU_ISA` (e.g. AVX2, which makes a bf16 predictor fail in Paddle 3.3).
 * "auto" (the default): bf16 where the CPU has it and the model passed the quality gate, else fp32.
 * int8 is not offered: Paddle 3.3's inference cannot run this model in int8 (`INT8_UNAVAILABLE` says why, measured).
 
@@ -38,6 +39,7 @@ __all__ = [
     "PrecisionWarning",
     "check_precision",
     "precision_arg",
+    "onednn_max_cpu_isa",
     "cpu_features",
     "bf16_support",
     "compare_predictions",
@@ -60,6 +62,9 @@ INT8_UNAVAILABLE = (
     "of a paddle.quantization.PTQ export are deleted, so it runs in fp32 too); paddle.static.quantization's "
     "post-training quantization needs a legacy program, which paddle.jit.save no longer writes. Use fp32, bf16 or auto"
 )
+
+# oneDNN instruction-set limits (ONEDNN_MAX_CPU_ISA) below avx512_bf16: no bfloat16 arithmetic
+_ISA_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 
 # CPU flags (/proc/cpuinfo) that decide or explain the reduced-precision paths
 _FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16",
@@ -109,8 +114,18 @@ def _cpuinfo() -> Tuple[str, List[str]]:
     return model, flags
 
 
+def onednn_max_cpu_isa() -> Optional[str]:
+    """The instruction-set limit given to oneDNN (`ONEDNN_MAX_CPU_ISA`, or the older `DNNL_MAX_CPU_ISA`), if any."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        value = os.environ.get(name, "").strip().upper()
+        if value:
+            return value
+    return None
+
+
 def cpu_features() -> Dict[str, object]:
-    """The CPU model, its reduced-precision flags, and what Paddle's oneDNN build detects on it."""
+    """The CPU model, its reduced-precision flags, what Paddle's oneDNN build detects on it (Paddle reads the CPU
+    itself, not `ONEDNN_MAX_CPU_ISA`) and the oneDNN instruction-set limit."""
     from paddle.base import core
 
     model, flags = _cpuinfo()
@@ -128,16 +143,19 @@ def cpu_features() -> Dict[str, object]:
             "int8": ask("supports_int8"),
             "vnni": ask("supports_vnni"),
         },
+        "onednn_max_cpu_isa": onednn_max_cpu_isa(),
     }
 
 
 def bf16_support(features: Optional[dict] = None) -> Tuple[bool, str]:
     """(True, "") where oneDNN computes bfloat16 natively on this CPU, else (False, why)."""
     features = features or cpu_features()
-    paddle_says = features["paddle"]
+    paddle_says, cpu, isa = features["paddle"], features["cpu"], features.get("onednn_max_cpu_isa")
+    if paddle_says.get("bfloat16_fast") and isa in _ISA_WITHOUT_BF16:
+        return False, (f"this CPU ({cpu}) has avx512_bf16, but ONEDNN_MAX_CPU_ISA={isa} limits oneDNN to an "
+                       "instruction set without bfloat16 arithmetic")
     if paddle_says.get("bfloat16_fast"):
         return True, ""
-    cpu = features["cpu"]
     if paddle_says.get("bfloat16"):
         return False, (f"this CPU ({cpu}) has AVX-512 but not avx512_bf16: oneDNN would emulate bfloat16, slower than "
                        "fp32")

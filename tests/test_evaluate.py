@@ -79,19 +79,65 @@ def test_evaluate_a_data_file_and_a_data_dir(trained, tmp_path):
 
 
 def test_evaluate_the_exported_model(trained, tmp_path):
+    """fp32 (asked for, whatever this CPU offers): the export predicts as the dynamic model, to 1e-5."""
     root, _ = trained
     model_dir, export_dir = str(root / "run" / "model"), str(tmp_path / "export")
-    assert export_script.main(["--model_dir", model_dir, "--output_dir", export_dir]) == 0
+    assert export_script.main(["--model_dir", model_dir, "--output_dir", export_dir, "--precision", "fp32"]) == 0
     data_dir = str(root / "run" / "data")
-    exported = evaluate.main(["--model_dir", export_dir, "--data_dir", data_dir, "--output_dir", str(tmp_path / "e")])
+    exported = evaluate.main(["--model_dir", export_dir, "--data_dir", data_dir, "--output_dir", str(tmp_path / "e"),
+                              "--precision", "fp32"])
     dynamic = evaluate.main(["--model_dir", model_dir, "--data_dir", data_dir, "--output_dir", str(tmp_path / "d")])
-    assert exported["backend"] == "inference" and exported["max_length"] == 64
+    assert exported["backend"] == "inference" and exported["max_length"] == 64 and exported["precision"] == "fp32"
     assert exported["num_examples"] == dynamic["num_examples"] and dynamic["max_length"] == 64
     # the same predictions: identical confusion matrices and metrics
     assert exported["confusion_matrix"] == dynamic["confusion_matrix"]
     assert exported["accuracy"] == dynamic["accuracy"] and exported["macro_f1"] == dynamic["macro_f1"]
-    # per example, as evaluate.py computes them (Predictor with the same folders and defaults)
+    # per example, as evaluate.py computes them (Predictor with the same folders)
     texts, _ = read_split(os.path.join(data_dir, "test.jsonl"))
-    p_exp, p_dyn = Predictor(export_dir).predict_proba(texts), Predictor(model_dir).predict_proba(texts)
+    p_exp = Predictor(export_dir, precision="fp32").predict_proba(texts)
+    p_dyn = Predictor(model_dir).predict_proba(texts)
     np.testing.assert_array_equal(p_exp.argmax(-1), p_dyn.argmax(-1))
     np.testing.assert_allclose(p_exp, p_dyn, rtol=0, atol=1e-5)
+
+
+def _manifest(export_dir):
+    with open(os.path.join(export_dir, "manifest.json")) as f:
+        return json.load(f)
+
+
+def test_evaluate_the_exported_model_in_bf16(trained, tmp_path, bf16_cpu):
+    """bf16 as it runs where the CPU has it, on any machine (faked CPU report, stand-in bf16 runner): the export's
+    quality gate passes on the run's dev split, and `--precision auto` then evaluates in bf16 and says so."""
+    root, _ = trained
+    model_dir, export_dir, data_dir = str(root / "run" / "model"), str(tmp_path / "export"), str(root / "run" / "data")
+    bf16_cpu.perturb = staticmethod(lambda logits: logits * 1.002)  # bf16-sized rounding that keeps every rating
+    assert export_script.main(["--model_dir", model_dir, "--output_dir", export_dir]) == 0  # --precision auto
+    gate = _manifest(export_dir)["quality_gate"]["bf16"]
+    assert gate["status"] == "passed" and gate["checked_at"] == "export" and gate["num_examples"] == 50
+    bf16_cpu.built_precisions = []
+    reduced = evaluate.main(["--model_dir", export_dir, "--data_dir", data_dir, "--output_dir", str(tmp_path / "b")])
+    assert reduced["precision"] == "bf16" and "quality gate passed" in reduced["precision_note"]
+    assert bf16_cpu.built_precisions == ["bf16"]  # the gate's record was read, not run again
+    fp32 = evaluate.main(["--model_dir", export_dir, "--data_dir", data_dir, "--output_dir", str(tmp_path / "f"),
+                          "--precision", "fp32"])
+    assert fp32["precision"] == "fp32" and reduced["confusion_matrix"] == fp32["confusion_matrix"]
+
+
+def test_evaluate_the_exported_model_in_bf16_on_this_cpu(trained, tmp_path):
+    """Real oneDNN bf16 where this CPU computes it: the gate decides what auto runs, and bf16 stays close to fp32."""
+    from fastformer import precision
+
+    supported, why = precision.bf16_support()
+    if not supported:
+        pytest.skip(f"real bf16 needs avx512_bf16 ({why}); test_evaluate_the_exported_model_in_bf16 covers the path")
+    root, _ = trained
+    model_dir, export_dir, data_dir = str(root / "run" / "model"), str(tmp_path / "export"), str(root / "run" / "data")
+    assert export_script.main(["--model_dir", model_dir, "--output_dir", export_dir]) == 0
+    gate = _manifest(export_dir)["quality_gate"]["bf16"]
+    assert gate["status"] in ("passed", "failed") and gate["max_abs_prob_diff"] < 0.02
+    auto = evaluate.main(["--model_dir", export_dir, "--data_dir", data_dir, "--output_dir", str(tmp_path / "a")])
+    assert auto["precision"] == ("bf16" if gate["status"] == "passed" else "fp32")
+    texts, _ = read_split(os.path.join(data_dir, "test.jsonl"))
+    bf16 = Predictor(export_dir, precision="bf16", quality_gate=False)
+    assert bf16.precision == "bf16"
+    assert np.abs(bf16.predict_proba(texts) - Predictor(export_dir, precision="fp32").predict_proba(texts)).max() < 0.02

@@ -6,6 +6,7 @@ exported graph's per-head attention pooling differs from a wrong one) is saved a
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -58,7 +59,7 @@ def folders(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inference(folders):
-    return Predictor(folders["export"], backend="inference", batch_size=4)
+    return Predictor(folders["export"], backend="inference", batch_size=4, precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +163,44 @@ def test_parity_failure_is_loud_and_leaves_no_manifest(folders, tmp_path, monkey
     out = str(tmp_path / "bad_export")
     with pytest.raises(ExportParityError, match="does not match"):
         export_model(folders["model"], out, log=lambda *a: None)
-    assert not os.path.exists(os.path.join(out, MANIFEST_FILE))
-    with pytest.raises(FileNotFoundError, match=MANIFEST_FILE):
+    assert os.listdir(tmp_path) == []  # neither the export nor its staging folder
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         Predictor(out)
+
+
+def test_failed_reexport_keeps_the_old_export(folders, inference, tmp_path, monkeypatch, capsys):
+    """A re-export that fails midway (the disk full when the manifest is written) leaves the previous export
+    complete and loadable, byte for byte, and no staging folder behind."""
+    from fastformer import export as export_module
+    from fastformer.cli import run_main
+
+    out = tmp_path / "export"
+    shutil.copytree(folders["export"], out)
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+
+    def disk_full(path, obj, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(export_module, "write_json", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        export_model(folders["model"], str(out), max_length=48, log=lambda *a: None, precision="fp32")
+    assert run_main(export_script.main, ["--model_dir", folders["model"], "--output_dir", str(out)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == ["export"]
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+    np.testing.assert_array_equal(Predictor(str(out), precision="fp32").predict_proba(TEXTS),
+                                  inference.predict_proba(TEXTS))
+    monkeypatch.undo()
+    # a re-export that succeeds replaces the folder whole (the old one had no other files: it is not kept) ...
+    export_model(folders["model"], str(out), max_length=48, log=lambda *a: None, precision="fp32")
+    assert os.listdir(tmp_path) == ["export"] and set(os.listdir(out)) == set(before)
+    # ... and keeps an old folder that holds other files, renamed, saying so
+    (out / "notes.txt").write_text("mine")
+    logged = []
+    export_model(folders["model"], str(out), max_length=48, log=logged.append, precision="fp32")
+    (kept,) = [name for name in os.listdir(tmp_path) if name != "export"]
+    assert kept.startswith("export.replaced-") and (tmp_path / kept / "notes.txt").read_text() == "mine"
+    assert set(os.listdir(out)) == set(before) and f"kept as {tmp_path / kept}" in logged[-1]
 
 
 def test_onnx_export_matches_the_model(folders, tmp_path):
@@ -194,7 +230,7 @@ def test_order_preserved_under_length_sorting(inference):
 
 
 def test_overlong_text_is_truncated_and_flagged(folders):
-    predictor = Predictor(folders["export"], max_length=8)
+    predictor = Predictor(folders["export"], max_length=8, precision="fp32")
     long_text = " ".join(["great"] * 20)
     short, long = predictor.predict(["great product", long_text])
     assert short["truncated_tokens"] == 0 and long["truncated_tokens"] == 12
@@ -273,7 +309,7 @@ def test_predict_file_with_bad_lines(folders, inference, tmp_path, capsys):
     path.write_bytes(b"\r\n".join(lines) + b"\r\n")
     out = tmp_path / "out.jsonl"
     rc = predict_script.main(["--model_dir", folders["export"], "--input_file", str(path), "--format", "jsonl",
-                              "--output", str(out), "--batch_size", "2"])
+                              "--output", str(out), "--batch_size", "2", "--precision", "fp32"])
     assert rc == 1  # some lines failed: status 1, after every good line was written
     records = _jsonl(out.read_text(encoding="utf-8"))
     assert [r["line"] for r in records] == [1, 2, 3, 4, 5, 6]
@@ -310,7 +346,7 @@ def test_predict_jsonl_input_from_stdin(folders, monkeypatch, capsys):
 
 def test_predict_text_arguments_table_and_jsonl(folders, inference, capsys):
     texts = ["Great sound, works perfectly.", "Broke after a week."]
-    assert predict_script.main(["--model_dir", folders["export"], *texts]) == 0
+    assert predict_script.main(["--model_dir", folders["export"], "--precision", "fp32", *texts]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["#", "rating", "conf", "trunc", "unk", "text"] and len(table) == 4
     want = inference.predict(texts)

@@ -46,7 +46,7 @@ def folders(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inference(folders):
-    return Predictor(folders["export"], batch_size=8)
+    return Predictor(folders["export"], batch_size=8, precision="fp32")
 
 
 def _predict(argv, folders, model="export"):

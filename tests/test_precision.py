@@ -1,10 +1,11 @@
 """Precision option (fastformer/precision.py): bf16 only where the CPU has it and the quality gate passed, fp32 with a
 clear message otherwise, int8 refused with its reason; the gate's figures recorded in the export's manifest.
 
-The CPU is made to look bf16-capable or not with monkeypatch, so every test means the same on an AVX2 machine and
-on one with avx512_bf16. Where a test needs "bf16 logits" it uses a runner that perturbs fp32 logits in a known way
-(a real bf16 run of a random tiny model could flip near-tied ratings and make the gate's outcome machine-dependent);
-`test_bf16_on_this_cpu` is the one that runs whatever this CPU really offers.
+The CPU is made to look bf16-capable or not (tests/fake_cpu.py, the `bf16_cpu` fixture of tests/conftest.py), so
+every test means the same on an AVX2 machine and on one with avx512_bf16. Where a test needs "bf16 logits" it uses a
+runner that perturbs fp32 logits in a known way (a real bf16 run of a random tiny model could flip near-tied ratings
+and make the gate's outcome machine-dependent); `test_bf16_on_this_cpu` is the one that runs whatever this CPU really
+offers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -19,10 +22,10 @@ import pytest
 
 import fastformer  # noqa: F401
 from fastformer import precision as precisions
-from fastformer import predictor as predictor_module
 from fastformer.export import export_model
 from fastformer.predictor import MANIFEST_FILE, Predictor
 
+import fake_cpu
 import predict as predict_script
 from tiny_model import saved_tiny_model
 
@@ -60,36 +63,7 @@ def export_copy(built, tmp_path):
 
 
 def _features(bf16_fast: bool):
-    def fake():
-        return {"cpu": "test CPU", "flags": ["avx2"] + (["avx512_bf16"] if bf16_fast else []),
-                "paddle": {"bfloat16": bf16_fast, "bfloat16_fast": bf16_fast, "int8": True, "vnni": False}}
-    return fake
-
-
-class _PerturbingRunner(predictor_module.InferenceRunner):
-    """Runs fp32 and, when built for bf16, changes the logits with `perturb` (stands in for bf16 rounding)."""
-
-    perturb = staticmethod(lambda logits: logits)
-    built_precisions: list = []
-
-    def __init__(self, *args, precision="fp32", **kwargs):
-        super().__init__(*args, precision="fp32", **kwargs)
-        self.precision = precision
-        _PerturbingRunner.built_precisions.append(precision)
-
-    def run(self, input_ids, attention_mask):
-        logits = super().run(input_ids, attention_mask)
-        return self.perturb(logits) if self.precision == "bf16" else logits
-
-
-@pytest.fixture
-def bf16_cpu(monkeypatch):
-    """A CPU that has bf16, and a bf16 runner whose logits the test controls."""
-    monkeypatch.setattr(precisions, "cpu_features", _features(True))
-    monkeypatch.setattr(predictor_module, "InferenceRunner", _PerturbingRunner)
-    monkeypatch.setattr(_PerturbingRunner, "built_precisions", [])
-    monkeypatch.setattr(_PerturbingRunner, "perturb", staticmethod(lambda logits: logits))  # tests set their own
-    return _PerturbingRunner
+    return lambda: fake_cpu.report("bf16" if bf16_fast else "avx2")
 
 
 def _manifest(export_dir):
@@ -173,6 +147,45 @@ def test_bf16_on_this_cpu(built):
         np.testing.assert_array_equal(predictor.predict_proba(texts), reference)
 
 
+def test_onednn_limited_below_bf16_means_no_bf16(monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert precisions.onednn_max_cpu_isa() == "AVX2"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX512_CORE")  # oneDNN's older name
+    assert precisions.onednn_max_cpu_isa() == "AVX512_CORE"
+    bf16 = fake_cpu.report("bf16")
+    for isa in ("AVX2", "AVX512_CORE", "AVX512_CORE_VNNI"):
+        supported, why = precisions.bf16_support(dict(bf16, onednn_max_cpu_isa=isa))
+        assert not supported and f"ONEDNN_MAX_CPU_ISA={isa}" in why
+    for isa in (None, "AVX512_CORE_BF16", "AVX512_CORE_AMX", "ALL"):
+        assert precisions.bf16_support(dict(bf16, onednn_max_cpu_isa=isa)) == (True, "")
+
+
+def test_bf16_under_onednn_limited_to_avx2_runs_fp32(built):
+    """A process started with ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN reads it once): bf16 asked for runs fp32 with a
+    warning. On a CPU with avx512_bf16 Paddle still reports bf16, and a bf16 predictor then fails to run
+    (RuntimeError in Paddle 3.3); elsewhere this is the ordinary fallback."""
+    texts = CORPUS[:3]
+    code = (
+        "import json, sys, warnings\n"
+        "import fastformer\n"
+        "from fastformer.predictor import Predictor\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    p = Predictor(sys.argv[1], precision='bf16', quality_gate=False)\n"
+        "probs = p.predict_proba(json.loads(sys.argv[2])).tolist()\n"
+        "print(json.dumps({'precision': p.precision, 'warnings': [str(w.message) for w in caught], 'probs': probs}))\n"
+    )
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
+    done = subprocess.run([sys.executable, "-c", code, str(built / "export"), json.dumps(texts)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["precision"] == "fp32" and any("bf16 not used" in w for w in out["warnings"])
+    reference = Predictor(str(built / "export"), precision="fp32").predict_proba(texts)
+    np.testing.assert_allclose(out["probs"], reference, rtol=0, atol=1e-5)
+
+
 # -------------------------------------------------------------------------------------------------- quality gate
 def test_first_use_gate_passes_and_is_recorded(export_copy, bf16_cpu):
     bf16_cpu.perturb = staticmethod(lambda logits: logits + 1e-4)  # rounding that changes no rating
@@ -186,6 +199,27 @@ def test_first_use_gate_passes_and_is_recorded(export_copy, bf16_cpu):
     bf16_cpu.built_precisions = []
     again = Predictor(export_copy, precision="bf16")
     assert again.precision == "bf16" and bf16_cpu.built_precisions == ["bf16"]
+
+
+def test_first_use_gate_that_cannot_write_leaves_the_manifest_whole(export_copy, bf16_cpu, monkeypatch):
+    """The first-use gate's record is written atomically: a full disk leaves manifest.json as it was (and no
+    temporary file), and the predictor still runs with the gate's result."""
+    import errno
+
+    from fastformer import fileio
+
+    before = open(os.path.join(export_copy, MANIFEST_FILE), "rb").read()
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    bf16_cpu.perturb = staticmethod(lambda logits: logits * 1.002)
+    with monkeypatch.context() as patch:
+        patch.setattr(fileio.os, "fsync", disk_full)
+        predictor = Predictor(export_copy)
+    assert predictor.precision == "bf16" and "quality gate passed" in predictor.precision_note
+    assert open(os.path.join(export_copy, MANIFEST_FILE), "rb").read() == before
+    assert not [name for name in os.listdir(export_copy) if name.endswith(".tmp")]
 
 
 def test_failed_gate_falls_back_to_fp32_with_the_figures(export_copy, bf16_cpu):
