@@ -167,6 +167,7 @@ def test_parity_failure_is_loud_and_leaves_no_manifest(folders, tmp_path, monkey
         Predictor(out)
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="no paddle2onnx for Python 3.13 (docs/python_versions.md)")
 def test_onnx_export_matches_the_model(folders, tmp_path):
     export = folders["export"]
     with open(os.path.join(export, MANIFEST_FILE)) as f:
