@@ -83,8 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"parity: max abs logits difference {manifest['parity']['max_abs_logits_diff']:.3g} "
           f"(tolerance {manifest['parity']['tolerance']:g})")
     if args.onnx and (manifest.get("onnx") or {}).get("status") != "ok":
-        print("ONNX: no model.onnx written (reason above, also in manifest.json); the Paddle export is valid",
-              file=sys.stderr)
+        print(f"ONNX: no model.onnx written: {manifest['onnx']['reason']}; the Paddle export is valid", file=sys.stderr)
         return 3
     return 0
 

@@ -59,8 +59,12 @@ def machine_info() -> dict:
     }
 
 
-def pinned_versions(files: Sequence[str] = ("requirements.txt", "requirements-dev.txt")) -> Dict[str, str]:
-    """`name==version` pins of the requirement files (names lower-cased, `_` as `-`); options and comments skipped."""
+def pinned_versions(files: Sequence[str] = ("requirements.txt", "requirements-nodeps.txt", "requirements-dev.txt")
+                    ) -> Dict[str, str]:
+    """`name==version` pins of the requirement files that apply to this Python (environment markers evaluated; names
+    lower-cased, `_` as `-`); options and comments skipped."""
+    from packaging.requirements import Requirement
+
     pins = {}
     for name in files:
         path = os.path.join(ROOT, name)
@@ -68,10 +72,12 @@ def pinned_versions(files: Sequence[str] = ("requirements.txt", "requirements-de
             continue
         with open(path, encoding="utf-8") as f:
             for line in f:
-                line = line.split("#", 1)[0].strip()
-                if "==" in line and not line.startswith("-"):
-                    package, version = (part.strip() for part in line.split("==", 1))
-                    pins[package.lower().replace("_", "-")] = version.split(";")[0].strip()
+                line = line.split(" #", 1)[0].strip()
+                if "==" not in line or line.startswith(("#", "-")):
+                    continue
+                req = Requirement(line)
+                if req.marker is None or req.marker.evaluate():
+                    pins[req.name.lower().replace("_", "-")] = str(req.specifier).replace("==", "", 1)
     return pins
 
 

@@ -179,7 +179,9 @@ def export_onnx(
 
         version = paddle2onnx.__version__
     except ImportError as exc:
-        return {"status": "unsupported", "reason": f"paddle2onnx is not installed ({exc})"}
+        where = (f"no paddle2onnx release supports Paddle 3 on Python {sys.version_info[0]}.{sys.version_info[1]}"
+                 if sys.version_info >= (3, 13) else "pip install -r requirements.txt installs it")
+        return {"status": "unsupported", "reason": f"paddle2onnx is not installed ({exc}; {where})"}
     if os.path.exists(save_file):
         os.remove(save_file)
     env = dict(no_install_env(), GLOG_minloglevel="2")

@@ -84,6 +84,7 @@ def test_evaluate_the_exported_model(trained, tmp_path):
     model_dir, export_dir = str(root / "run" / "model"), str(tmp_path / "export")
     assert export_script.main(["--model_dir", model_dir, "--output_dir", export_dir, "--precision", "fp32"]) == 0
     data_dir = str(root / "run" / "data")
+    # fp32 on every CPU: what `--precision auto` picks depends on the CPU (bf16 where it has avx512_bf16)
     exported = evaluate.main(["--model_dir", export_dir, "--data_dir", data_dir, "--output_dir", str(tmp_path / "e"),
                               "--precision", "fp32"])
     dynamic = evaluate.main(["--model_dir", model_dir, "--data_dir", data_dir, "--output_dir", str(tmp_path / "d")])
@@ -95,7 +96,7 @@ def test_evaluate_the_exported_model(trained, tmp_path):
     # per example, as evaluate.py computes them (Predictor with the same folders)
     texts, _ = read_split(os.path.join(data_dir, "test.jsonl"))
     p_exp = Predictor(export_dir, precision="fp32").predict_proba(texts)
-    p_dyn = Predictor(model_dir).predict_proba(texts)
+    p_dyn = Predictor(model_dir, precision="fp32").predict_proba(texts)
     np.testing.assert_array_equal(p_exp.argmax(-1), p_dyn.argmax(-1))
     np.testing.assert_allclose(p_exp, p_dyn, rtol=0, atol=1e-5)
 

@@ -203,6 +203,7 @@ def test_failed_reexport_keeps_the_old_export(folders, inference, tmp_path, monk
     assert set(os.listdir(out)) == set(before) and f"kept as {tmp_path / kept}" in logged[-1]
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="no paddle2onnx for Python 3.13 (docs/python_versions.md)")
 def test_onnx_export_matches_the_model(folders, tmp_path):
     export = folders["export"]
     with open(os.path.join(export, MANIFEST_FILE)) as f:
