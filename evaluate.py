@@ -31,7 +31,7 @@ from typing import List, Optional, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support  # noqa: E402
 
-from data_process import read_split  # noqa: E402
+from fastformer.splits import read_split
 from fastformer.cli import UserError, printable, run_main  # noqa: E402
 from fastformer.fileio import atomic_open, write_json  # noqa: E402
 from fastformer.predictor import NonFiniteOutputError, Predictor, add_predictor_args  # noqa: E402

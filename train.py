@@ -63,13 +63,15 @@ import paddle  # noqa: E402
 from paddlenlp.trainer import set_seed  # noqa: E402
 from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
 
-from data_process import generate_demo_reviews, prepare_dataset, read_split  # noqa: E402
+from data_process.demo_data import generate_demo_reviews
+from data_process.prepare import prepare_dataset
+from fastformer.splits import read_split
 from fastformer import cpu_ops  # noqa: E402
 from fastformer.cli import UserError, run_main  # noqa: E402
 from fastformer.fileio import atomic_write, remove_leftovers  # noqa: E402
-from fastformer.task import (  # noqa: E402
-    PICKLE_WEIGHTS_FILE, DataCollator, build_model, encode_texts, label_maps, save_model_dir,
-)
+from fastformer.encoding import DataCollator, encode_texts
+from fastformer.labels import label_maps
+from fastformer.model_folder import PICKLE_WEIGHTS_FILE, build_model, save_model_dir
 from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
 from fastformer.training import (  # noqa: E402
     AdjustedMetrics,
@@ -277,7 +279,7 @@ def load_data(data_args, model_args, training_args, checkpoint: Optional[str]):
 def init_encoder(model, path: str) -> None:
     """Start from the encoder weights (`fastformer.*`: embeddings, layers, pooler) of the model folder `path`; the
     classifier keeps its fresh initialisation. The folder's architecture must match the configured one."""
-    from fastformer.task import load_model_dir
+    from fastformer.model_folder import load_model_dir
 
     source, _ = load_model_dir(path)
     for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",

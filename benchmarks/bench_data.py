@@ -29,12 +29,13 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
 import common  # noqa: E402
-from data_process import generate_demo_reviews, read_split  # noqa: E402
+from data_process.demo_data import generate_demo_reviews
+from fastformer.splits import read_split
 
 # Run in the child: time prepare_dataset alone and report the child's own peak RSS (KiB on Linux).
 CHILD = """
 import json, resource, sys, time
-from data_process import prepare_dataset
+from data_process.prepare import prepare_dataset
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 stats = prepare_dataset(sys.argv[1], sys.argv[2], num_samples=int(sys.argv[3]), show_progress=False, overwrite=True)

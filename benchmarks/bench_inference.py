@@ -86,8 +86,9 @@ def prepare(args) -> dict:
     """Demo corpus -> tokenizer, random paper-size model folder, its export, and the benchmark texts."""
     import paddle
 
-    from data_process import generate_demo_reviews
-    from fastformer import precision, task
+    from data_process.demo_data import generate_demo_reviews
+    from fastformer import precision
+    from fastformer import encoding, model_folder
     from fastformer.export import export_model
     from fastformer.tokenizer import FastformerTokenizer
 
@@ -98,12 +99,12 @@ def prepare(args) -> dict:
         reviews = [json.loads(line)["reviewText"] for line in f if line.strip()]
     tokenizer = FastformerTokenizer.build_from_corpus(reviews, min_freq=1)
     paddle.seed(args.seed)
-    model = task.build_model(
+    model = model_folder.build_model(
         tokenizer, hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
         num_attention_heads=args.num_heads, intermediate_size=args.intermediate_size,
     )
     model_dir, export_dir = os.path.join(work, "model"), os.path.join(work, "export")
-    task.save_model_dir(model, tokenizer, model_dir)
+    model_folder.save_model_dir(model, tokenizer, model_dir)
     t0 = time.perf_counter()
     wants_onnx = "onnxruntime" in args.cases.split(",")
     manifest = export_model(model_dir, export_dir, max_length=args.seq_len, log=lambda *a: None, onnx=wants_onnx,
@@ -121,9 +122,9 @@ def prepare(args) -> dict:
         texts.append(" ".join(tokens[:target]))
     with open(os.path.join(work, "texts.json"), "w", encoding="utf-8") as f:
         json.dump(texts, f)
-    lengths = [len(ids) for ids in task.encode_texts(tokenizer, texts, args.seq_len)]
+    lengths = [len(ids) for ids in encoding.encode_texts(tokenizer, texts, args.seq_len)]
     t0 = time.perf_counter()
-    task.encode_texts(tokenizer, texts, args.seq_len)
+    encoding.encode_texts(tokenizer, texts, args.seq_len)
     tokenize_s = time.perf_counter() - t0
     return {
         "vocab_size": len(tokenizer),
@@ -153,14 +154,14 @@ class PipelinePredictor:
     def predict_proba(self, texts):
         import numpy as np
 
-        from fastformer import task
+        from fastformer import encoding
 
-        ids = task.encode_texts(self.tokenizer, texts, self.max_length)
+        ids = encoding.encode_texts(self.tokenizer, texts, self.max_length)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            out[rows] = self._probs(*task.pad_batch([ids[i] for i in rows], self.pad_id, self.pad_multiple))
+            out[rows] = self._probs(*encoding.pad_batch([ids[i] for i in rows], self.pad_id, self.pad_multiple))
         return out
 
 
@@ -171,11 +172,12 @@ class TorchPredictor(PipelinePredictor):
         import numpy as np
         import torch
 
-        from fastformer import convert, task
+        from fastformer import convert
+        from fastformer import model_folder
         from fastformer.torch_reference import Model, TorchFastformerConfig
 
         torch.set_num_threads(threads)
-        paddle_model, tokenizer = task.load_model_dir(model_dir)
+        paddle_model, tokenizer = model_folder.load_model_dir(model_dir)
         c = paddle_model.config
         self.model = Model(TorchFastformerConfig(
             vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
@@ -207,7 +209,7 @@ class OnnxRuntimePredictor(PipelinePredictor):
     def __init__(self, export_dir: str, max_length: int, batch_size: int, threads: int):
         import onnxruntime as ort
 
-        from fastformer import task
+        from fastformer import model_folder
         from fastformer.configuration import FastformerConfig
 
         options = ort.SessionOptions()
@@ -216,7 +218,7 @@ class OnnxRuntimePredictor(PipelinePredictor):
                                             providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         config = FastformerConfig.from_pretrained(export_dir)
-        super().__init__(task.load_tokenizer(export_dir, config), max_length, batch_size, config.num_labels)
+        super().__init__(model_folder.load_tokenizer(export_dir, config), max_length, batch_size, config.num_labels)
 
     def _probs(self, input_ids, mask):
         from fastformer.predictor import softmax

@@ -33,8 +33,8 @@ from common import result_header, write_results  # noqa: E402
 import numpy as np  # noqa: E402
 
 import fastformer  # noqa: E402,F401  (before paddle)
-from data_process import read_split  # noqa: E402
-from fastformer import task  # noqa: E402
+from fastformer.splits import read_split
+from fastformer import encoding  # noqa: E402
 from fastformer.modeling import FastformerForSequenceClassification  # noqa: E402
 from fastformer.predictor import DynamicRunner  # noqa: E402
 from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
@@ -79,7 +79,7 @@ def logits_of(runner: DynamicRunner, ids: List[List[int]], batch_size: int, num_
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        out[rows] = runner.run(*task.pad_batch([ids[i] for i in rows], 0, 8))
+        out[rows] = runner.run(*encoding.pad_batch([ids[i] for i in rows], 0, 8))
     return out
 
 
@@ -95,7 +95,7 @@ def evaluate_run(run_dir: str, batch_size: int) -> Dict[str, dict]:
     runner = DynamicRunner(model)
     num_labels = model.config.num_labels
     prior = log_prior(splits["train"][1], num_labels)
-    ids = {name: task.encode_texts(tokenizer, splits[name][0], data_args["max_length"]) for name in ("dev", "test")}
+    ids = {name: encoding.encode_texts(tokenizer, splits[name][0], data_args["max_length"]) for name in ("dev", "test")}
     candidates = {f"epoch {i + 1} ({os.path.basename(p)})": [p] for i, p in enumerate(paths)}
     candidates[MEAN] = paths
     results = {}

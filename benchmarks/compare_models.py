@@ -143,7 +143,7 @@ def run_tfidf(data_dir: str, logit_adjustment: str = "none") -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from data_process import read_split
+    from fastformer.splits import read_split
     from fastformer.training import classification_metrics, fit_logit_adjustment, log_prior
 
     splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl")) for name in ("train", "dev", "test")}
@@ -169,7 +169,7 @@ def run_tfidf(data_dir: str, logit_adjustment: str = "none") -> dict:
 def vocabulary_coverage(data_dir: str, min_freqs: Sequence[int] = (1, 2, 3, 5)) -> Dict[str, dict]:
     """Per vocab_min_freq: vocabulary size (built from train.jsonl as train.py does) and the share of dev/test tokens
     that are [UNK]; and the test texts' length in tokens (median, share longer than 128/256/512)."""
-    from data_process import read_split
+    from fastformer.splits import read_split
     from fastformer.tokenizer import FastformerTokenizer
 
     texts = {name: read_split(os.path.join(data_dir, f"{name}.jsonl"))[0] for name in ("train", "dev", "test")}

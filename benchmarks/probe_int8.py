@@ -96,7 +96,7 @@ def _build(work: str):
     """A random tiny model folder and its fp32 export in `work` (once; later probes reuse them)."""
     import paddle
 
-    from fastformer import task
+    from fastformer import model_folder
     from fastformer.export import export_model
     from fastformer.tokenizer import FastformerTokenizer
 
@@ -105,9 +105,9 @@ def _build(work: str):
         corpus = [" ".join(f"w{(i * 7 + j) % 60}" for j in range(12)) for i in range(40)]
         tokenizer = FastformerTokenizer.build_from_corpus(corpus, min_freq=1)
         paddle.seed(0)
-        model = task.build_model(tokenizer, hidden_size=32, num_attention_heads=4, intermediate_size=32,
+        model = model_folder.build_model(tokenizer, hidden_size=32, num_attention_heads=4, intermediate_size=32,
                                  num_hidden_layers=1, max_position_embeddings=64)
-        task.save_model_dir(model, tokenizer, model_dir)
+        model_folder.save_model_dir(model, tokenizer, model_dir)
         export_model(model_dir, export_dir, max_length=LENGTH, log=lambda *a: None, precision="fp32")
     return model_dir, export_dir
 
@@ -150,9 +150,9 @@ def probe(case: str, work: str) -> dict:
             out["result"] = "failed"
             out["error"] = _error(exc)
         return out
-    from fastformer import task
+    from fastformer import model_folder
 
-    model, tokenizer = task.load_model_dir(model_dir)
+    model, tokenizer = model_folder.load_model_dir(model_dir)
     model.eval()
     if case == "legacy_program_export":
         spec = [paddle.static.InputSpec(shape=[None, None], dtype="int64", name=n) for n in INPUT_NAMES]

@@ -345,9 +345,9 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     args = _parse_args(argv)
     if not os.path.isfile(args.torch_checkpoint):
         raise FileNotFoundError(f"{args.torch_checkpoint!r} does not exist")
-    # The output is a complete model folder (task.check_model_dir): weights, config with the star-rating labels,
+    # The output is a complete model folder (model_folder.check_model_dir): weights, config with the star-rating labels,
     # and the tokenizer whose vocabulary the checkpoint was trained with.
-    from . import task
+    from . import labels, model_folder
     from .tokenizer import FastformerTokenizer
 
     vocab_name = FastformerTokenizer.resource_files_names["vocab_file"]
@@ -363,7 +363,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         )
     torch_sd = load_torch_state_dict(args.torch_checkpoint, allow_pickle=args.allow_pickle)
     tokenizer = FastformerTokenizer.from_pretrained(args.tokenizer_dir)
-    id2label, label2id = task.label_maps()
+    id2label, label2id = labels.label_maps()
     model = convert_checkpoint(
         torch_sd,
         args.num_attention_heads,
@@ -376,8 +376,8 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens, the checkpoint {model.config.vocab_size}")
     if tokenizer.pad_token_id != 0:
         raise ValueError(f"the official model pads with id 0, the tokenizer with {tokenizer.pad_token_id}")
-    task.save_model_dir(model, tokenizer, args.output_dir)
-    task.check_model_dir(args.output_dir)
+    model_folder.save_model_dir(model, tokenizer, args.output_dir)
+    model_folder.check_model_dir(args.output_dir)
     c = model.config
     print(
         f"converted {args.torch_checkpoint} -> {args.output_dir}: vocab {c.vocab_size}, hidden {c.hidden_size}, "

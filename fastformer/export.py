@@ -27,7 +27,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from . import task
+from . import encoding, model_folder
 from .cli import UserError
 from .fileio import atomic_dir, file_sha256, write_json
 from .predictor import INPUT_NAMES, MANIFEST_FILE, MODEL_PREFIX, InferenceRunner
@@ -102,9 +102,9 @@ def check_parity(
     Inputs: one batch of all `texts` padded to the longest (varied lengths, padding), and each text alone (no
     padding), each through Paddle Inference with oneDNN on and off.
     """
-    ids = task.encode_texts(tokenizer, texts, max_length)
+    ids = encoding.encode_texts(tokenizer, texts, max_length)
     pad = tokenizer.pad_token_id
-    batches = [task.pad_batch(ids, pad)] + [task.pad_batch([seq], pad) for seq in ids]
+    batches = [encoding.pad_batch(ids, pad)] + [encoding.pad_batch([seq], pad) for seq in ids]
     model.eval()
     references = [_dynamic_logits(model, *batch) for batch in batches]
     diffs = {}
@@ -240,7 +240,7 @@ def export_model(
     precision: str = "auto",
     precision_data: Optional[str] = None,
 ) -> Dict[str, object]:
-    """Export `model_dir` (a `task.save_model_dir` / train.py folder) to `output_dir`; returns the manifest.
+    """Export `model_dir` (a `model_folder.save_model_dir` / train.py folder) to `output_dir`; returns the manifest.
 
     `max_length` (default: the model folder's truncation length, i.e. the training max_length) is stored in the
     manifest and as the tokenizer's `model_max_length`. Raises `ExportParityError` when the exported model's logits
@@ -250,18 +250,18 @@ def export_model(
     next to `model_dir`) where this CPU has bf16, and records the result (or why it could not run) in the manifest's
     "quality_gate". The folder is built next to `output_dir` and replaces it only when all of this has succeeded
     (`fileio.atomic_dir`: an old export is removed, a folder holding other files is kept renamed); on any error
-    `output_dir` is left as it was. `allow_pickle`: see `task.load_model_dir`.
+    `output_dir` is left as it was. `allow_pickle`: see `model_folder.load_model_dir`.
     """
     target = os.path.realpath(output_dir)  # through a link to a folder: the link stays, its target is replaced
     if os.path.exists(target) and not os.path.isdir(target):
         raise UserError(f"--output_dir {output_dir!r} is a file, not a folder")
     if os.path.isdir(model_dir) and os.path.exists(target) and os.path.samefile(model_dir, target):
         raise UserError(f"--output_dir {output_dir!r} is the model folder: give the export a folder of its own")
-    model, tokenizer = task.load_model_dir(model_dir, allow_pickle=allow_pickle)
+    model, tokenizer = model_folder.load_model_dir(model_dir, allow_pickle=allow_pickle)
     config = model.config
-    # default: the model folder's truncation length (the training max_length; see task.load_tokenizer)
-    max_length = task.check_max_length(max_length or tokenizer.model_max_length, config)
-    task.set_model_max_length(tokenizer, max_length)  # the export's tokenizer_config.json records it too
+    # default: the model folder's truncation length (the training max_length; see model_folder.load_tokenizer)
+    max_length = encoding.check_max_length(max_length or tokenizer.model_max_length, config)
+    encoding.set_model_max_length(tokenizer, max_length)  # the export's tokenizer_config.json records it too
     if precision != "fp32":
         from . import precision as precisions
 
@@ -339,7 +339,7 @@ def _export_into(folder: str, model, tokenizer, max_length: int, onnx: bool, tol
         "onnx": None,
     }
     if onnx:
-        check = task.pad_batch(task.encode_texts(tokenizer, parity_texts, max_length), tokenizer.pad_token_id)
+        check = encoding.pad_batch(encoding.encode_texts(tokenizer, parity_texts, max_length), tokenizer.pad_token_id)
         manifest["onnx"] = export_onnx(
             model_file, params_file, os.path.join(folder, MODEL_PREFIX + ".onnx"),
             check_inputs=check, reference_logits=_dynamic_logits(model, *check), tolerance=tolerance,

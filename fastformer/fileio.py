@@ -12,6 +12,8 @@ writer leaves its temporary file or folder behind; the next write of the same ta
 those whose writer, on this host, is gone and holds no lock. A live writer's temporary file is never touched, nor is
 anything not named in that form.
 
+Plain or gzip files are read with `open_binary` (gzip recognised by its magic bytes).
+
 Weight files are recorded with their SHA-256 (`file_sha256`, `write_checksums` -> `checksums.json`) and checked when
 loaded (`check_checksums`): a damaged or changed file is an error naming it, before anything is read from it.
 """
@@ -19,6 +21,7 @@ loaded (`check_checksums`): a damaged or changed file is an error naming it, bef
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import json
 import os
@@ -29,7 +32,7 @@ import stat
 import tempfile
 import time
 from contextlib import contextmanager
-from typing import IO, Iterator, List, Mapping, Optional, Pattern, Sequence, Union
+from typing import IO, BinaryIO, Iterator, List, Mapping, Optional, Pattern, Sequence, Union
 
 from .cli import UserError
 
@@ -52,8 +55,11 @@ __all__ = [
     "read_checksums",
     "check_checksums",
     "ChecksumError",
+    "is_gzip",
+    "open_binary",
 ]
 
+GZIP_MAGIC = b"\x1f\x8b"
 CHECKSUMS_FILE = "checksums.json"  # {"sha256": {file name: hex digest}} of a folder's weight files
 
 
@@ -344,3 +350,22 @@ def check_checksums(folder: Union[str, os.PathLike], digests: Mapping[str, str],
                 f"{path}: SHA-256 {actual[:16]}... differs from the {expected[:16]}... recorded in {source}: the file "
                 "is damaged or was changed after it was written"
             )
+
+
+# ------------------------------------------------------------------------------------------- plain or gzip
+def is_gzip(path: str) -> bool:
+    """Whether the file starts with the gzip magic bytes."""
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def decompressed(raw: BinaryIO) -> BinaryIO:
+    """`raw` itself, or a gzip reader over it when it starts with the gzip magic bytes."""
+    return gzip.GzipFile(fileobj=raw, mode="rb") if raw.peek(2)[:2] == GZIP_MAGIC else raw  # type: ignore[attr-defined]
+
+
+@contextmanager
+def open_binary(path: str) -> Iterator[BinaryIO]:
+    """Open a plain or gzip file for binary reading (gzip recognised by its magic bytes)."""
+    with open(path, "rb") as raw, decompressed(raw) as stream:
+        yield stream

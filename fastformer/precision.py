@@ -232,7 +232,7 @@ def run_quality_gate(model_dir: str, precision: str = "bf16", data_file: Optiona
     """
     import paddle
 
-    from data_process import read_split
+    from .splits import read_split
 
     from .predictor import Predictor
 

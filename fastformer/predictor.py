@@ -5,7 +5,7 @@ Two backends read two kinds of folder:
 * "inference": an export folder written by `export_model.py` (`manifest.json`, `model.json` + `model.pdiparams`
   or a legacy `model.pdmodel`, `config.json`, tokenizer), run by Paddle Inference; on CPU with oneDNN by default,
   the fast path.
-* "dynamic": a trained model folder (`task.save_model_dir` / train.py: `config.json`, `model.safetensors`,
+* "dynamic": a trained model folder (`model_folder.save_model_dir` / train.py: `config.json`, `model.safetensors`,
   tokenizer), run by the Paddle dygraph model; a folder with the older pickle-format `model_state.pdparams` only
   with `allow_pickle` (`--allow_pickle`).
 
@@ -19,7 +19,7 @@ oneDNN bfloat16 where the CPU has it and the export passed its quality gate agai
 tokenized, truncated to `max_length`, sorted by length and batched (little padding), and the results are returned
 in input order. `max_length` defaults to the folder's truncation length:
 the export's manifest, else the tokenizer's `model_max_length` (tokenizer_config.json; the training max_length
-recorded by `task.save_model_dir`), else the model's max_position_embeddings.
+recorded by `model_folder.save_model_dir`), else the model's max_position_embeddings.
 
     predictor = Predictor("output/demo/export")
     predictor.predict(["Great sound.", "Broke after a week."])   # [{"rating": 5, "label": "5", ...}, ...]
@@ -44,7 +44,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import precision as precisions
-from . import task
+from . import encoding, labels, model_folder
 from .fileio import CHECKSUMS_FILE
 from .weight_files import check_export_files
 
@@ -135,7 +135,7 @@ def find_model_files(path: str, manifest: Optional[dict] = None) -> Tuple[str, s
 
 def model_folder_marker(folder: str) -> Optional[str]:
     """The file that makes `folder` a model, checkpoint or export folder (weights, manifest or checksums), if any."""
-    names = (task.WEIGHTS_FILE, task.PICKLE_WEIGHTS_FILE, MODEL_PREFIX + ".pdiparams", MANIFEST_FILE, CHECKSUMS_FILE)
+    names = (model_folder.WEIGHTS_FILE, model_folder.PICKLE_WEIGHTS_FILE, MODEL_PREFIX + ".pdiparams", MANIFEST_FILE, CHECKSUMS_FILE)
     return next((name for name in names if os.path.isfile(os.path.join(folder, name))), None)
 
 
@@ -145,13 +145,13 @@ def detect_backend(path: str) -> str:
         raise FileNotFoundError(f"model folder {path!r} does not exist")
     if os.path.isfile(os.path.join(path, MANIFEST_FILE)):
         return "inference"
-    if any(os.path.isfile(os.path.join(path, name)) for name in (task.WEIGHTS_FILE, task.PICKLE_WEIGHTS_FILE)):
+    if any(os.path.isfile(os.path.join(path, name)) for name in (model_folder.WEIGHTS_FILE, model_folder.PICKLE_WEIGHTS_FILE)):
         return "dynamic"
     if any(os.path.isfile(os.path.join(path, MODEL_PREFIX + ext)) for ext in (".json", ".pdmodel")):
         return "inference"  # an export without its manifest: check_model_dir names what is missing
     raise FileNotFoundError(
         f"model folder {path!r} is neither an export ({MANIFEST_FILE}, from export_model.py) nor a trained model "
-        f"({task.MODEL_FILES[-1]}, from train.py); it holds {sorted(os.listdir(path))}"
+        f"({model_folder.MODEL_FILES[-1]}, from train.py); it holds {sorted(os.listdir(path))}"
     )
 
 
@@ -206,8 +206,8 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 
 def add_allow_pickle_arg(parser) -> None:
-    """`--allow_pickle` (see `task.ALLOW_PICKLE_HELP`), shared by the scripts that load a trained model folder."""
-    parser.add_argument("--allow_pickle", action="store_true", help=task.ALLOW_PICKLE_HELP)
+    """`--allow_pickle` (see `model_folder.ALLOW_PICKLE_HELP`), shared by the scripts that load a trained model folder."""
+    parser.add_argument("--allow_pickle", action="store_true", help=model_folder.ALLOW_PICKLE_HELP)
 
 
 def check_manifest_checksums(path: str, manifest: dict) -> None:
@@ -328,7 +328,7 @@ class Predictor:
             truncation length, tokenizer_config.json's model_max_length, else the model's
             max_position_embeddings); longer texts are truncated and say so (`truncated_tokens`).
         enable_mkldnn: oneDNN for Paddle Inference on CPU.
-        allow_pickle: also load a trained model folder with pickle-format weights (`task.ALLOW_PICKLE_HELP`).
+        allow_pickle: also load a trained model folder with pickle-format weights (`model_folder.ALLOW_PICKLE_HELP`).
         precision: "auto", "fp32" or "bf16" (`fastformer.precision`); `precision` / `precision_note` say what runs
             and why.
         precision_data: the dev split for a first-use quality gate (default: data/dev.jsonl next to model_dir).
@@ -368,11 +368,11 @@ class Predictor:
         if backend == "inference":
             self.manifest = _read_manifest(model_dir) if os.path.isdir(model_dir) else None
             model_file, params_file = find_model_files(model_dir, self.manifest)
-            task.check_model_dir(model_dir, required=(MANIFEST_FILE, "config.json", model_file, params_file))
+            model_folder.check_model_dir(model_dir, required=(MANIFEST_FILE, "config.json", model_file, params_file))
             check_manifest_checksums(model_dir, self.manifest)
             check_export_files(model_dir, model_file, params_file, self.manifest)  # config values, finite weights
             config = FastformerConfig.from_pretrained(model_dir)
-            self.tokenizer = task.load_tokenizer(model_dir, config)
+            self.tokenizer = model_folder.load_tokenizer(model_dir, config)
             self.precision, self.precision_note = precisions.choose_precision(
                 precision, model_dir, self.manifest, device=device, onednn=enable_mkldnn, data_file=precision_data,
                 quality_gate=quality_gate, num_threads=num_threads, batch_size=batch_size, max_length=max_length,
@@ -384,19 +384,19 @@ class Predictor:
             default_length = int(self.manifest.get("max_length") or self.tokenizer.model_max_length)
         else:
             self.manifest = None
-            model, self.tokenizer = task.load_model_dir(model_dir, allow_pickle=allow_pickle)
+            model, self.tokenizer = model_folder.load_model_dir(model_dir, allow_pickle=allow_pickle)
             config = model.config
             self._runner = DynamicRunner(model, device=device, num_threads=num_threads)
             self.precision, self.precision_note = precisions.choose_precision(precision, model_dir, None, "dynamic")
             default_length = self.tokenizer.model_max_length
         self.config = config
         self.enable_mkldnn = getattr(self._runner, "enable_mkldnn", False)
-        self.max_length = task.check_max_length(max_length or default_length, config)
+        self.max_length = encoding.check_max_length(max_length or default_length, config)
         self._labels = [str(config.id2label[i]) for i in range(config.num_labels)]
         if self.manifest and self.manifest.get("labels") and list(self.manifest["labels"]) != self._labels:
             raise ValueError(f"{model_dir!r}: the labels of {MANIFEST_FILE} ({self.manifest['labels']}) and "
                              f"config.json ({self._labels}) differ")
-        self._ratings = task.label_to_stars(self._labels)
+        self._ratings = labels.label_to_stars(self._labels)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Predictor":
@@ -439,11 +439,11 @@ class Predictor:
     # ------------------------------------------------------------------------------------------------ internals
     def _encode(self, texts: Sequence[str]) -> Tuple[List[List[int]], List[int]]:
         """Token ids truncated to max_length, and the number of tokens dropped from each text."""
-        ids = task.encode_texts(self.tokenizer, texts, self.max_length)
+        ids = encoding.encode_texts(self.tokenizer, texts, self.max_length)
         truncated = [0] * len(ids)
         for i, seq in enumerate(ids):
             if len(seq) >= self.max_length:  # only a text at the limit can have lost tokens
-                truncated[i] = task.count_truncated(self.tokenizer, texts[i], self.max_length) or 0
+                truncated[i] = encoding.count_truncated(self.tokenizer, texts[i], self.max_length) or 0
         return ids, truncated
 
     def _finite(self, logits: np.ndarray, positions: Sequence[int]) -> np.ndarray:
@@ -464,7 +464,7 @@ class Predictor:
             rows = order[start:start + self.batch_size]
             batch = [ids[i] for i in rows]
             batch += batch[-1:] * (bucket_rows(len(batch), self.batch_size) - len(batch))
-            input_ids, attention_mask = task.pad_batch(batch, pad_id, PAD_MULTIPLE)
+            input_ids, attention_mask = encoding.pad_batch(batch, pad_id, PAD_MULTIPLE)
             with self._lock:
                 logits = self._runner.run(input_ids, attention_mask)
             out[rows] = logits[: len(rows)]

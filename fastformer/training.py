@@ -38,12 +38,14 @@ from paddlenlp.trainer.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME
 from paddlenlp.trainer.trainer_utils import PREFIX_CHECKPOINT_DIR, IntervalStrategy
 from sklearn.metrics import accuracy_score, f1_score
 
-from data_process.prepare import SPLIT_BY, check_sample_args
+from .splits import SPLIT_BY, check_sample_args
 
 from .cli import UserError
 from .configuration import ATTENTION_TYPES
 from .fileio import ChecksumError, check_checksums, publish_dir, read_checksums, temp_dir, write_checksums
-from .task import PICKLE_WEIGHTS_FILE, label_maps
+from .labels import label_maps
+from .metrics import AdjustedMetrics, class_weights, classification_metrics, compute_metrics, fit_logit_adjustment, log_prior  # noqa: F401
+from .model_folder import PICKLE_WEIGHTS_FILE
 from .weight_files import tensors_problem
 
 __all__ = [

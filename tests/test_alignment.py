@@ -16,7 +16,9 @@ torch = pytest.importorskip(
 
 import paddle  # noqa: E402
 
-from fastformer import FastformerForSequenceClassification, task  # noqa: E402
+from fastformer import FastformerForSequenceClassification  # noqa: E402
+from fastformer import model_folder  # noqa: E402
+from fastformer.labels import label_maps  # noqa: E402
 from fastformer.alignment import (  # noqa: E402
     DEFAULT_CONFIG, SHIFT_INVARIANT_BIASES, TOLERANCES, failures, make_batch, run_alignment_check,
 )
@@ -271,10 +273,10 @@ def test_convert_cli_end_to_end(tmp_path, tokenizer_dir, wrap):
     assert main(["--torch_checkpoint", str(checkpoint), "--output_dir", str(out_dir), "--num_attention_heads", "4",
                  "--tokenizer_dir", tokenizer_dir]) == 0
 
-    task.check_model_dir(str(out_dir))  # a complete model folder: weights, config, vocab.txt, tokenizer_config.json
-    paddle_model, tokenizer = task.load_model_dir(str(out_dir))
+    model_folder.check_model_dir(str(out_dir))  # a complete model folder: weights, config, vocab.txt, tokenizer_config.json
+    paddle_model, tokenizer = model_folder.load_model_dir(str(out_dir))
     assert paddle_model.config.num_labels == 5 and paddle_model.config.num_attention_heads == 4
-    assert paddle_model.config.id2label == task.label_maps()[0]  # the star ratings, not LABEL_0..4
+    assert paddle_model.config.id2label == label_maps()[0]  # the star ratings, not LABEL_0..4
     assert len(tokenizer) == vocab_size and tokenizer.model_max_length == SMALL["max_position_embeddings"]
     ids, _ = make_batch(np.random.default_rng(5), 6, 24, vocab_size, 5)
     diff = np.abs(paddle_logits(paddle_model, ids) - torch_logits(model, ids)).max()

@@ -12,8 +12,8 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import compare_models  # noqa: E402
 
-from data_process import generate_demo_reviews  # noqa: E402
-from data_process import prepare  # noqa: E402
+from data_process.demo_data import generate_demo_reviews
+from data_process import prepare
 
 ROWS = {
     "Fastformer": {"kind": "train", "args": ["--logit_adjustment", "dev", "--metric_for_best_model",

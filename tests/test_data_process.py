@@ -8,7 +8,11 @@ import random
 import numpy as np
 import pytest
 
-from data_process import LABEL_NAMES, ReviewReader, generate_demo_reviews, prepare_dataset, read_split
+from data_process.demo_data import generate_demo_reviews
+from data_process.prepare import prepare_dataset
+from data_process.reader import ReviewReader
+from fastformer.labels import LABEL_NAMES
+from fastformer.splits import read_split
 from data_process import prepare as prepare_module
 from data_process.demo_data import RATING_WEIGHTS
 from data_process.demo_data import main as demo_main
@@ -336,7 +340,7 @@ def test_demo_data_is_marked_skewed_varied_and_seeded(tmp_path):
 
 
 def test_glove_embeddings(tmp_path):
-    from data_process.glove import load_glove_embeddings
+    from fastformer.embeddings import load_glove_embeddings
 
     class Vocab:
         pad_token_id = 0
@@ -354,7 +358,7 @@ def test_glove_embeddings(tmp_path):
 
 
 def test_glove_rows_follow_a_tokenizer_vocabulary(tmp_path):
-    from data_process.glove import load_glove_embeddings
+    from fastformer.embeddings import load_glove_embeddings
     from fastformer.tokenizer import FastformerTokenizer
 
     corpus = ["The sound is great. The bass is great!", "the battery died; not great", "Great SOUND, great price."]
@@ -367,7 +371,7 @@ def test_glove_rows_follow_a_tokenizer_vocabulary(tmp_path):
 
 
 def test_glove_non_numeric_vector_names_file_and_line(tmp_path):
-    from data_process.glove import load_glove_embeddings
+    from fastformer.embeddings import load_glove_embeddings
 
     class Vocab:
         pad_token_id = 0
@@ -381,7 +385,7 @@ def test_glove_non_numeric_vector_names_file_and_line(tmp_path):
 
 
 def test_glove_invalid_utf8_lines_are_skipped_counted_and_reported(tmp_path, caplog):
-    from data_process import glove
+    from fastformer import embeddings as glove
 
     class Vocab:
         pad_token_id = 0

@@ -18,7 +18,8 @@ import pytest
 
 import fastformer  # noqa: F401
 import paddle
-from fastformer import task
+from fastformer import encoding, model_folder
+from fastformer.labels import label_maps, label_to_stars
 from fastformer.export import PARITY_TOLERANCE, ExportParityError, export_model, export_onnx
 from fastformer.predictor import MANIFEST_FILE, Predictor, detect_backend, find_model_files
 
@@ -52,7 +53,7 @@ def folders(tmp_path_factory):
     model, tokenizer = tiny_model(CORPUS, seed=7, max_positions=MAX_POSITIONS)
     reference_numpy.realistic_weights(model, seed=7)
     model_dir, export_dir = str(root / "model"), str(root / "export")
-    task.save_model_dir(model, tokenizer, model_dir)
+    model_folder.save_model_dir(model, tokenizer, model_dir)
     assert export_script.main(["--model_dir", model_dir, "--output_dir", export_dir, "--max_length", "48"]) == 0
     return {"root": root, "model": model_dir, "export": export_dir}
 
@@ -98,8 +99,8 @@ def test_inference_matches_dynamic_model(inference, dynamic):
     np.testing.assert_allclose(p_inf.sum(axis=1), 1.0, atol=1e-5)
     assert np.abs(p_inf - p_dyn).max() <= 1e-5
     # logits straight from the dynamic model on one padded batch
-    model, tokenizer = task.load_model_dir(dynamic.model_dir)
-    ids, mask = task.pad_batch(task.encode_texts(tokenizer, TEXTS, 48))
+    model, tokenizer = model_folder.load_model_dir(dynamic.model_dir)
+    ids, mask = encoding.pad_batch(encoding.encode_texts(tokenizer, TEXTS, 48))
     ref = model(paddle.to_tensor(ids), paddle.to_tensor(mask), return_dict=False)[0].numpy()
     assert np.abs(inference._runner.run(ids, mask) - ref).max() <= PARITY_TOLERANCE
     assert inference.labels == dynamic.labels == ["1", "2", "3", "4", "5"]
@@ -107,8 +108,8 @@ def test_inference_matches_dynamic_model(inference, dynamic):
 
 def test_exported_model_matches_the_numpy_reference(folders, inference):
     """The served graph (per-head pooling, Paddle Inference with oneDNN) against the paper's equations in numpy."""
-    model, tokenizer = task.load_model_dir(folders["model"])
-    ids, mask = task.pad_batch(task.encode_texts(tokenizer, TEXTS, 48))
+    model, tokenizer = model_folder.load_model_dir(folders["model"])
+    ids, mask = encoding.pad_batch(encoding.encode_texts(tokenizer, TEXTS, 48))
     expected = reference_numpy.logits({k: v.numpy() for k, v in model.state_dict().items()}, model.config, ids, mask)
     assert np.abs(inference._runner.run(ids, mask) - expected).max() <= PARITY_TOLERANCE
 
@@ -117,8 +118,8 @@ def _parity_batches(tokenizer, max_length=48):
     """The batches `check_parity` feeds: all PARITY_TEXTS padded together, then each alone."""
     from fastformer.export import PARITY_TEXTS
 
-    ids = task.encode_texts(tokenizer, PARITY_TEXTS, max_length)
-    return [task.pad_batch(ids, tokenizer.pad_token_id)] + [task.pad_batch([seq], tokenizer.pad_token_id) for seq in ids]
+    ids = encoding.encode_texts(tokenizer, PARITY_TEXTS, max_length)
+    return [encoding.pad_batch(ids, tokenizer.pad_token_id)] + [encoding.pad_batch([seq], tokenizer.pad_token_id) for seq in ids]
 
 
 def test_parity_check_measures_a_real_mismatch(folders):
@@ -126,7 +127,7 @@ def test_parity_check_measures_a_real_mismatch(folders):
     parameters were perturbed after the export (not a figure that is small whatever the outputs)."""
     from fastformer.export import check_parity
 
-    model, tokenizer = task.load_model_dir(folders["model"])
+    model, tokenizer = model_folder.load_model_dir(folders["model"])
     model_file, params_file = find_model_files(folders["export"])
     files = [os.path.join(folders["export"], f) for f in (model_file, params_file)]
     exact = check_parity(model, tokenizer, *files, max_length=48)
@@ -208,8 +209,8 @@ def test_onnx_export_matches_the_model(folders, tmp_path):
     export = folders["export"]
     with open(os.path.join(export, MANIFEST_FILE)) as f:
         max_length = json.load(f)["max_length"]
-    model, tokenizer = task.load_model_dir(folders["model"])
-    ids, mask = task.pad_batch(task.encode_texts(tokenizer, TEXTS, max_length))
+    model, tokenizer = model_folder.load_model_dir(folders["model"])
+    ids, mask = encoding.pad_batch(encoding.encode_texts(tokenizer, TEXTS, max_length))
     ref = model(paddle.to_tensor(ids), paddle.to_tensor(mask), return_dict=False)[0].numpy()
     save = str(tmp_path / "model.onnx")
     result = export_onnx(os.path.join(export, "model.json"), os.path.join(export, "model.pdiparams"), save,
@@ -392,14 +393,14 @@ def test_predictor_flags_are_shared(folders):
 
 
 def test_truncation_length_is_recorded_in_the_model_folder(folders, tmp_path):
-    model, tokenizer = task.load_model_dir(folders["model"])
+    model, tokenizer = model_folder.load_model_dir(folders["model"])
     assert tokenizer.model_max_length == MAX_POSITIONS  # saved without max_length: max_position_embeddings
     trained = str(tmp_path / "trained")
-    task.save_model_dir(model, tokenizer, trained, max_length=24)
+    model_folder.save_model_dir(model, tokenizer, trained, max_length=24)
     assert tokenizer.model_max_length == MAX_POSITIONS  # the caller's tokenizer is left as it was
     with open(os.path.join(trained, "tokenizer_config.json")) as f:
         assert json.load(f)["model_max_length"] == 24
-    assert task.load_model_dir(trained)[1].model_max_length == 24
+    assert model_folder.load_model_dir(trained)[1].model_max_length == 24
     assert Predictor(trained).max_length == 24 and Predictor(trained, max_length=40).max_length == 40
     export = str(tmp_path / "export")
     manifest = export_model(trained, export, log=lambda *a: None)
@@ -407,20 +408,20 @@ def test_truncation_length_is_recorded_in_the_model_folder(folders, tmp_path):
     with open(os.path.join(export, "tokenizer_config.json")) as f:
         assert json.load(f)["model_max_length"] == 24
     with pytest.raises(ValueError, match="max_length"):
-        task.save_model_dir(model, tokenizer, str(tmp_path / "bad"), max_length=MAX_POSITIONS + 1)
+        model_folder.save_model_dir(model, tokenizer, str(tmp_path / "bad"), max_length=MAX_POSITIONS + 1)
     # a folder without the tokenizer config is incomplete (a cased tokenizer would reload lower-casing)
     os.remove(os.path.join(trained, "tokenizer_config.json"))
     with pytest.raises(FileNotFoundError, match="tokenizer_config.json"):
-        task.load_model_dir(trained)
+        model_folder.load_model_dir(trained)
 
 
 def test_label_to_stars():
-    assert task.label_to_stars(task.label_maps()[0]) == [1, 2, 3, 4, 5]
-    assert task.label_to_stars(["1", "2", "3"]) == [1, 2, 3]
+    assert label_to_stars(label_maps()[0]) == [1, 2, 3, 4, 5]
+    assert label_to_stars(["1", "2", "3"]) == [1, 2, 3]
     with pytest.raises(ValueError, match="not star ratings"):
-        task.label_to_stars({0: "negative", 1: "positive"})
+        label_to_stars({0: "negative", 1: "positive"})
     with pytest.raises(ValueError, match="LABEL_0"):
-        task.label_to_stars(["LABEL_0", "1"])
+        label_to_stars(["LABEL_0", "1"])
 
 
 def test_line_reader_detects_jsonl_after_blank_lines_and_keeps_numbers():

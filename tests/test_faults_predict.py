@@ -336,7 +336,7 @@ def test_train_removes_the_staging_folders_of_killed_checkpoint_saves(tmp_path, 
 
 
 def test_checkpoint_staging_names_its_owner(tmp_path, monkeypatch):
-    from fastformer import task
+    from fastformer import encoding
     from fastformer.training import EncodedDataset, FastformerTrainer, parse_args
     from tiny_model import tiny_model
 
@@ -344,7 +344,7 @@ def test_checkpoint_staging_names_its_owner(tmp_path, monkeypatch):
     _, _, args = parse_args([os.path.join(ROOT, "configs", "tiny.json"), "--output_dir", str(tmp_path),
                              "--report_to", "none"])
     trainer = FastformerTrainer(model=model, args=args, train_dataset=EncodedDataset([[2, 3], [3]], [0, 4]),
-                                tokenizer=tokenizer, data_collator=task.DataCollator(), num_labels=5)
+                                tokenizer=tokenizer, data_collator=encoding.DataCollator(), num_labels=5)
     trainer.create_optimizer_and_scheduler(num_training_steps=4)
     trainer.state.global_step = 10
     seen = []

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import fastformer  # noqa: F401  (before paddle)
-from fastformer import task
+from fastformer import model_folder
 from fastformer.cli import UserError
 from fastformer.configuration import FastformerConfig
 from fastformer.export import export_model
@@ -128,7 +128,7 @@ def test_config_must_describe_the_weights_tensor_for_tensor(folders, tmp_path):
     with pytest.raises(UserError, match=r"model\.safetensors: its tensors are not those of the model config\.json "
                                         r"describes \(2 tensor\(s\) missing, e\.g\. "
                                         r"fastformer\.layers\.0\.attention\.value\.bias\)"):
-        task.load_model_dir(folder)
+        model_folder.load_model_dir(folder)
     # more labels than the classifier has
     labels = {str(i): str(i + 1) for i in range(6)}
     for kind in ("model", "export"):
@@ -139,7 +139,7 @@ def test_config_must_describe_the_weights_tensor_for_tensor(folders, tmp_path):
     # a config.json far larger than any config is not read
     folder = _copy_with_config(folders["model"], tmp_path / "huge", padding="x" * (2 << 20))
     with pytest.raises(UserError, match=r"config\.json: \d+ bytes, not a model config"):
-        task.load_model_dir(folder)
+        model_folder.load_model_dir(folder)
 
 
 @pytest.mark.parametrize("changes, pattern", [
@@ -162,11 +162,11 @@ def test_config_rejects_values_it_cannot_describe_a_model_with(changes, pattern)
 def _poison_model(source, target, name):
     """A copy of model folder `source` whose tensor `name` holds one NaN, its checksum recomputed."""
     shutil.copytree(source, target)
-    path = os.path.join(target, task.WEIGHTS_FILE)
+    path = os.path.join(target, model_folder.WEIGHTS_FILE)
     with open(path, "r+b") as f:
         f.seek(safetensors_tensors(path)[name].offset + 4)
         f.write(np.float32("nan").tobytes())
-    write_checksums(str(target), [task.WEIGHTS_FILE])
+    write_checksums(str(target), [model_folder.WEIGHTS_FILE])
     return str(target)
 
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import fastformer  # noqa: F401
-from fastformer import task
+from fastformer import model_folder
 from fastformer.cli import run_main
 from fastformer.predictor import NonFiniteOutputError, Predictor
 
@@ -40,7 +40,7 @@ def folders(tmp_path_factory):
     # Inf, and the logits NaN (weights that are themselves NaN are refused when the folder loads).
     scale = model.fastformer.layers[0].output.layer_norm.weight
     scale.set_value(np.full(scale.shape, np.finfo("float32").max, dtype="float32"))
-    task.save_model_dir(model, tokenizer, nan_dir)  # saved the ordinary way
+    model_folder.save_model_dir(model, tokenizer, nan_dir)  # saved the ordinary way
     return {"root": root, "model": model_dir, "export": export_dir, "nan": nan_dir, "positions": positions}
 
 

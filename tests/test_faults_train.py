@@ -25,10 +25,10 @@ import pytest
 import fastformer  # noqa: F401  (before paddle)
 import paddle
 from data_process import demo_data as demo_module
-from data_process import generate_demo_reviews
+from data_process.demo_data import generate_demo_reviews
 from data_process import prepare as prepare_module
 from data_process.reader import MAX_LINE_BYTES, ReviewReader
-from fastformer import task
+from fastformer import encoding, model_folder
 from fastformer.cli import UserError, run_main
 from fastformer.export import export_model
 from fastformer.fileio import CHECKSUMS_FILE, ChecksumError
@@ -57,7 +57,7 @@ class _RunsCode:
 def _tiny_model():
     tokenizer = FastformerTokenizer.build_from_corpus(CORPUS, min_freq=1)
     paddle.seed(3)
-    model = task.build_model(tokenizer, hidden_size=8, num_attention_heads=2, intermediate_size=8,
+    model = model_folder.build_model(tokenizer, hidden_size=8, num_attention_heads=2, intermediate_size=8,
                              num_hidden_layers=1, max_position_embeddings=32)
     return model, tokenizer
 
@@ -67,7 +67,7 @@ def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults_train")
     model, tokenizer = _tiny_model()
     model_dir, export_dir = str(root / "model"), str(root / "export")
-    task.save_model_dir(model, tokenizer, model_dir)
+    model_folder.save_model_dir(model, tokenizer, model_dir)
     export_model(model_dir, export_dir, log=lambda *a: None, parity_texts=["great sound", "broke after a week , bad"])
     return {"model": model_dir, "export": export_dir}
 
@@ -97,7 +97,7 @@ def test_model_folders_load_without_unpickling_and_pickle_needs_allow_pickle(fol
     with open(crafted / "model_state.pdparams", "wb") as f:
         pickle.dump({"embeddings": _RunsCode(str(marker))}, f)
     with pytest.raises(UserError, match=r"model_state\.pdparams: pickle-format weights.*--allow_pickle"):
-        task.load_model_dir(str(crafted))
+        model_folder.load_model_dir(str(crafted))
     with pytest.raises(UserError, match="--allow_pickle"):
         Predictor(str(crafted))
     assert not marker.exists()
@@ -106,8 +106,8 @@ def test_model_folders_load_without_unpickling_and_pickle_needs_allow_pickle(fol
     both = tmp_path / "both"
     shutil.copytree(folders["model"], both)
     shutil.copy(crafted / "model_state.pdparams", both / "model_state.pdparams")
-    reference, _ = task.load_model_dir(folders["model"])
-    loaded, _ = task.load_model_dir(str(both))
+    reference, _ = model_folder.load_model_dir(folders["model"])
+    loaded, _ = model_folder.load_model_dir(str(both))
     assert not marker.exists()
 
     # a genuine pickle-format folder (older versions of the project) loads with allow_pickle, with a warning
@@ -118,7 +118,7 @@ def test_model_folders_load_without_unpickling_and_pickle_needs_allow_pickle(fol
     reference.save_pretrained(str(legacy))  # PaddleNLP's default: model_state.pdparams (pickle)
     assert (legacy / "model_state.pdparams").is_file()
     with caplog.at_level(logging.WARNING, logger="fastformer.task"):
-        old, _ = task.load_model_dir(str(legacy), allow_pickle=True)
+        old, _ = model_folder.load_model_dir(str(legacy), allow_pickle=True)
     assert any("pickle-format weights" in r.getMessage() and "legacy" in r.getMessage() for r in caplog.records)
     for model in (loaded, old):
         want, got = reference.state_dict(), model.state_dict()
@@ -170,7 +170,7 @@ def test_weight_files_are_recorded_and_checked_on_load(folders, tmp_path):
         f.seek(-64, os.SEEK_END)
         f.write(b"\x7f" * 64)
     with pytest.raises(ChecksumError, match=r"model\.safetensors: SHA-256 .* recorded in checksums\.json"):
-        task.load_model_dir(str(model_dir))
+        model_folder.load_model_dir(str(model_dir))
     with pytest.raises(ChecksumError, match=r"model\.safetensors"):
         Predictor(str(model_dir))
 
@@ -180,7 +180,7 @@ def _trainer(output_dir):
     model, tokenizer = _tiny_model()
     _, _, args = parse_args([TINY, "--output_dir", str(output_dir), "--report_to", "none"])
     trainer = FastformerTrainer(model=model, args=args, train_dataset=EncodedDataset([[2, 3], [3], [4, 5]], [0, 1, 4]),
-                                tokenizer=tokenizer, data_collator=task.DataCollator(), num_labels=5)
+                                tokenizer=tokenizer, data_collator=encoding.DataCollator(), num_labels=5)
     trainer.create_optimizer_and_scheduler(num_training_steps=4)
     return trainer
 

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from data_process import LABEL_NAMES
-from fastformer.task import DataCollator, label_maps, pad_batch
+from fastformer.labels import LABEL_NAMES
+from fastformer.encoding import DataCollator, pad_batch
+from fastformer.labels import label_maps
 
 
 # ---------------------------------------------------------------------------------------------------- pad_batch
@@ -68,7 +69,7 @@ def test_label_maps_are_star_ratings_minus_one():
 
 
 def test_build_model_takes_word_vectors_for_the_words_it_has(tmp_path):
-    from fastformer.task import build_model
+    from fastformer.model_folder import build_model
     from fastformer.tokenizer import FastformerTokenizer
 
     tokenizer = FastformerTokenizer.build_from_corpus(["great sound", "great bad thing"], min_freq=1)

@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from data_process import generate_demo_reviews
+from data_process.demo_data import generate_demo_reviews
 from fastformer.tokenizer import TOKEN_PATTERN, FastformerTokenizer
 
 CORPUS = ["The sound is great. The bass is great!", "the battery died; not great", "Great SOUND, great price."]

@@ -13,8 +13,8 @@ from sklearn.metrics import accuracy_score, f1_score
 import fastformer  # noqa: F401  (before paddle)
 import paddle
 import paddle.nn.functional as F
-from data_process import generate_demo_reviews
-from fastformer import task
+from data_process.demo_data import generate_demo_reviews
+from fastformer import encoding, model_folder
 from fastformer.tokenizer import FastformerTokenizer
 from fastformer.training import (
     EncodedDataset,
@@ -119,13 +119,13 @@ def test_group_by_length_keeps_the_sample_and_groups_lengths():
 def test_trainer_draws_training_batches_as_requested(sampling, tmp_path):
     """The Trainer's own training DataLoader: EpochBatchSampler, class-balanced only for --sampling balanced."""
     tokenizer = FastformerTokenizer.build_from_corpus(["good bad ok fine"], min_freq=1)
-    model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=16,
+    model = model_folder.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=16,
                              num_hidden_layers=1, max_position_embeddings=16)
     dataset = EncodedDataset([[2 + i % 4] * (1 + i % 7) for i in range(len(LABELS))], LABELS)
     _, _, args = parse_args([TINY, "--output_dir", str(tmp_path), "--sampling", sampling, "--report_to", "none",
                              "--per_device_train_batch_size", "50"])
     trainer = FastformerTrainer(model=model, args=args, train_dataset=dataset, num_labels=5,
-                                data_collator=task.DataCollator())
+                                data_collator=encoding.DataCollator())
     loader = trainer.get_train_dataloader()
     assert isinstance(loader.batch_sampler, EpochBatchSampler)
     loader.batch_sampler.set_epoch(0)
@@ -162,14 +162,14 @@ def test_class_weights():
 def test_weighted_loss_is_class_weighted_cross_entropy(tmp_path):
     tokenizer = FastformerTokenizer.build_from_corpus(["good bad ok fine"], min_freq=1)
     paddle.seed(0)
-    model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=16,
+    model = model_folder.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=16,
                              num_hidden_layers=1, max_position_embeddings=16, hidden_dropout_prob=0.0)
     labels = [0, 0, 0, 1, 4, 4]
     dataset = EncodedDataset([[2, 3], [3], [4, 5, 2], [5], [2, 2], [3, 4]], labels)
     _, _, args = parse_args([TINY, "--output_dir", str(tmp_path), "--sampling", "weighted_loss", "--report_to", "none"])
     trainer = FastformerTrainer(model=model, args=args, train_dataset=dataset, num_labels=5,
-                                data_collator=task.DataCollator())
-    batch = {k: paddle.to_tensor(v) for k, v in task.DataCollator()([dataset[i] for i in range(6)]).items()}
+                                data_collator=encoding.DataCollator())
+    batch = {k: paddle.to_tensor(v) for k, v in encoding.DataCollator()([dataset[i] for i in range(6)]).items()}
     model.train()  # no dropout in this model: the same logits in both calls
     logits = model(batch["input_ids"], batch["attention_mask"]).logits
     loss = trainer.compute_loss(model, dict(batch))
@@ -204,10 +204,10 @@ def one_epoch(raw_file, tmp_path_factory):
 
 def _weights(path):
     """Weights of a model folder (model.safetensors) or a checkpoint (model_state.pdparams) as numpy arrays."""
-    if os.path.isfile(os.path.join(path, task.WEIGHTS_FILE)):
+    if os.path.isfile(os.path.join(path, model_folder.WEIGHTS_FILE)):
         from safetensors.numpy import load_file
 
-        return load_file(os.path.join(path, task.WEIGHTS_FILE))
+        return load_file(os.path.join(path, model_folder.WEIGHTS_FILE))
     return paddle.load(os.path.join(path, "model_state.pdparams"), return_numpy=True)
 
 
@@ -216,8 +216,8 @@ def test_training_writes_a_complete_output_folder(one_epoch):
     steps = -(-300 // 32)  # 300 training reviews, batch 32
     assert results["global_step"] == steps and os.path.isdir(out / f"checkpoint-{steps}")
     model_dir = out / "model"
-    task.check_model_dir(str(model_dir))
-    model, tokenizer = task.load_model_dir(str(model_dir))
+    model_folder.check_model_dir(str(model_dir))
+    model, tokenizer = model_folder.load_model_dir(str(model_dir))
     assert model.config.id2label == {0: "1", 1: "2", 2: "3", 3: "4", 4: "5"} or \
         {int(k): v for k, v in model.config.id2label.items()} == {0: "1", 1: "2", 2: "3", 3: "4", 4: "5"}
     assert model.config.hidden_size == 16 and model.config.max_position_embeddings == 64
@@ -377,7 +377,7 @@ def test_fit_logit_adjustment_picks_the_best_tau_on_the_given_predictions():
 
 
 def test_logit_adjustment_is_fitted_on_dev_and_folded_into_the_saved_model(raw_file, tmp_path):
-    from fastformer.task import load_model_dir
+    from fastformer.model_folder import load_model_dir
 
     out = tmp_path / "adj"
     results = _run(raw_file, out, "--num_train_epochs", "1", "--learning_rate", "0.002", "--logit_adjustment", "dev",
@@ -434,7 +434,7 @@ def test_word_dropout_replaces_real_tokens_only_at_the_asked_rate():
 
 
 def test_init_from_copies_the_encoder_and_keeps_a_fresh_classifier(one_epoch, raw_file, tmp_path):
-    from fastformer.task import build_model, load_model_dir
+    from fastformer.model_folder import build_model, load_model_dir
 
     source_dir = one_epoch[0] / "model"
     source, tokenizer = load_model_dir(str(source_dir))

@@ -21,8 +21,8 @@ torch = pytest.importorskip(
     "torch", reason="PyTorch is not installed: the training alignment with the PyTorch reference cannot be checked"
 )
 
-from data_process import generate_demo_reviews  # noqa: E402
-from fastformer import task  # noqa: E402
+from data_process.demo_data import generate_demo_reviews
+from fastformer import encoding, model_folder  # noqa: E402
 from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
 from fastformer.training import EncodedDataset, FastformerTrainer, parse_args  # noqa: E402
 from tools import check_training_alignment as check  # noqa: E402
@@ -172,7 +172,7 @@ def test_float64_same_mask_runs_agree_to_the_log_resolution(base_argv, tmp_path,
     from safetensors.numpy import load_file
 
     initial_dir = str(run_dir / "paddle" / reference.INITIAL_MODEL)
-    initial = load_file(os.path.join(initial_dir, task.model_weights_file(initial_dir)))
+    initial = load_file(os.path.join(initial_dir, model_folder.model_weights_file(initial_dir)))
     assert {str(v.dtype) for v in initial.values()} == {"float64"}
     assert p["mask_draws"] == t["mask_draws"] and set(p["mask_draws"].values()) == {3}
     assert row["loss"]["steps"] == 40 and row["loss"]["max_abs_diff"] <= 1e-8
@@ -224,12 +224,12 @@ def test_reference_batches_are_the_trainers(tmp_path):
     rng = np.random.default_rng(0)
     dataset = EncodedDataset([list(range(1, n + 1)) for n in rng.integers(1, 40, size=len(labels))], labels)
     tokenizer = FastformerTokenizer.build_from_corpus(["good bad ok fine"], min_freq=1)
-    model = task.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=16,
+    model = model_folder.build_model(tokenizer, hidden_size=16, num_attention_heads=4, intermediate_size=16,
                              num_hidden_layers=1, max_position_embeddings=64)
     for extra in ([], ["--sampling", "none", "--dataloader_drop_last", "true"], ["--group_by_length", "false"]):
         _, _, args = parse_args([TINY, "--output_dir", str(tmp_path), "--report_to", "none", "--seed", "7", *extra])
         trainer = FastformerTrainer(model=model, args=args, train_dataset=dataset, num_labels=5,
-                                    data_collator=task.DataCollator())
+                                    data_collator=encoding.DataCollator())
         expected = trainer.get_train_dataloader().batch_sampler  # what the Trainer iterates
         ours = reference.train_sampler(dataset, args)
         for epoch in range(3):

@@ -170,7 +170,7 @@ def compare_batches(one: Dict[str, List[List[int]]], ranks: Sequence[Dict[str, L
 
 def _weights(folder: str) -> Dict[str, "object"]:
     """The weights of a checkpoint (model_state.pdparams) or of a model folder (model.safetensors), as numpy."""
-    from fastformer.task import WEIGHTS_FILE, load_model_dir  # before paddle: MKL settings
+    from fastformer.model_folder import WEIGHTS_FILE, load_model_dir
 
     import paddle
 
@@ -207,12 +207,13 @@ def dropout_seeds(checkpoint: str, processes: int) -> List[int]:
 
 def compare_logits(model_a: str, model_b: str, data_dir: str, batch_size: int = 64) -> float:
     """Largest abs difference of the two model folders' logits on the dev split."""
-    from fastformer.task import DataCollator, encode_texts, load_model_dir  # before paddle: MKL settings
+    from fastformer.encoding import DataCollator, encode_texts
+    from fastformer.model_folder import load_model_dir
 
     import numpy as np
     import paddle
 
-    from data_process import read_split
+    from fastformer.splits import read_split
 
     texts, _ = read_split(os.path.join(data_dir, "dev.jsonl"))
     worst = 0.0

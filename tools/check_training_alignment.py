@@ -58,7 +58,7 @@ from paddlenlp.trainer import TrainerCallback  # noqa: E402
 
 import train  # noqa: E402  (sets the thread variables too; before paddle)
 from fastformer.fileio import atomic_write, write_json  # noqa: E402
-from data_process import read_split  # noqa: E402
+from fastformer.splits import read_split
 from fastformer.training import parse_args  # noqa: E402
 from tools.train_torch_reference import (  # noqa: E402
     DTYPES,

@@ -52,8 +52,8 @@ import fastformer  # noqa: E402,F401  (before paddle: sets MKL_DEBUG_CPU_TYPE)
 import numpy as np  # noqa: E402
 from paddlenlp.trainer import TrainerCallback  # noqa: E402
 
-from data_process import read_split  # noqa: E402
-from fastformer import task  # noqa: E402
+from fastformer.splits import read_split
+from fastformer import encoding, model_folder  # noqa: E402
 from fastformer.fileio import write_json  # noqa: E402
 from fastformer.training import (  # noqa: E402
     DataArguments,
@@ -168,7 +168,7 @@ def check_same_recipe(ours: Dict[str, object], paddle_resolved: dict, source: st
 
 @contextlib.contextmanager
 def default_dtype(dtype: str):
-    """Within the block Paddle creates (and `task.load_model_dir` loads) parameters in `dtype`: train.py trains in
+    """Within the block Paddle creates (and `model_folder.load_model_dir` loads) parameters in `dtype`: train.py trains in
     float64 when run inside it (the model and Adam's state follow its parameters)."""
     import paddle
 
@@ -184,7 +184,7 @@ def default_dtype(dtype: str):
 
 class InitialModelCallback(TrainerCallback):
     """Writes the model as it is when training begins (before the first step) and its tokenizer into `path`, as a
-    model folder (`task.save_model_dir`): the initial weights the reference starts from. Only on a fresh start
+    model folder (`model_folder.save_model_dir`): the initial weights the reference starts from. Only on a fresh start
     (global step 0); a folder already there must hold the same weights (a rerun of the same seed), else ValueError."""
 
     def __init__(self, path: str, max_length: int):
@@ -197,7 +197,7 @@ class InitialModelCallback(TrainerCallback):
                 raise FileNotFoundError(f"{self.path!r} is missing: the run resumed, its initial weights are lost")
             return
         if os.path.isdir(self.path):
-            saved, _ = task.load_model_dir(self.path)
+            saved, _ = model_folder.load_model_dir(self.path)
             ours = {k: v.numpy() for k, v in model.state_dict().items()}
             theirs = {k: v.numpy() for k, v in saved.state_dict().items()}
             if ours.keys() != theirs.keys() or not all(np.array_equal(ours[k], theirs[k]) for k in ours):
@@ -205,7 +205,7 @@ class InitialModelCallback(TrainerCallback):
                                  "seed in the same folder): use a new work folder")
             return
         tmp = f"{self.path}.tmp"
-        task.save_model_dir(model, tokenizer, tmp, max_length=self.max_length)
+        model_folder.save_model_dir(model, tokenizer, tmp, max_length=self.max_length)
         os.replace(tmp, self.path)  # complete or absent
 
 
@@ -364,7 +364,7 @@ def _saved_dtype(model_dir: str) -> str:
     """The dtype of the weights in a model folder's safetensors file (read from its header)."""
     from safetensors import safe_open
 
-    with safe_open(os.path.join(model_dir, task.model_weights_file(model_dir)), framework="np") as f:
+    with safe_open(os.path.join(model_dir, model_folder.model_weights_file(model_dir)), framework="np") as f:
         code = f.get_slice(next(iter(f.keys()))).get_dtype()  # "F32", "F64", ...
     return {"F32": "float32", "F64": "float64"}.get(code, code)
 
@@ -392,11 +392,11 @@ def train_reference(data_args, model_args, training_args, paddle_run_dir: str, l
         raise ValueError(f"the Paddle run's initial weights are {saved_dtype}, not {dtype}: give the dtype it "
                          "trained in")
     with default_dtype(dtype):
-        initial, tokenizer = task.load_model_dir(initial_dir)
+        initial, tokenizer = model_folder.load_model_dir(initial_dir)
     if tokenizer.pad_token_id != 0:
         raise ValueError(f"the official model pads with id 0, the Paddle run's tokenizer with {tokenizer.pad_token_id}")
     splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl")) for name in ("train", "dev", "test")}
-    data = {name: EncodedDataset(task.encode_texts(tokenizer, texts, data_args.max_length), labels)
+    data = {name: EncodedDataset(encoding.encode_texts(tokenizer, texts, data_args.max_length), labels)
             for name, (texts, labels) in splits.items()}
     c = initial.config
     config = TorchFastformerConfig(
@@ -418,7 +418,7 @@ def train_reference(data_args, model_args, training_args, paddle_run_dir: str, l
     # ---- batches as the Trainer draws them, eval sorted by length
     train = data["train"]
     sampler = train_sampler(train, training_args)
-    collator = task.DataCollator(pad_id=tokenizer.pad_token_id)
+    collator = encoding.DataCollator(pad_id=tokenizer.pad_token_id)
     eval_bs = training_args.per_device_eval_batch_size
     eval_batches = {}
     for name in ("dev", "test"):

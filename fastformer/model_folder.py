@@ -1,55 +1,36 @@
-"""The rating-classification task in one place: labels, model building, model folders and batching.
+"""Model folders: build a classifier, save it with everything it needs, and load it back checked.
 
-Every script (train, evaluate, export, predict, serve) goes through these functions, so a model folder
-written by one is read the same way by all the others. A model folder holds `config.json` (with
-`id2label`), `model.safetensors`, `checksums.json` (its SHA-256) and the tokenizer files (`vocab.txt`,
-`tokenizer_config.json`). The truncation length the model was trained with is the tokenizer's `model_max_length`,
-stored in `tokenizer_config.json` (a folder without it falls back to the model's `max_position_embeddings`).
-
-Model folders are meant to be handed to others, so loading one runs no code from it: the weights are safetensors
-(tensors and a JSON header, nothing to unpickle) and are checked against their recorded SHA-256 first, then
-config.json against the allowed values and the weights' shapes and every tensor finite (`weight_files`). A folder
-with the older pickle-format `model_state.pdparams` (which can run arbitrary code when unpickled) is loaded only
-with `allow_pickle=True` (the scripts' `--allow_pickle`), with a warning.
+A folder holds config.json (with id2label), model.safetensors, checksums.json and the tokenizer files; loading
+runs no code from it (docs/inference.md, "Model folders").
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
-
-import numpy as np
-
-from data_process import LABEL_NAMES
+from typing import Mapping, Optional, Sequence, Tuple
 
 from .cli import UserError
 from .configuration import FastformerConfig
+from .encoding import check_max_length, set_model_max_length, truncation_length
 from .fileio import CHECKSUMS_FILE, atomic_dir, check_checksums, read_checksums, write_checksums, write_json
+from .labels import label_maps
 from .modeling import FastformerForSequenceClassification
 from .tokenizer import FastformerTokenizer
 from .weight_files import check_model_files, tensors_problem
 
 __all__ = [
-    "LABEL_NAMES",
-    "label_maps",
-    "label_to_stars",
-    "build_model",
-    "save_model_dir",
-    "load_model_dir",
-    "check_model_dir",
-    "model_weights_file",
     "WEIGHTS_FILE",
     "PICKLE_WEIGHTS_FILE",
+    "MODEL_FILES",
     "ALLOW_PICKLE_HELP",
-    "check_max_length",
-    "truncation_length",
+    "build_model",
+    "init_encoder",
+    "save_model_dir",
+    "check_model_dir",
+    "model_weights_file",
     "load_tokenizer",
-    "set_model_max_length",
-    "pad_batch",
-    "DataCollator",
-    "encode_texts",
-    "count_truncated",
+    "load_model_dir",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,27 +44,6 @@ ALLOW_PICKLE_HELP = (
 )
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # do_lower_case and model_max_length: without it a cased
 # tokenizer would reload lower-casing and the truncation length would be lost
-UNSET_MAX_LENGTH = int(1e20)  # PaddleNLP's model_max_length when none was given (VERY_LARGE_INTEGER, 1e30)
-
-
-def label_maps(names: Sequence[str] = LABEL_NAMES) -> Tuple[Dict[int, str], Dict[str, int]]:
-    """id2label / label2id for the star ratings (label id = stars - 1)."""
-    id2label = {i: name for i, name in enumerate(names)}
-    return id2label, {name: i for i, name in id2label.items()}
-
-
-def label_to_stars(id2label) -> List[int]:
-    """Star rating of each class, in class-id order, from the label names ("1" .. "5").
-
-    `id2label` is a {class id: name} mapping (a config's `id2label`) or the names in class-id order. A name that
-    is not a star rating (a positive whole number) is a ValueError: ratings are never guessed from positions.
-    """
-    names = [id2label[k] for k in sorted(id2label, key=int)] if isinstance(id2label, Mapping) else list(id2label)
-    bad = [name for name in names if not str(name).strip().isdigit() or int(str(name).strip()) < 1]
-    if bad:
-        raise ValueError(f"label names {bad} are not star ratings: every label must be a number of stars "
-                         f"(e.g. {list(LABEL_NAMES)}), got labels {names}")
-    return [int(str(name).strip()) for name in names]
 
 
 def build_model(
@@ -91,7 +51,7 @@ def build_model(
 ) -> FastformerForSequenceClassification:
     """A freshly initialised classifier sized to `tokenizer`, with the star-rating labels.
 
-    `word_vectors`: a vector file (`word v1 v2 ...` a line, e.g. GloVe or `data_process.word_vectors`) whose vectors
+    `word_vectors`: a vector file (`word v1 v2 ...` a line, e.g. GloVe or `python -m data_process.word_vectors`) whose vectors
     replace the initial word embeddings of the vocabulary words it holds (the others keep their random init).
     """
     id2label, label2id = label_maps()
@@ -104,7 +64,7 @@ def build_model(
     )
     model = FastformerForSequenceClassification(config)
     if word_vectors:
-        from data_process.glove import load_glove_embeddings
+        from .embeddings import load_glove_embeddings
 
         embedding = model.get_input_embeddings().weight
         vectors = load_glove_embeddings(tokenizer, word_vectors, config.hidden_size, init=embedding.numpy())
@@ -112,28 +72,23 @@ def build_model(
     return model
 
 
-def check_max_length(max_length: int, config: FastformerConfig) -> int:
-    """`max_length` as an int, or a ValueError when it is outside [1, config.max_position_embeddings]."""
-    max_length = int(max_length)
-    if not 1 <= max_length <= config.max_position_embeddings:
-        raise ValueError(f"max_length must be in [1, {config.max_position_embeddings}] (the model's "
-                         f"max_position_embeddings), got {max_length}")
-    return max_length
 
-
-def truncation_length(config: FastformerConfig, tokenizer: FastformerTokenizer) -> int:
-    """Tokens kept per text: the tokenizer's `model_max_length` when it was set (the training max_length of a
-    folder written by `save_model_dir`), else the model's `max_position_embeddings`."""
-    length = tokenizer.model_max_length
-    if length is None or length >= UNSET_MAX_LENGTH:
-        return config.max_position_embeddings
-    return check_max_length(length, config)
-
-
-def set_model_max_length(tokenizer: FastformerTokenizer, max_length: int) -> None:
-    """`tokenizer.model_max_length`, also in the init kwargs that `save_pretrained` writes to tokenizer_config.json."""
-    tokenizer.model_max_length = int(max_length)
-    tokenizer.init_kwargs["model_max_length"] = int(max_length)
+def init_encoder(model, path: str) -> None:
+    """Start from the encoder weights (`fastformer.*`: embeddings, layers, pooler) of the model folder `path`; the
+    classifier keeps its fresh initialisation. The folder's architecture must match the configured one."""
+    source, _ = load_model_dir(path)
+    for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "attention_type", "pooler_type", "use_value_projection", "share_attention_layers"):
+        if getattr(source.config, name) != getattr(model.config, name):
+            raise UserError(f"--init_from {path}: {name} is {getattr(source.config, name)!r} there, "
+                            f"{getattr(model.config, name)!r} here")
+    weights = {k: v for k, v in source.state_dict().items() if k.startswith("fastformer.")}
+    own = model.state_dict()
+    for name, value in weights.items():
+        if name not in own or tuple(own[name].shape) != tuple(value.shape):
+            raise UserError(f"--init_from {path}: weight {name} {tuple(value.shape)} does not fit this model")
+        own[name].set_value(value)
+    logger.info("encoder initialised from %s (%d tensors)", path, len(weights))
 
 
 def save_model_dir(
@@ -203,7 +158,7 @@ def model_weights_file(path: str, allow_pickle: bool = False) -> str:
             raise UserError(
                 f"{file}: pickle-format weights, which can run arbitrary code when loaded; if you trust where the "
                 "folder comes from, pass --allow_pickle (allow_pickle=True); saving the model again with "
-                f"fastformer.task.save_model_dir writes {WEIGHTS_FILE}"
+                f"fastformer.model_folder.save_model_dir writes {WEIGHTS_FILE}"
             )
         logger.warning("loading pickle-format weights %s (allowed by allow_pickle): unpickling can run code; do this "
                        "only for a folder from a trusted source", file)
@@ -248,40 +203,3 @@ def load_model_dir(
     model.eval()
     return model, load_tokenizer(path, model.config)
 
-
-def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int = 0, multiple_of: int = 1) -> Tuple[np.ndarray, np.ndarray]:
-    """Pad id lists to the longest (rounded up to `multiple_of`): (input_ids, attention_mask), int64 [B, L]."""
-    length = max(1, max((len(s) for s in sequences), default=1))
-    length = -(-length // multiple_of) * multiple_of
-    input_ids = np.full((len(sequences), length), pad_id, dtype="int64")
-    attention_mask = np.zeros((len(sequences), length), dtype="int64")
-    for row, seq in enumerate(sequences):
-        input_ids[row, : len(seq)] = seq
-        attention_mask[row, : len(seq)] = 1
-    return input_ids, attention_mask
-
-
-class DataCollator:
-    """Dynamic padding for the Trainer: features with `input_ids` (and `labels`) -> padded numpy batch."""
-
-    def __init__(self, pad_id: int = 0, multiple_of: int = 8):
-        self.pad_id = pad_id
-        self.multiple_of = multiple_of
-
-    def __call__(self, features: List[dict]) -> Dict[str, np.ndarray]:
-        input_ids, attention_mask = pad_batch([f["input_ids"] for f in features], self.pad_id, self.multiple_of)
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "labels" in features[0]:
-            batch["labels"] = np.asarray([f["labels"] for f in features], dtype="int64")
-        return batch
-
-
-def encode_texts(tokenizer: FastformerTokenizer, texts: Sequence[str], max_length: int) -> List[List[int]]:
-    """Token ids of each text, truncated to `max_length` (the fast path of the tokenizer)."""
-    return tokenizer.encode_batch(list(texts), max_length=max_length)["input_ids"]
-
-
-def count_truncated(tokenizer: FastformerTokenizer, text: str, max_length: int) -> Optional[int]:
-    """Number of tokens dropped from `text` by truncation to `max_length` (None when nothing is dropped)."""
-    n = len(tokenizer.tokenize(text))
-    return n - max_length if n > max_length else None

@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from .reader import open_binary
+from .fileio import open_binary
 
 __all__ = ["load_glove_embeddings"]
 
