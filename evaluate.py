@@ -35,7 +35,7 @@ from fastformer.splits import read_split
 from fastformer.cli import UserError, printable, run_main  # noqa: E402
 from fastformer.fileio import atomic_open, write_json  # noqa: E402
 from fastformer.predictor import NonFiniteOutputError, Predictor, add_predictor_args  # noqa: E402
-from fastformer.training import classification_metrics  # noqa: E402
+from fastformer.metrics import classification_metrics
 
 SPLITS = ("test", "dev", "train")
 

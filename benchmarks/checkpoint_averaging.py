@@ -38,14 +38,9 @@ from fastformer import encoding  # noqa: E402
 from fastformer.modeling import FastformerForSequenceClassification  # noqa: E402
 from fastformer.predictor import DynamicRunner  # noqa: E402
 from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
-from fastformer.training import (  # noqa: E402
-    average_weights,
-    checkpoint_problem,
-    classification_metrics,
-    existing_checkpoints,
-    fit_logit_adjustment,
-    log_prior,
-)
+from fastformer.metrics import classification_metrics, fit_logit_adjustment, log_prior
+from fastformer.training.checkpoints import average_weights
+from fastformer.training.resume import checkpoint_problem, existing_checkpoints
 
 MEAN = "mean of the epoch checkpoints"
 BEST = "best epoch by adjusted dev macro-F1"

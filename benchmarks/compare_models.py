@@ -144,7 +144,7 @@ def run_tfidf(data_dir: str, logit_adjustment: str = "none") -> dict:
     from sklearn.linear_model import LogisticRegression
 
     from fastformer.splits import read_split
-    from fastformer.training import classification_metrics, fit_logit_adjustment, log_prior
+    from fastformer.metrics import classification_metrics, fit_logit_adjustment, log_prior
 
     splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl")) for name in ("train", "dev", "test")}
     start = time.perf_counter()

@@ -164,7 +164,7 @@ def bf16_support(features: Optional[dict] = None) -> Tuple[bool, str]:
 
 def compare_predictions(labels: Sequence[int], reference: Sequence[int], candidate: Sequence[int]) -> Dict[str, object]:
     """The quality gate's figures: share of identical predictions and the macro-F1 change, candidate vs reference."""
-    from .training import classification_metrics
+    from .metrics import classification_metrics
 
     reference, candidate = np.asarray(reference).reshape(-1), np.asarray(candidate).reshape(-1)
     if len(reference) != len(candidate) or len(reference) != len(labels) or not len(labels):

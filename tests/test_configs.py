@@ -11,7 +11,7 @@ import pytest
 import fastformer  # noqa: F401  (before paddle)
 from fastformer.cli import UserError
 from fastformer.configuration import FastformerConfig
-from fastformer.training import SAMPLING_MODES, config_to_argv, parse_args, resolved_args
+from fastformer.training.arguments import SAMPLING_MODES, config_to_argv, parse_args, resolved_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.json")))

@@ -234,7 +234,7 @@ def test_abbreviated_flags_are_refused(module, argv, abbreviated, tmp_path, monk
 
 
 def test_train_flags_are_not_abbreviated():
-    from fastformer.training import parse_args
+    from fastformer.training.arguments import parse_args
 
     with pytest.raises(UserError, match="unknown argument 'learning_rat'"):
         parse_args([os.path.join(ROOT, "configs", "tiny.json"), "--learning_rat", "0.1"])
@@ -313,7 +313,7 @@ def test_train_removes_the_staging_folders_of_killed_checkpoint_saves(tmp_path, 
     """The next run (find_checkpoint) removes a killed save's staging folder, never a live one's nor a checkpoint."""
     import logging
 
-    import train
+    from fastformer.training import resume
 
     killed = _holder("dir", tmp_path / "checkpoint-20")
     _kill(killed)
@@ -323,8 +323,8 @@ def test_train_removes_the_staging_folders_of_killed_checkpoint_saves(tmp_path, 
         staging = {name: name.split(".")[1] for name in _temp_files(tmp_path)}
         assert sorted(staging.values()) == ["checkpoint-20", "checkpoint-30"]
         args = SimpleNamespace(output_dir=str(tmp_path), overwrite_output_dir=False, resume_from_checkpoint=None)
-        with caplog.at_level(logging.INFO, logger="train"):
-            train.find_checkpoint(args)
+        with caplog.at_level(logging.INFO, logger="fastformer.training.resume"):
+            resume.find_checkpoint(args)
         assert [staging[name] for name in _temp_files(tmp_path)] == ["checkpoint-30"]
         assert os.path.isdir(tmp_path / "checkpoint-10")
         assert any("removed the staging folders" in r.getMessage() for r in caplog.records)
@@ -337,7 +337,9 @@ def test_train_removes_the_staging_folders_of_killed_checkpoint_saves(tmp_path, 
 
 def test_checkpoint_staging_names_its_owner(tmp_path, monkeypatch):
     from fastformer import encoding
-    from fastformer.training import EncodedDataset, FastformerTrainer, parse_args
+    from fastformer.training.arguments import parse_args
+    from fastformer.training.dataset import EncodedDataset
+    from fastformer.training.trainer import FastformerTrainer
     from tiny_model import tiny_model
 
     model, tokenizer = tiny_model(CORPUS, seed=3)

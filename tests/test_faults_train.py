@@ -34,10 +34,14 @@ from fastformer.export import export_model
 from fastformer.fileio import CHECKSUMS_FILE, ChecksumError
 from fastformer.predictor import MANIFEST_FILE, Predictor
 from fastformer.tokenizer import FastformerTokenizer
-from fastformer.training import EncodedDataset, FastformerTrainer, checkpoint_problem, parse_args
+from fastformer.training.arguments import parse_args
+from fastformer.training.dataset import EncodedDataset
+from fastformer.training.resume import checkpoint_problem
+from fastformer.training.trainer import FastformerTrainer
 
 import export_model as export_script
 import train
+from fastformer.training import resume
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "configs", "tiny.json")
@@ -216,13 +220,13 @@ def test_checkpoints_are_atomic_and_resume_skips_damaged_ones(tmp_path, monkeypa
     os.remove(tmp_path / "checkpoint-40" / CHECKSUMS_FILE)
     shutil.copytree(good, tmp_path / ".checkpoint-50.x1y2.tmp")  # a kill -9 while saving leaves this
     args = SimpleNamespace(output_dir=str(tmp_path), overwrite_output_dir=False, resume_from_checkpoint=None)
-    with caplog.at_level(logging.WARNING, logger="train"):
-        assert train.find_checkpoint(args) == str(good)
+    with caplog.at_level(logging.WARNING, logger="fastformer.training.resume"):
+        assert resume.find_checkpoint(args) == str(good)
     messages = "\n".join(r.getMessage() for r in caplog.records)
     assert "checkpoint-40: unreadable" in messages and "checkpoint-30: incomplete, no optimizer.pdopt" in messages
     assert "checkpoint-20/model_state.pdparams: SHA-256" in messages and ".checkpoint-50.x1y2.tmp" in messages
     with pytest.raises(UserError, match=r"checkpoint-20'? cannot be resumed from: .*model_state\.pdparams"):
-        train.find_checkpoint(SimpleNamespace(**{**vars(args), "resume_from_checkpoint": str(tmp_path / "checkpoint-20")}))
+        resume.find_checkpoint(SimpleNamespace(**{**vars(args), "resume_from_checkpoint": str(tmp_path / "checkpoint-20")}))
 
     # the run resumed from checkpoint-10 (a new process) saves checkpoint-20 again: the damaged one is kept, renamed
     trainer = _trainer(tmp_path)

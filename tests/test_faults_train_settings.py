@@ -16,7 +16,8 @@ from data_process.demo_data import generate_demo_reviews
 from fastformer.cli import UserError, run_main
 from paddlenlp.trainer import TrainerCallback
 
-from fastformer.training import FastformerTrainer, parse_args
+from fastformer.training.arguments import parse_args
+from fastformer.training.trainer import FastformerTrainer
 from tiny_model import tiny_model
 
 import train
@@ -118,7 +119,7 @@ def test_resume_without_a_record_checks_the_checkpoint_weights(finished_run, tmp
 
 
 def test_trainer_never_skips_a_checkpoint_tensor_of_another_shape(tmp_path):
-    from fastformer.training import weights_problem
+    from fastformer.training.resume import weights_problem
 
     model, tokenizer = tiny_model(["great sound", "bad cable"], seed=1)
     other, _ = tiny_model(["great sound", "bad cable"], seed=1, max_positions=32)
@@ -157,7 +158,7 @@ def test_resume_may_extend_the_run_and_change_the_learning_rate(finished_run, tm
 
 
 def test_resume_conflicts_compare_the_model_as_built():
-    from fastformer.training import resume_conflicts
+    from fastformer.training.resume import resume_conflicts
 
     old = {"data": {"max_length": 64, "input_file": "a"}, "model": {"hidden_size": 16, "max_position_embeddings": 0},
            "training": {"seed": 42, "learning_rate": 1e-3, "num_train_epochs": 1}}

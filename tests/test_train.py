@@ -16,18 +16,15 @@ import paddle.nn.functional as F
 from data_process.demo_data import generate_demo_reviews
 from fastformer import encoding, model_folder
 from fastformer.tokenizer import FastformerTokenizer
-from fastformer.training import (
-    EncodedDataset,
-    EpochBatchSampler,
-    FastformerTrainer,
-    class_weights,
-    classification_metrics,
-    compute_metrics,
-    parse_args,
-)
+from fastformer.metrics import class_weights, classification_metrics, compute_metrics
+from fastformer.training.arguments import parse_args
+from fastformer.training.dataset import EncodedDataset
+from fastformer.training.sampler import EpochBatchSampler
+from fastformer.training.trainer import FastformerTrainer
 
 import evaluate
 import train
+from fastformer.training import resume
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "configs", "tiny.json")
@@ -342,17 +339,17 @@ def test_find_checkpoint_and_overwrite_output_dir(tmp_path):
     def args(output_dir, overwrite=False, resume=None):
         return SimpleNamespace(output_dir=str(output_dir), overwrite_output_dir=overwrite, resume_from_checkpoint=resume)
 
-    assert train.existing_checkpoints(str(tmp_path)) == ["checkpoint-5", "checkpoint-10"]
-    assert train.find_checkpoint(args(tmp_path)).endswith("checkpoint-10")  # resumes from the last one
+    assert resume.existing_checkpoints(str(tmp_path)) == ["checkpoint-5", "checkpoint-10"]
+    assert resume.find_checkpoint(args(tmp_path)).endswith("checkpoint-10")  # resumes from the last one
     with pytest.raises(FileExistsError, match=r"\(checkpoint-5, checkpoint-10\).*new --output_dir"):
-        train.find_checkpoint(args(tmp_path, overwrite=True))
+        resume.find_checkpoint(args(tmp_path, overwrite=True))
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-10", "checkpoint-20", "checkpoint-5", "checkpoint-x"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert train.find_checkpoint(args(empty, overwrite=True)) is None  # no checkpoints: a fresh start is fine
-    assert train.find_checkpoint(args(empty)) is None
+    assert resume.find_checkpoint(args(empty, overwrite=True)) is None  # no checkpoints: a fresh start is fine
+    assert resume.find_checkpoint(args(empty)) is None
     with pytest.raises(FileNotFoundError, match="is not a folder"):
-        train.find_checkpoint(args(empty, resume=str(tmp_path / "nope")))
+        resume.find_checkpoint(args(empty, resume=str(tmp_path / "nope")))
 
 
 def test_missing_raw_file_without_demo_data_is_a_clear_error(tmp_path):
@@ -362,7 +359,7 @@ def test_missing_raw_file_without_demo_data_is_a_clear_error(tmp_path):
 
 
 def test_fit_logit_adjustment_picks_the_best_tau_on_the_given_predictions():
-    from fastformer.training import fit_logit_adjustment, log_prior
+    from fastformer.metrics import fit_logit_adjustment, log_prior
 
     prior = log_prior([0] * 90 + [1] * 10, 2)
     # a model of the natural distribution: class 1 is under-predicted until its logit is raised
@@ -419,7 +416,7 @@ def test_average_checkpoints_keeps_the_mean_of_the_saved_weights(raw_file, tmp_p
 
 
 def test_word_dropout_replaces_real_tokens_only_at_the_asked_rate():
-    from fastformer.training import drop_words
+    from fastformer.training.dataset import drop_words
 
     paddle.seed(0)
     ids = np.arange(2, 2 + 400 * 50, dtype="int64").reshape(400, 50)
@@ -434,20 +431,20 @@ def test_word_dropout_replaces_real_tokens_only_at_the_asked_rate():
 
 
 def test_init_from_copies_the_encoder_and_keeps_a_fresh_classifier(one_epoch, raw_file, tmp_path):
-    from fastformer.model_folder import build_model, load_model_dir
+    from fastformer.model_folder import build_model, init_encoder, load_model_dir
 
     source_dir = one_epoch[0] / "model"
     source, tokenizer = load_model_dir(str(source_dir))
     config = {k: getattr(source.config, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
                                                      "intermediate_size", "max_position_embeddings")}
     model = build_model(tokenizer, **config)
-    train.init_encoder(model, str(source_dir))
+    init_encoder(model, str(source_dir))
     theirs, ours = source.state_dict(), model.state_dict()
     for name in ours:
         same = np.array_equal(ours[name].numpy(), theirs[name].numpy())
         assert same == name.startswith("fastformer."), name
     with pytest.raises(ValueError, match="hidden_size"):
-        train.init_encoder(build_model(tokenizer, **dict(config, hidden_size=32)), str(source_dir))
+        init_encoder(build_model(tokenizer, **dict(config, hidden_size=32)), str(source_dir))
     # a training run with --init_from takes that vocabulary; --word_dropout trains
     results = _run(raw_file, tmp_path / "init", "--num_train_epochs", "1", "--word_dropout", "0.1",
                    "--init_from", str(source_dir))

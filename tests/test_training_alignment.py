@@ -24,7 +24,9 @@ torch = pytest.importorskip(
 from data_process.demo_data import generate_demo_reviews
 from fastformer import encoding, model_folder  # noqa: E402
 from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
-from fastformer.training import EncodedDataset, FastformerTrainer, parse_args  # noqa: E402
+from fastformer.training.arguments import parse_args
+from fastformer.training.dataset import EncodedDataset
+from fastformer.training.trainer import FastformerTrainer
 from tools import check_training_alignment as check  # noqa: E402
 from tools import train_torch_reference as reference  # noqa: E402
 

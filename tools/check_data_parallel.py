@@ -45,7 +45,7 @@ def worker(record_dir: str, train_argv: Sequence[str]) -> None:
     sys.path.insert(0, ROOT)
     import train  # before paddle: thread settings
 
-    from fastformer.training import EpochBatchSampler
+    from fastformer.training.sampler import EpochBatchSampler
 
     rank = int(os.environ.get("PADDLE_TRAINER_ID", "0"))
     os.makedirs(record_dir, exist_ok=True)

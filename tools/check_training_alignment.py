@@ -59,7 +59,7 @@ from paddlenlp.trainer import TrainerCallback  # noqa: E402
 import train  # noqa: E402  (sets the thread variables too; before paddle)
 from fastformer.fileio import atomic_write, write_json  # noqa: E402
 from fastformer.splits import read_split
-from fastformer.training import parse_args  # noqa: E402
+from fastformer.training.arguments import parse_args
 from tools.train_torch_reference import (  # noqa: E402
     DTYPES,
     INITIAL_MODEL,

@@ -55,15 +55,10 @@ from paddlenlp.trainer import TrainerCallback  # noqa: E402
 from fastformer.splits import read_split
 from fastformer import encoding, model_folder  # noqa: E402
 from fastformer.fileio import write_json  # noqa: E402
-from fastformer.training import (  # noqa: E402
-    DataArguments,
-    EncodedDataset,
-    EpochBatchSampler,
-    class_weights,
-    classification_metrics,
-    parse_args,
-    resolved_args,
-)
+from fastformer.metrics import class_weights, classification_metrics
+from fastformer.training.arguments import DataArguments, parse_args, resolved_args
+from fastformer.training.dataset import EncodedDataset
+from fastformer.training.sampler import EpochBatchSampler
 
 __all__ = [
     "INITIAL_MODEL",
