@@ -34,7 +34,9 @@ from sklearn.metrics import classification_report, confusion_matrix, precision_r
 from fastformer.splits import read_split
 from fastformer.cli import UserError, printable, run_main  # noqa: E402
 from fastformer.fileio import atomic_open, write_json  # noqa: E402
-from fastformer.predictor import NonFiniteOutputError, Predictor, add_predictor_args  # noqa: E402
+from fastformer.inference.args import add_predictor_args
+from fastformer.inference.predictor import NonFiniteOutputError
+from fastformer.inference.loader import predictor_from_args
 from fastformer.metrics import classification_metrics
 
 SPLITS = ("test", "dev", "train")
@@ -131,7 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UserError(f"--output_dir {output_dir!r} is a file, not a folder")
 
-    predictor = Predictor.from_args(args)
+    predictor = predictor_from_args(args)
     try:
         texts, labels = read_split(data_file)
     except ValueError as exc:  # names the file and the line

@@ -1,4 +1,4 @@
-"""Inference throughput (reviews/s) of `fastformer.predictor.Predictor`: Paddle Inference (oneDNN fp32, oneDNN bf16,
+"""Inference throughput (reviews/s) of `fastformer.inference.predictor.Predictor`: Paddle Inference (oneDNN fp32, oneDNN bf16,
 no oneDNN) against Paddle dygraph, and as anchors PyTorch eager (fp32 and bf16 autocast) when
 `fastformer.torch_reference` imports, and ONNX Runtime fp32 on the export's `model.onnx` when onnxruntime is
 installed (`pip install -r benchmarks/requirements.txt`; not a dependency of the project), on CPU.
@@ -11,7 +11,7 @@ column runs the same tokenization, batching and softmax around `torch_reference.
 Batch 1 (one review per call, latency-bound) and batch 64 (throughput). Each case runs in its own child process
 with OMP/MKL threads = --threads and MKL_DEBUG_CPU_TYPE=5.
 
-bf16 rows run only where the CPU computes bfloat16 natively (avx512_bf16 / AMX, `fastformer.precision`); elsewhere
+bf16 rows run only where the CPU computes bfloat16 natively (avx512_bf16 / AMX, `fastformer.inference.precision`); elsewhere
 the row is skipped with the reason (PyTorch's bf16 autocast still runs there, emulated, and says so through the CPU
 flags). There is no int8 row: Paddle 3.3 Inference has no CPU int8 path for this model (`precision.INT8_UNAVAILABLE`,
 stored in the JSON). The JSON records the CPU model, its AVX-512 / bf16 / VNNI / AMX flags and what Paddle's oneDNN
@@ -87,9 +87,9 @@ def prepare(args) -> dict:
     import paddle
 
     from data_process.demo_data import generate_demo_reviews
-    from fastformer import precision
+    from fastformer.inference import precision
     from fastformer import encoding, model_folder
-    from fastformer.export import export_model
+    from fastformer.inference.export import export_model
     from fastformer.tokenizer import FastformerTokenizer
 
     work = args.work_dir
@@ -145,7 +145,7 @@ class PipelinePredictor:
     `_probs(input_ids, attention_mask)`."""
 
     def __init__(self, tokenizer, max_length: int, batch_size: int, num_labels: int):
-        from fastformer.predictor import PAD_MULTIPLE
+        from fastformer.inference.predictor import PAD_MULTIPLE
 
         self.tokenizer, self.num_labels = tokenizer, num_labels
         self.pad_id, self.pad_multiple = tokenizer.pad_token_id, PAD_MULTIPLE
@@ -221,7 +221,7 @@ class OnnxRuntimePredictor(PipelinePredictor):
         super().__init__(model_folder.load_tokenizer(export_dir, config), max_length, batch_size, config.num_labels)
 
     def _probs(self, input_ids, mask):
-        from fastformer.predictor import softmax
+        from fastformer.inference.predictor import softmax
 
         feeds = dict(zip(self.input_names, (input_ids.astype("int64"), mask.astype("int64"))))
         return softmax(self.session.run(None, feeds)[0])
@@ -241,12 +241,12 @@ def run_case(args) -> dict:
             return TorchPredictor(model_dir, args.seq_len, batch_size, threads, bf16=case == "torch_bf16")
         if case == "onnxruntime":
             return OnnxRuntimePredictor(export_dir, args.seq_len, batch_size, threads)
-        from fastformer.predictor import Predictor
+        from fastformer.inference.loader import load_predictor
 
         if case == "dygraph":
-            return Predictor(model_dir, backend="dynamic", batch_size=batch_size, max_length=args.seq_len,
+            return load_predictor(model_dir, backend="dynamic", batch_size=batch_size, max_length=args.seq_len,
                              num_threads=threads)
-        return Predictor(export_dir, backend="inference", batch_size=batch_size, num_threads=threads,
+        return load_predictor(export_dir, backend="inference", batch_size=batch_size, num_threads=threads,
                          enable_mkldnn=case != "inference_plain", precision="bf16" if case == "inference_bf16" else
                          "fp32", quality_gate=False)  # random weights, no dev split: speed only
 

@@ -43,10 +43,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     header = common.result_header("load_checks", __file__, args, argv)
     import paddle
 
-    from fastformer import precision, weight_files
+    from fastformer import weight_files
+    from fastformer.inference import precision
     from fastformer import model_folder
-    from fastformer.export import export_model
-    from fastformer.predictor import MANIFEST_FILE, Predictor, find_model_files
+    from fastformer.inference.export import export_model
+    from fastformer.inference.folders import MANIFEST_FILE, find_model_files
+    from fastformer.inference.loader import load_predictor
     from fastformer.tokenizer import FastformerTokenizer
 
     with tempfile.TemporaryDirectory() as work:
@@ -66,7 +68,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             "load_model_dir": lambda: model_folder.load_model_dir(model_dir),
             "check_export_files": lambda: weight_files.check_export_files(export_dir, model_file, params_file,
                                                                           manifest),
-            "Predictor(export)": lambda: Predictor(export_dir, precision="fp32", num_threads=1),
+            "Predictor(export)": lambda: load_predictor(export_dir, precision="fp32", num_threads=1),
         }
         sizes = {"model.safetensors": os.path.getsize(os.path.join(model_dir, model_folder.WEIGHTS_FILE)),
                  params_file: os.path.getsize(os.path.join(export_dir, params_file))}

@@ -92,15 +92,15 @@ def reference_case(args) -> dict:
     """The predictor's own reviews/s at --batch_size on the pool texts (the target's denominator)."""
     import warnings
 
-    from fastformer import precision
-    from fastformer.predictor import Predictor
+    from fastformer.inference import precision
+    from fastformer.inference.loader import load_predictor
 
     with open(os.path.join(args.work_dir, "pool.json"), encoding="utf-8") as f:
         texts = json.load(f)[:args.reference_texts]
     threads = args.threads or os.cpu_count() or 1
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        predictor = Predictor(args.model_dir, batch_size=args.batch_size, num_threads=threads, precision=args.precision)
+        predictor = load_predictor(args.model_dir, batch_size=args.batch_size, num_threads=threads, precision=args.precision)
     timing = common.time_calls(lambda: predictor.predict_proba(texts), steps=3, warmup=1)
     return {"precision": predictor.precision, "precision_note": predictor.precision_note, "num_texts": len(texts),
             "batch_size": args.batch_size, "texts_per_s_best": len(texts) / timing["min_s"],

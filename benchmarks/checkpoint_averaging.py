@@ -10,7 +10,7 @@ train.py follows without averaging (the checkpoint with the best adjusted dev ma
 over the seeds. A choice between candidates is to be made on the dev column; test is reported beside it.
 
 Checkpoints hold pickle-format weights: this reads them as the Trainer does when it resumes, so only for runs of your
-own (each is checked against its checksums.json first, see `fastformer.training.checkpoint_problem`).
+own (each is checked against its checksums.json first, see `fastformer.training.resume.checkpoint_problem`).
 
 Writes benchmarks/results/checkpoint_averaging_<name>.json (every seed's figures) and .md (the table).
 """
@@ -36,7 +36,7 @@ import fastformer  # noqa: E402,F401  (before paddle)
 from fastformer.splits import read_split
 from fastformer import encoding  # noqa: E402
 from fastformer.modeling import FastformerForSequenceClassification  # noqa: E402
-from fastformer.predictor import DynamicRunner  # noqa: E402
+from fastformer.inference.runners import DynamicRunner
 from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
 from fastformer.metrics import classification_metrics, fit_logit_adjustment, log_prior
 from fastformer.training.checkpoints import average_weights

@@ -223,7 +223,7 @@ def make_batches(lengths: Sequence[int], batch_size: int, strategy: str, seed: i
     """Group review indices into batches and give each batch its padded length.
 
     strategy: "pad_max" (random batches, every batch padded to max_len), "dynamic" (random batches padded to
-    their longest review, rounded up to `multiple_of`: `fastformer.task.DataCollator`), "bucketed" (shuffle,
+    their longest review, rounded up to `multiple_of`: `fastformer.encoding.DataCollator`), "bucketed" (shuffle,
     then sort by length inside pools of `pool_batches` batches, cut into batches, shuffle the batches; dynamic
     padding as above).
     """

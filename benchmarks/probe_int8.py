@@ -1,4 +1,4 @@
-"""Can Paddle Inference run this model in int8 on CPU? The probes behind `fastformer.precision.INT8_UNAVAILABLE`.
+"""Can Paddle Inference run this model in int8 on CPU? The probes behind `fastformer.inference.precision.INT8_UNAVAILABLE`.
 
 Each probe runs in its own child process (one of them changes a Paddle flag that must be set before import) on a
 small random Fastformer and its `paddle.jit.save` export (PIR: model.json + model.pdiparams):
@@ -69,7 +69,7 @@ def _inputs():
 
 
 def _run(model_file: str, params_file: str, int8: bool):
-    from fastformer.predictor import InferenceRunner
+    from fastformer.inference.runners import InferenceRunner
 
     if int8:  # InferenceRunner has no int8 switch: the same config with it
         from paddle import inference
@@ -97,7 +97,7 @@ def _build(work: str):
     import paddle
 
     from fastformer import model_folder
-    from fastformer.export import export_model
+    from fastformer.inference.export import export_model
     from fastformer.tokenizer import FastformerTokenizer
 
     model_dir, export_dir = os.path.join(work, "model"), os.path.join(work, "export")
@@ -116,15 +116,15 @@ def probe(case: str, work: str) -> dict:
     import numpy as np
     import paddle
 
-    from fastformer.export import LogitsModel
-    from fastformer.predictor import INPUT_NAMES
+    from fastformer.inference.export import LogitsModel
+    from fastformer.inference.folders import INPUT_NAMES
 
     model_dir, export_dir = _build(work)
     model_file, params_file = os.path.join(export_dir, "model.json"), os.path.join(export_dir, "model.pdiparams")
     out = {"probe": case, "paddle": paddle.__version__,
            "pir_api": bool(paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"])}
     if case == "inference_int8_flag":
-        from fastformer import precision
+        from fastformer.inference import precision
 
         fp32, int8 = _run(model_file, params_file, False), _run(model_file, params_file, True)
         out["max_abs_logits_diff_vs_fp32"] = float(np.abs(fp32 - int8).max())

@@ -11,7 +11,7 @@ and dropout are not in the weights (the official values are the defaults). PyTor
 
 The `.pt` file is read with `torch.load(weights_only=True)`, which unpickles only tensors and plain containers, never
 arbitrary objects; a file that needs more (e.g. a whole pickled `nn.Module`) is refused unless `--allow_pickle`
-(only for a file from a source you trust). The output folder holds `model.safetensors` (see `fastformer.task`).
+(only for a file from a source you trust). The output folder holds `model.safetensors` (see `fastformer.model_folder`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Request batching (fastformer/batching.py and serve.py): concurrent requests share forward passes, every request
+"""Request batching (fastformer/inference/batching.py and serve.py): concurrent requests share forward passes, every request
 gets exactly its own answers in order, one request's failure stays its own, the queue is bounded (503), and a real
 uvicorn server on loopback batches concurrent clients."""
 
@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 import fastformer  # noqa: F401
-from fastformer.batching import QueueFull, RequestBatcher
-from fastformer.predictor import Predictor
+from fastformer.inference.batching import QueueFull, RequestBatcher
+from fastformer.inference.loader import load_predictor
 
 import serve
 from tiny_model import saved_tiny_model
@@ -118,7 +118,7 @@ CORPUS = ["great product , works well .", "broke after a week , waste of money .
 def predictor(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("batching") / "model")
     saved_tiny_model(model_dir, CORPUS, seed=5)
-    return Predictor(model_dir, backend="dynamic", batch_size=64)
+    return load_predictor(model_dir, backend="dynamic", batch_size=64)
 
 
 class Slow:

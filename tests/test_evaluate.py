@@ -12,7 +12,7 @@ from sklearn.metrics import confusion_matrix, f1_score
 import fastformer  # noqa: F401  (before paddle)
 from data_process.demo_data import generate_demo_reviews
 from fastformer.splits import read_split
-from fastformer.predictor import Predictor
+from fastformer.inference.loader import load_predictor
 
 import evaluate
 import export_model as export_script
@@ -44,7 +44,7 @@ def test_evaluate_writes_json_and_png_with_sklearn_metrics(trained):
 
     texts, labels = read_split(str(root / "run" / "data" / "test.jsonl"))
     assert saved["num_examples"] == len(texts) == 50 and saved["max_length"] == 64  # the training max_length
-    pred = Predictor(model_dir, max_length=64).predict_proba(texts).argmax(-1)
+    pred = load_predictor(model_dir, max_length=64).predict_proba(texts).argmax(-1)
     assert saved["accuracy"] == pytest.approx(float(np.mean(pred == np.asarray(labels))))
     assert saved["macro_f1"] == pytest.approx(f1_score(labels, pred, average="macro"))
     assert saved["confusion_matrix"] == confusion_matrix(labels, pred, labels=range(5)).tolist()
@@ -96,8 +96,8 @@ def test_evaluate_the_exported_model(trained, tmp_path):
     assert exported["accuracy"] == dynamic["accuracy"] and exported["macro_f1"] == dynamic["macro_f1"]
     # per example, as evaluate.py computes them (Predictor with the same folders)
     texts, _ = read_split(os.path.join(data_dir, "test.jsonl"))
-    p_exp = Predictor(export_dir, precision="fp32").predict_proba(texts)
-    p_dyn = Predictor(model_dir, precision="fp32").predict_proba(texts)
+    p_exp = load_predictor(export_dir, precision="fp32").predict_proba(texts)
+    p_dyn = load_predictor(model_dir, precision="fp32").predict_proba(texts)
     np.testing.assert_array_equal(p_exp.argmax(-1), p_dyn.argmax(-1))
     np.testing.assert_allclose(p_exp, p_dyn, rtol=0, atol=1e-5)
 
@@ -127,7 +127,7 @@ def test_evaluate_the_exported_model_in_bf16(trained, tmp_path, bf16_cpu):
 
 def test_evaluate_the_exported_model_in_bf16_on_this_cpu(trained, tmp_path):
     """Real oneDNN bf16 where this CPU computes it: the gate decides what auto runs, and bf16 stays close to fp32."""
-    from fastformer import precision
+    from fastformer.inference import precision
 
     supported, why = precision.bf16_support()
     if not supported:
@@ -140,6 +140,6 @@ def test_evaluate_the_exported_model_in_bf16_on_this_cpu(trained, tmp_path):
     auto = evaluate.main(["--model_dir", export_dir, "--data_dir", data_dir, "--output_dir", str(tmp_path / "a")])
     assert auto["precision"] == ("bf16" if gate["status"] == "passed" else "fp32")
     texts, _ = read_split(os.path.join(data_dir, "test.jsonl"))
-    bf16 = Predictor(export_dir, precision="bf16", quality_gate=False)
+    bf16 = load_predictor(export_dir, precision="bf16", quality_gate=False)
     assert bf16.precision == "bf16"
-    assert np.abs(bf16.predict_proba(texts) - Predictor(export_dir, precision="fp32").predict_proba(texts)).max() < 0.02
+    assert np.abs(bf16.predict_proba(texts) - load_predictor(export_dir, precision="fp32").predict_proba(texts)).max() < 0.02

@@ -20,8 +20,9 @@ import fastformer  # noqa: F401
 import paddle
 from fastformer import encoding, model_folder
 from fastformer.labels import label_maps, label_to_stars
-from fastformer.export import PARITY_TOLERANCE, ExportParityError, export_model, export_onnx
-from fastformer.predictor import MANIFEST_FILE, Predictor, detect_backend, find_model_files
+from fastformer.inference.export import PARITY_TOLERANCE, ExportParityError, export_model, export_onnx
+from fastformer.inference.folders import MANIFEST_FILE, detect_backend, find_model_files
+from fastformer.inference.loader import load_predictor, predictor_from_args
 
 import export_model as export_script
 import predict as predict_script
@@ -60,12 +61,12 @@ def folders(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inference(folders):
-    return Predictor(folders["export"], backend="inference", batch_size=4, precision="fp32")
+    return load_predictor(folders["export"], backend="inference", batch_size=4, precision="fp32")
 
 
 @pytest.fixture(scope="module")
 def dynamic(folders):
-    return Predictor(folders["model"], backend="dynamic", batch_size=4, max_length=48)
+    return load_predictor(folders["model"], backend="dynamic", batch_size=4, max_length=48)
 
 
 # --------------------------------------------------------------------------------------------------------- export
@@ -85,7 +86,7 @@ def test_export_folder_and_manifest(folders):
 
 def test_exported_graph_has_no_dropout(folders):
     # eval-mode dropout is the identity: it must not cost a copy of every activation in the served graph
-    from fastformer.export import _op_names
+    from fastformer.inference.export import _op_names
 
     ops = _op_names(os.path.join(folders["export"], "model.json"))
     assert "matmul" in ops and "layer_norm" in ops  # the parser sees the program's operators
@@ -116,7 +117,7 @@ def test_exported_model_matches_the_numpy_reference(folders, inference):
 
 def _parity_batches(tokenizer, max_length=48):
     """The batches `check_parity` feeds: all PARITY_TEXTS padded together, then each alone."""
-    from fastformer.export import PARITY_TEXTS
+    from fastformer.inference.export import PARITY_TEXTS
 
     ids = encoding.encode_texts(tokenizer, PARITY_TEXTS, max_length)
     return [encoding.pad_batch(ids, tokenizer.pad_token_id)] + [encoding.pad_batch([seq], tokenizer.pad_token_id) for seq in ids]
@@ -125,7 +126,7 @@ def _parity_batches(tokenizer, max_length=48):
 def test_parity_check_measures_a_real_mismatch(folders):
     """check_parity reports the true logits difference between the exported graph and a dynamic model whose
     parameters were perturbed after the export (not a figure that is small whatever the outputs)."""
-    from fastformer.export import check_parity
+    from fastformer.inference.export import check_parity
 
     model, tokenizer = model_folder.load_model_dir(folders["model"])
     model_file, params_file = find_model_files(folders["export"])
@@ -166,13 +167,13 @@ def test_parity_failure_is_loud_and_leaves_no_manifest(folders, tmp_path, monkey
         export_model(folders["model"], out, log=lambda *a: None)
     assert os.listdir(tmp_path) == []  # neither the export nor its staging folder
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        Predictor(out)
+        load_predictor(out)
 
 
 def test_failed_reexport_keeps_the_old_export(folders, inference, tmp_path, monkeypatch, capsys):
     """A re-export that fails midway (the disk full when the manifest is written) leaves the previous export
     complete and loadable, byte for byte, and no staging folder behind."""
-    from fastformer import export as export_module
+    from fastformer.inference import export as export_module
     from fastformer.cli import run_main
 
     out = tmp_path / "export"
@@ -189,7 +190,7 @@ def test_failed_reexport_keeps_the_old_export(folders, inference, tmp_path, monk
     assert "No space left on device" in capsys.readouterr().err
     assert os.listdir(tmp_path) == ["export"]
     assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
-    np.testing.assert_array_equal(Predictor(str(out), precision="fp32").predict_proba(TEXTS),
+    np.testing.assert_array_equal(load_predictor(str(out), precision="fp32").predict_proba(TEXTS),
                                   inference.predict_proba(TEXTS))
     monkeypatch.undo()
     # a re-export that succeeds replaces the folder whole (the old one had no other files: it is not kept) ...
@@ -232,7 +233,7 @@ def test_order_preserved_under_length_sorting(inference):
 
 
 def test_overlong_text_is_truncated_and_flagged(folders):
-    predictor = Predictor(folders["export"], max_length=8, precision="fp32")
+    predictor = load_predictor(folders["export"], max_length=8, precision="fp32")
     long_text = " ".join(["great"] * 20)
     short, long = predictor.predict(["great product", long_text])
     assert short["truncated_tokens"] == 0 and long["truncated_tokens"] == 12
@@ -242,7 +243,7 @@ def test_overlong_text_is_truncated_and_flagged(folders):
     np.testing.assert_allclose(predictor.predict_proba([long_text]), predictor.predict_proba([" ".join(["great"] * 8)]),
                                atol=1e-6)
     with pytest.raises(ValueError, match="max_length"):
-        Predictor(folders["export"], max_length=MAX_POSITIONS + 1)
+        load_predictor(folders["export"], max_length=MAX_POSITIONS + 1)
 
 
 def test_bad_items_get_errors_and_others_are_predicted(inference):
@@ -259,25 +260,25 @@ def test_bad_items_get_errors_and_others_are_predicted(inference):
 def test_missing_or_incomplete_model_folder(folders, tmp_path):
     missing = str(tmp_path / "no_such_model")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        Predictor(missing)
+        load_predictor(missing)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        Predictor(missing, backend="dynamic")
+        load_predictor(missing, backend="dynamic")
     broken = str(tmp_path / "broken_export")
     shutil.copytree(folders["export"], broken)
     os.remove(os.path.join(broken, "model.pdiparams"))
     with pytest.raises(FileNotFoundError, match="model.pdiparams"):
-        Predictor(broken)
+        load_predictor(broken)
     os.remove(os.path.join(broken, "vocab.txt"))
     with pytest.raises(FileNotFoundError, match="vocab.txt"):
-        Predictor(broken, backend="inference")
+        load_predictor(broken, backend="inference")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="neither an export"):
-        Predictor(str(empty))
+        load_predictor(str(empty))
     with pytest.raises(FileNotFoundError, match="model_state.pdparams"):
-        Predictor(str(empty), backend="dynamic")
+        load_predictor(str(empty), backend="dynamic")
     with pytest.raises(ValueError, match="backend"):
-        Predictor(folders["export"], backend="onnx")
+        load_predictor(folders["export"], backend="onnx")
 
 
 def test_model_file_detection(tmp_path):
@@ -296,7 +297,7 @@ def test_gpu_without_cuda_is_a_clear_error(folders):
     if paddle.device.is_compiled_with_cuda():
         pytest.skip("this Paddle has CUDA")
     with pytest.raises(RuntimeError, match="CPU-only"):
-        Predictor(folders["export"], device="gpu")
+        load_predictor(folders["export"], device="gpu")
 
 
 # ------------------------------------------------------------------------------------------------------ predict.py
@@ -381,14 +382,14 @@ def test_predictor_flags_are_shared(folders):
 
     import evaluate
     import serve
-    from fastformer.predictor import add_predictor_args
+    from fastformer.inference.args import add_predictor_args
 
     flags = {"--backend", "--device", "--num_threads", "--batch_size", "--max_length", "--no_onednn"}
     parser = add_predictor_args(argparse.ArgumentParser())
     assert flags <= set(parser._option_string_actions)
     argv = ["--model_dir", folders["export"], "--batch_size", "3", "--max_length", "16", "--no_onednn"]
     for args in (predict_script.parse_args(argv + ["hi"]), evaluate.parse_args(argv), serve.parse_args(argv)):
-        predictor = Predictor.from_args(args)
+        predictor = predictor_from_args(args)
         assert (predictor.batch_size, predictor.max_length, predictor.enable_mkldnn) == (3, 16, False)
 
 
@@ -401,10 +402,10 @@ def test_truncation_length_is_recorded_in_the_model_folder(folders, tmp_path):
     with open(os.path.join(trained, "tokenizer_config.json")) as f:
         assert json.load(f)["model_max_length"] == 24
     assert model_folder.load_model_dir(trained)[1].model_max_length == 24
-    assert Predictor(trained).max_length == 24 and Predictor(trained, max_length=40).max_length == 40
+    assert load_predictor(trained).max_length == 24 and load_predictor(trained, max_length=40).max_length == 40
     export = str(tmp_path / "export")
     manifest = export_model(trained, export, log=lambda *a: None)
-    assert manifest["max_length"] == 24 and Predictor(export).max_length == 24
+    assert manifest["max_length"] == 24 and load_predictor(export).max_length == 24
     with open(os.path.join(export, "tokenizer_config.json")) as f:
         assert json.load(f)["model_max_length"] == 24
     with pytest.raises(ValueError, match="max_length"):

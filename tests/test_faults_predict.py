@@ -190,7 +190,7 @@ ENDLESS = r"""
 import resource, sys
 import predict
 from fastformer.cli import run_main
-from fastformer.predictor import Predictor  # (the libraries are loaded before the limit)
+from fastformer.inference.loader import load_predictor  # (the libraries are loaded before the limit)
 size = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (size + (1 << 30), resource.RLIM_INFINITY))
 sys.exit(run_main(predict.main, sys.argv[1:]))

@@ -19,9 +19,10 @@ import fastformer  # noqa: F401  (before paddle)
 from fastformer import model_folder
 from fastformer.cli import UserError
 from fastformer.configuration import FastformerConfig
-from fastformer.export import export_model
+from fastformer.inference.export import export_model
 from fastformer.fileio import file_sha256, write_checksums
-from fastformer.predictor import MANIFEST_FILE, Predictor
+from fastformer.inference.folders import MANIFEST_FILE
+from fastformer.inference.loader import load_predictor
 from fastformer.weight_files import check_finite, pdiparams_tensors, safetensors_tensors
 from tiny_model import saved_tiny_model
 
@@ -86,11 +87,11 @@ _LOAD_ALL = """
 import json, sys
 import fastformer
 from fastformer.cli import UserError
-from fastformer.predictor import Predictor
+from fastformer.inference.loader import load_predictor
 results = {}
 for folder in sys.argv[1:]:
     try:
-        Predictor(folder, precision="fp32", num_threads=1)
+        load_predictor(folder, precision="fp32", num_threads=1)
         results[folder] = "loaded"
     except UserError as exc:
         results[folder] = "UserError: " + str(exc)
@@ -135,7 +136,7 @@ def test_config_must_describe_the_weights_tensor_for_tensor(folders, tmp_path):
         folder = _copy_with_config(folders[kind], tmp_path / f"labels_{kind}", id2label=labels,
                                    label2id={v: int(k) for k, v in labels.items()})
         with pytest.raises(UserError, match=r"config\.json: num_labels 6 .*does not fit"):
-            Predictor(folder, precision="fp32")
+            load_predictor(folder, precision="fp32")
     # a config.json far larger than any config is not read
     folder = _copy_with_config(folders["model"], tmp_path / "huge", padding="x" * (2 << 20))
     with pytest.raises(UserError, match=r"config\.json: \d+ bytes, not a model config"):
@@ -191,7 +192,7 @@ def _poison_export(source, target, shape):
 def test_model_folder_with_non_finite_weights_is_refused(folders, tmp_path, name):
     folder = _poison_model(folders["model"], tmp_path / "nan", name)
     with pytest.raises(UserError, match=rf"model\.safetensors: tensor {name} \[16, \d+\] holds 1 non-finite"):
-        Predictor(folder, precision="fp32")
+        load_predictor(folder, precision="fp32")
     status, error, stdout = _predict(folder)
     assert status == 2 and name in error and not stdout.strip()  # no rating
 
@@ -199,7 +200,7 @@ def test_model_folder_with_non_finite_weights_is_refused(folders, tmp_path, name
 def test_export_with_non_finite_weights_is_refused(folders, tmp_path):
     folder = _poison_export(folders["export"], tmp_path / "inf", (16, 1))  # att_fc2's weight
     with pytest.raises(UserError, match=r"model\.pdiparams: tensor \S+ \[16, 1\] holds 1 non-finite"):
-        Predictor(folder, precision="fp32")
+        load_predictor(folder, precision="fp32")
     status, error, stdout = _predict(folder)
     assert status == 2 and "model.pdiparams: tensor" in error and not stdout.strip()
 

@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 import fastformer  # noqa: F401
 from fastformer import model_folder
 from fastformer.cli import run_main
-from fastformer.predictor import NonFiniteOutputError, Predictor
+from fastformer.inference.predictor import NonFiniteOutputError, Predictor
+from fastformer.inference.loader import load_predictor
 
 import evaluate
 import export_model as export_script
@@ -46,7 +47,7 @@ def folders(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inference(folders):
-    return Predictor(folders["export"], batch_size=8, precision="fp32")
+    return load_predictor(folders["export"], batch_size=8, precision="fp32")
 
 
 def _predict(argv, folders, model="export"):
@@ -137,7 +138,7 @@ def test_corrupted_export_is_a_clear_error_not_nan(folders, tmp_path, capsys):
 
 
 def test_nan_weights_give_errors_in_predictor_scripts_and_server(folders, tmp_path, capsys):
-    predictor = Predictor(folders["nan"])
+    predictor = load_predictor(folders["nan"])
     with pytest.raises(NonFiniteOutputError, match=r"non-finite logits .* for 2 of 2"):
         predictor.predict(["great product", "waste of money"])
     with pytest.raises(NonFiniteOutputError):

@@ -30,9 +30,10 @@ from data_process import prepare as prepare_module
 from data_process.reader import MAX_LINE_BYTES, ReviewReader
 from fastformer import encoding, model_folder
 from fastformer.cli import UserError, run_main
-from fastformer.export import export_model
+from fastformer.inference.export import export_model
 from fastformer.fileio import CHECKSUMS_FILE, ChecksumError
-from fastformer.predictor import MANIFEST_FILE, Predictor
+from fastformer.inference.folders import MANIFEST_FILE
+from fastformer.inference.loader import load_predictor
 from fastformer.tokenizer import FastformerTokenizer
 from fastformer.training.arguments import parse_args
 from fastformer.training.dataset import EncodedDataset
@@ -103,7 +104,7 @@ def test_model_folders_load_without_unpickling_and_pickle_needs_allow_pickle(fol
     with pytest.raises(UserError, match=r"model_state\.pdparams: pickle-format weights.*--allow_pickle"):
         model_folder.load_model_dir(str(crafted))
     with pytest.raises(UserError, match="--allow_pickle"):
-        Predictor(str(crafted))
+        load_predictor(str(crafted))
     assert not marker.exists()
 
     # next to model.safetensors a crafted pickle is never opened
@@ -121,7 +122,7 @@ def test_model_folders_load_without_unpickling_and_pickle_needs_allow_pickle(fol
         os.remove(legacy / name)
     reference.save_pretrained(str(legacy))  # PaddleNLP's default: model_state.pdparams (pickle)
     assert (legacy / "model_state.pdparams").is_file()
-    with caplog.at_level(logging.WARNING, logger="fastformer.task"):
+    with caplog.at_level(logging.WARNING, logger="fastformer.model_folder"):
         old, _ = model_folder.load_model_dir(str(legacy), allow_pickle=True)
     assert any("pickle-format weights" in r.getMessage() and "legacy" in r.getMessage() for r in caplog.records)
     for model in (loaded, old):
@@ -167,7 +168,7 @@ def test_weight_files_are_recorded_and_checked_on_load(folders, tmp_path):
         f.write(b"\x7f" * 256)
     assert os.path.getsize(damaged / "model.pdiparams") == size
     with pytest.raises(ChecksumError, match=r"model\.pdiparams: SHA-256 .* recorded in manifest\.json"):
-        Predictor(str(damaged))
+        load_predictor(str(damaged))
     model_dir = tmp_path / "model"
     shutil.copytree(folders["model"], model_dir)
     with open(model_dir / "model.safetensors", "r+b") as f:
@@ -176,7 +177,7 @@ def test_weight_files_are_recorded_and_checked_on_load(folders, tmp_path):
     with pytest.raises(ChecksumError, match=r"model\.safetensors: SHA-256 .* recorded in checksums\.json"):
         model_folder.load_model_dir(str(model_dir))
     with pytest.raises(ChecksumError, match=r"model\.safetensors"):
-        Predictor(str(model_dir))
+        load_predictor(str(model_dir))
 
 
 # ---------------------------------------------------------------------------------------- 4: checkpoints

@@ -11,7 +11,7 @@ import zipfile
 
 import pytest
 
-from fastformer.export import no_install_env
+from fastformer.inference.export import no_install_env
 
 from tiny_model import saved_tiny_model
 

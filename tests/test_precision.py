@@ -1,4 +1,4 @@
-"""Precision option (fastformer/precision.py): bf16 only where the CPU has it and the quality gate passed, fp32 with a
+"""Precision option (fastformer/inference/precision.py): bf16 only where the CPU has it and the quality gate passed, fp32 with a
 clear message otherwise, int8 refused with its reason; the gate's figures recorded in the export's manifest.
 
 The CPU is made to look bf16-capable or not (tests/fake_cpu.py, the `bf16_cpu` fixture of tests/conftest.py), so
@@ -21,9 +21,11 @@ import numpy as np
 import pytest
 
 import fastformer  # noqa: F401
-from fastformer import precision as precisions
-from fastformer.export import export_model
-from fastformer.predictor import MANIFEST_FILE, Predictor
+from fastformer.inference import gate as quality_gate
+from fastformer.inference import precision as precisions
+from fastformer.inference.export import export_model
+from fastformer.inference.folders import MANIFEST_FILE
+from fastformer.inference.loader import load_predictor
 
 import fake_cpu
 import predict as predict_script
@@ -75,11 +77,11 @@ def _manifest(export_dir):
 def test_compare_predictions_thresholds():
     labels = np.arange(1000) % 5
     same = labels.copy()
-    report = precisions.compare_predictions(labels, labels, same)
+    report = quality_gate.compare_predictions(labels, labels, same)
     assert report["passed"] and report["agreement"] == 1.0 and report["macro_f1_change"] == 0.0
     off4 = same.copy()
     off4[:4] = (off4[:4] + 1) % 5  # 99.6 % identical, macro-F1 -0.4 points: fails on F1 alone
-    report = precisions.compare_predictions(labels, labels, off4)
+    report = quality_gate.compare_predictions(labels, labels, off4)
     assert report["agreement"] == pytest.approx(0.996) and not report["passed"]
     assert report["macro_f1_change"] == pytest.approx(-0.004, abs=5e-4)
     # reference and candidate both wrong in ways that keep macro-F1 but change 1 % of ratings: fails on agreement
@@ -87,46 +89,46 @@ def test_compare_predictions_thresholds():
     ref[:10] = (ref[:10] + 1) % 5
     cand = labels.copy()
     cand[10:20] = (cand[10:20] + 1) % 5
-    report = precisions.compare_predictions(labels, ref, cand)
+    report = quality_gate.compare_predictions(labels, ref, cand)
     assert abs(report["macro_f1_change"]) < 1e-3 and report["agreement"] == pytest.approx(0.98)
     assert not report["passed"]
     with pytest.raises(ValueError, match="as many predictions"):
-        precisions.compare_predictions(labels[:3], labels[:3], labels[:2])
+        quality_gate.compare_predictions(labels[:3], labels[:3], labels[:2])
 
 
 # -------------------------------------------------------------------------------------------- fallbacks and int8
 def test_bf16_without_cpu_support_warns_and_runs_fp32(built, monkeypatch):
     monkeypatch.setattr(precisions, "cpu_features", _features(False))
     export = str(built / "export")
-    fp32 = Predictor(export, precision="fp32")
+    fp32 = load_predictor(export, precision="fp32")
     with pytest.warns(precisions.PrecisionWarning, match="avx512_bf16"):
-        asked = Predictor(export, precision="bf16")
+        asked = load_predictor(export, precision="bf16")
     assert asked.precision == "fp32" and "avx512_bf16" in asked.precision_note
     assert asked.info()["precision"] == "fp32"
     texts = ["great product", "keys stick and the receiver broke"]
     np.testing.assert_array_equal(asked.predict_proba(texts), fp32.predict_proba(texts))
     with warnings.catch_warnings():
         warnings.simplefilter("error", precisions.PrecisionWarning)  # auto falls back quietly (a note, no warning)
-        auto = Predictor(export)
+        auto = load_predictor(export)
     assert auto.precision == "fp32" and "avx512_bf16" in auto.precision_note
     assert "quality_gate" not in _manifest(export)  # nothing was checked or written
 
 
 def test_bf16_needs_onednn_and_an_export(built, bf16_cpu):
     with pytest.warns(precisions.PrecisionWarning, match="oneDNN"):
-        assert Predictor(str(built / "export"), precision="bf16", enable_mkldnn=False).precision == "fp32"
+        assert load_predictor(str(built / "export"), precision="bf16", enable_mkldnn=False).precision == "fp32"
     with pytest.warns(precisions.PrecisionWarning, match="Paddle Inference exports"):
-        assert Predictor(str(built / "model"), precision="bf16", max_length=48).precision == "fp32"
+        assert load_predictor(str(built / "model"), precision="bf16", max_length=48).precision == "fp32"
 
 
 def test_int8_is_refused_with_the_measured_reason(built, capsys):
     with pytest.raises(ValueError, match="int8 is not available .*no oneDNN int8 passes"):
-        Predictor(str(built / "export"), precision="int8")
+        load_predictor(str(built / "export"), precision="int8")
     with pytest.raises(SystemExit) as exit_info:
         predict_script.main(["--model_dir", str(built / "export"), "--precision", "int8", "great"])
     assert exit_info.value.code == 2 and "int8 is not available" in capsys.readouterr().err
     with pytest.raises(ValueError, match="precision must be one of"):
-        Predictor(str(built / "export"), precision="fp16")
+        load_predictor(str(built / "export"), precision="fp16")
 
 
 def test_bf16_on_this_cpu(built):
@@ -134,15 +136,15 @@ def test_bf16_on_this_cpu(built):
     supported, why = precisions.bf16_support()
     export = str(built / "export")
     texts = [" ".join(CORPUS)] + CORPUS
-    reference = Predictor(export, precision="fp32").predict_proba(texts)
+    reference = load_predictor(export, precision="fp32").predict_proba(texts)
     if supported:
-        predictor = Predictor(export, precision="bf16", quality_gate=False)
+        predictor = load_predictor(export, precision="bf16", quality_gate=False)
         assert predictor.precision == "bf16"
         assert np.abs(predictor.predict_proba(texts) - reference).max() < 0.02
     else:
         assert "avx512_bf16" in why
         with pytest.warns(precisions.PrecisionWarning, match="avx512_bf16"):
-            predictor = Predictor(export, precision="bf16", quality_gate=False)
+            predictor = load_predictor(export, precision="bf16", quality_gate=False)
         assert predictor.precision == "fp32"
         np.testing.assert_array_equal(predictor.predict_proba(texts), reference)
 
@@ -169,10 +171,10 @@ def test_bf16_under_onednn_limited_to_avx2_runs_fp32(built):
     code = (
         "import json, sys, warnings\n"
         "import fastformer\n"
-        "from fastformer.predictor import Predictor\n"
+        "from fastformer.inference.loader import load_predictor\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
-        "    p = Predictor(sys.argv[1], precision='bf16', quality_gate=False)\n"
+        "    p = load_predictor(sys.argv[1], precision='bf16', quality_gate=False)\n"
         "probs = p.predict_proba(json.loads(sys.argv[2])).tolist()\n"
         "print(json.dumps({'precision': p.precision, 'warnings': [str(w.message) for w in caught], 'probs': probs}))\n"
     )
@@ -182,14 +184,14 @@ def test_bf16_under_onednn_limited_to_avx2_runs_fp32(built):
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["precision"] == "fp32" and any("bf16 not used" in w for w in out["warnings"])
-    reference = Predictor(str(built / "export"), precision="fp32").predict_proba(texts)
+    reference = load_predictor(str(built / "export"), precision="fp32").predict_proba(texts)
     np.testing.assert_allclose(out["probs"], reference, rtol=0, atol=1e-5)
 
 
 # -------------------------------------------------------------------------------------------------- quality gate
 def test_first_use_gate_passes_and_is_recorded(export_copy, bf16_cpu):
     bf16_cpu.perturb = staticmethod(lambda logits: logits + 1e-4)  # rounding that changes no rating
-    predictor = Predictor(export_copy)  # auto
+    predictor = load_predictor(export_copy)  # auto
     assert predictor.precision == "bf16" and "quality gate passed" in predictor.precision_note
     gate = _manifest(export_copy)["quality_gate"]["bf16"]
     assert gate["status"] == "passed" and gate["checked_at"] == "first use"
@@ -197,7 +199,7 @@ def test_first_use_gate_passes_and_is_recorded(export_copy, bf16_cpu):
     assert gate["data_file"].endswith(os.path.join("data", "dev.jsonl")) and gate["cpu"] == "test CPU"
     # the recorded result is used from then on: no second check
     bf16_cpu.built_precisions = []
-    again = Predictor(export_copy, precision="bf16")
+    again = load_predictor(export_copy, precision="bf16")
     assert again.precision == "bf16" and bf16_cpu.built_precisions == ["bf16"]
 
 
@@ -216,7 +218,7 @@ def test_first_use_gate_that_cannot_write_leaves_the_manifest_whole(export_copy,
     bf16_cpu.perturb = staticmethod(lambda logits: logits * 1.002)
     with monkeypatch.context() as patch:
         patch.setattr(fileio.os, "fsync", disk_full)
-        predictor = Predictor(export_copy)
+        predictor = load_predictor(export_copy)
     assert predictor.precision == "bf16" and "quality gate passed" in predictor.precision_note
     assert open(os.path.join(export_copy, MANIFEST_FILE), "rb").read() == before
     assert not [name for name in os.listdir(export_copy) if name.endswith(".tmp")]
@@ -225,24 +227,24 @@ def test_first_use_gate_that_cannot_write_leaves_the_manifest_whole(export_copy,
 def test_failed_gate_falls_back_to_fp32_with_the_figures(export_copy, bf16_cpu):
     bf16_cpu.perturb = staticmethod(lambda logits: np.roll(logits, 1, axis=-1))  # every rating moves
     with pytest.warns(precisions.PrecisionWarning, match=r"quality gate failed .*identical ratings"):
-        predictor = Predictor(export_copy, precision="auto")
+        predictor = load_predictor(export_copy, precision="auto")
     assert predictor.precision == "fp32"
     gate = _manifest(export_copy)["quality_gate"]["bf16"]
-    assert gate["status"] == "failed" and gate["agreement"] < precisions.MIN_AGREEMENT
+    assert gate["status"] == "failed" and gate["agreement"] < quality_gate.MIN_AGREEMENT
     assert {"macro_f1_fp32", "macro_f1", "macro_f1_change", "max_abs_prob_diff"} <= set(gate)
     with pytest.warns(precisions.PrecisionWarning, match="quality gate failed"):  # read back, not rerun
-        assert Predictor(export_copy, precision="bf16").precision == "fp32"
+        assert load_predictor(export_copy, precision="bf16").precision == "fp32"
 
 
 def test_gate_without_dev_data(export_copy, bf16_cpu, tmp_path):
     shutil.rmtree(os.path.join(os.path.dirname(export_copy), "data"))
     with pytest.warns(precisions.PrecisionWarning, match="no dev split"):
-        assert Predictor(export_copy, precision="bf16").precision == "fp32"
+        assert load_predictor(export_copy, precision="bf16").precision == "fp32"
     assert _manifest(export_copy)["quality_gate"]["bf16"]["status"] == "not checked"
     # a dev file given explicitly is used
     data = tmp_path / "my_dev.jsonl"
     data.write_text(json.dumps({"text": "great product , works", "label": 4}) + "\n")
-    predictor = Predictor(export_copy, precision="bf16", precision_data=str(data))
+    predictor = load_predictor(export_copy, precision="bf16", precision_data=str(data))
     assert predictor.precision == "bf16"
     assert _manifest(export_copy)["quality_gate"]["bf16"]["num_examples"] == 1
 
@@ -258,6 +260,6 @@ def test_export_records_the_gate(built, bf16_cpu, tmp_path):
 
 def test_gate_on_a_cpu_without_bf16_says_why(export_copy, monkeypatch):
     monkeypatch.setattr(precisions, "cpu_features", _features(False))
-    gate = precisions.run_quality_gate(export_copy, "bf16", when="export")
-    assert gate["status"] == "not checked" and "avx512_bf16" in gate["reason"]
-    assert _manifest(export_copy)["quality_gate"]["bf16"] == gate
+    record = quality_gate.run_quality_gate(export_copy, "bf16", when="export")
+    assert record["status"] == "not checked" and "avx512_bf16" in record["reason"]
+    assert _manifest(export_copy)["quality_gate"]["bf16"] == record

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import fastformer  # noqa: F401
-from fastformer.predictor import Predictor
+from fastformer.inference.loader import load_predictor
 
 import serve
 from tiny_model import saved_tiny_model
@@ -26,7 +26,7 @@ MAX_TEXTS = 8
 def predictor(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("serve") / "model")
     saved_tiny_model(model_dir, CORPUS, seed=3)
-    return Predictor(model_dir, backend="dynamic", batch_size=4)
+    return load_predictor(model_dir, backend="dynamic", batch_size=4)
 
 
 @pytest.fixture(scope="module")

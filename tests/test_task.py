@@ -1,4 +1,4 @@
-"""fastformer.task: padding (pad_batch), the Trainer's DataCollator, and the label maps."""
+"""fastformer.model_folder: padding (pad_batch), the Trainer's DataCollator, and the label maps."""
 
 import numpy as np
 import pytest

@@ -3,7 +3,7 @@
     python export_model.py --model_dir output/demo/model --output_dir output/demo/export [--max_length 256] [--onnx]
 
 The export folder holds the static model (`model.json` + `model.pdiparams` under Paddle 3, PIR; a legacy
-`model.pdmodel` is still read by `fastformer.predictor`), `config.json` (with the labels), the tokenizer files
+`model.pdmodel` is still read by `Predictor`), `config.json` (with the labels), the tokenizer files
 and `manifest.json`, which records the SHA-256 of the model and params files (`sha256`; checked by `Predictor`
 before loading). `model.pdiparams` is Paddle's binary tensor format (per tensor: a version, the LoD, a TensorDesc
 protobuf and the raw data), read by Paddle Inference's C++ loader: no pickle is involved. The export is built in a
@@ -27,10 +27,13 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from . import encoding, model_folder
-from .cli import UserError
-from .fileio import atomic_dir, file_sha256, write_json
-from .predictor import INPUT_NAMES, MANIFEST_FILE, MODEL_PREFIX, InferenceRunner
+from .. import encoding, model_folder
+from ..cli import UserError
+from ..fileio import atomic_dir, file_sha256, write_json
+from . import gate
+from . import precision as precisions
+from .folders import INPUT_NAMES, MANIFEST_FILE, MODEL_PREFIX
+from .runners import InferenceRunner
 
 __all__ = [
     "LogitsModel",
@@ -246,7 +249,7 @@ def export_model(
     manifest and as the tokenizer's `model_max_length`. Raises `ExportParityError` when the exported model's logits
     differ from the dynamic model's by more than `tolerance`. An ONNX conversion failure does not raise: the
     manifest's "onnx" entry says what happened. Unless `precision` is "fp32", the bf16 quality gate
-    (`fastformer.precision`) then compares bf16 with fp32 on the dev split (`precision_data`, default data/dev.jsonl
+    (`inference.gate`) then compares bf16 with fp32 on the dev split (`precision_data`, default data/dev.jsonl
     next to `model_dir`) where this CPU has bf16, and records the result (or why it could not run) in the manifest's
     "quality_gate". The folder is built next to `output_dir` and replaces it only when all of this has succeeded
     (`fileio.atomic_dir`: an old export is removed, a folder holding other files is kept renamed); on any error
@@ -263,20 +266,18 @@ def export_model(
     max_length = encoding.check_max_length(max_length or tokenizer.model_max_length, config)
     encoding.set_model_max_length(tokenizer, max_length)  # the export's tokenizer_config.json records it too
     if precision != "fp32":
-        from . import precision as precisions
-
         precisions.check_precision(precision)
     replaced = glob.escape(target) + ".replaced-*"
     kept_before = set(glob.glob(replaced))
     with atomic_dir(target) as staging:
         manifest = _export_into(staging, model, tokenizer, max_length, onnx, tolerance, parity_texts, log)
         if precision != "fp32":
-            data_file = precision_data or precisions.default_data_file(model_dir)
+            data_file = precision_data or gate.default_data_file(model_dir)
             for reduced in precisions.REDUCED_PRECISIONS:
-                record = precisions.run_quality_gate(staging, reduced, data_file, when="export",
+                record = gate.run_quality_gate(staging, reduced, data_file, when="export",
                                                      max_length=max_length)
-                manifest.setdefault(precisions.GATE_KEY, {})[reduced] = record
-                log(f"{reduced} quality gate: {precisions.describe_record(record)}")
+                manifest.setdefault(gate.GATE_KEY, {})[reduced] = record
+                log(f"{reduced} quality gate: {gate.describe_record(record)}")
     for kept in sorted(set(glob.glob(replaced)) - kept_before):
         log(f"the previous {output_dir} held files an export does not write: it was kept as {kept}")
     return manifest
