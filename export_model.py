@@ -22,13 +22,14 @@ CPU that has it runs the check. `--precision fp32` skips it.
 
 from __future__ import annotations
 
+import fastformer.env  # noqa: F401  (first, before paddle loads: MKL settings)
+
 import argparse
 import json
 import os
 import sys
 from typing import Optional, Sequence
 
-import fastformer  # noqa: F401  (sets MKL_DEBUG_CPU_TYPE before paddle loads)
 from fastformer.cli import printable
 
 

@@ -24,6 +24,8 @@ be used, or the model gives NaN/Inf (one line on standard error).
 
 from __future__ import annotations
 
+import fastformer.env  # noqa: F401  (first, before paddle loads: MKL settings)
+
 import argparse
 import contextlib
 import io
@@ -34,7 +36,6 @@ import stat
 import sys
 from typing import BinaryIO, Dict, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
-import fastformer  # noqa: F401  (sets MKL_DEBUG_CPU_TYPE before paddle loads)
 from data_process.reader import MAX_LINE_BYTES, LongLine, capped_lines
 from fastformer.cli import UserError, printable, run_main
 from fastformer.fileio import atomic_open

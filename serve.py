@@ -26,6 +26,8 @@ headers complete within --header_timeout seconds and a body within --body_timeou
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations (`request: Request`).
+import fastformer.env  # noqa: F401  (first, before paddle loads: MKL settings)
+
 import argparse
 import asyncio
 import contextlib
@@ -34,7 +36,6 @@ import socket
 import sys
 from typing import Optional, Sequence
 
-import fastformer  # noqa: F401  (sets MKL_DEBUG_CPU_TYPE before paddle loads)
 from fastformer.cli import UserError, run_main
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB

@@ -135,12 +135,12 @@ def _stock_attention(modeling):
 
 def apply_variant(variant: str) -> None:
     """Patch `fastformer.modeling` for the ablation variants (in this child process only)."""
-    from fastformer import modeling
+    from fastformer import cpu_layers, modeling
 
     if variant not in ("stock", "pool", "pool_expand"):
         return
     pool, forward_broadcast = _stock_attention(modeling)
-    modeling._custom_grad = lambda *args, **kwargs: False  # Paddle's own Linear / LayerNorm backward
+    cpu_layers.custom_grad = lambda *args, **kwargs: False  # Paddle's own Linear / LayerNorm backward
     if variant == "stock":
         modeling.FastSelfAttention._pool = pool
     if variant in ("stock", "pool"):

@@ -106,7 +106,7 @@ def test_logits_match_at_a_trained_scale(pooling, monkeypatch):
     """The official code's logits on weights at a trained model's scale (Linear N(0, 0.4), small embeddings), on
     both attention-pooling paths: the CPU dygraph one and the per-head one of exported graphs and GPUs. On the
     official init every head's attention is nearly uniform and several porting bugs stay under 1e-5."""
-    from fastformer import modeling
+    from fastformer import cpu_layers, modeling
 
     model = torch_model(seed=4)
     rng = np.random.default_rng(4)
@@ -125,7 +125,7 @@ def test_logits_match_at_a_trained_scale(pooling, monkeypatch):
     load_converted(paddle_model, convert_state_dict(model.state_dict()))
     paddle_model.eval()
     if pooling == "per_head":
-        monkeypatch.setattr(modeling, "_dygraph_cpu", lambda x: False)
+        monkeypatch.setattr(cpu_layers, "dygraph_cpu", lambda x: False)
     ids, _ = make_batch(np.random.default_rng(6), 6, 24, SMALL["vocab_size"], 5)
     diff = np.abs(paddle_logits(paddle_model, ids) - torch_logits(model, ids)).max()
     scale = float(np.abs(torch_logits(model, ids)).max())

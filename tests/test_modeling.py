@@ -152,7 +152,7 @@ def test_cpu_fast_paths_match_paddle_layers(monkeypatch):
     logits and gradients as the per-head pooling and Paddle's own layers that exported graphs and GPUs run. Weights
     at a trained model's scale: on the official init every head's attention is nearly uniform, and a wrong head
     split on either path would go unseen."""
-    from fastformer import modeling
+    from fastformer import cpu_layers, modeling
 
     def run():
         model = make_model(share_attention_layers=False, use_value_projection=True)
@@ -168,7 +168,7 @@ def test_cpu_fast_paths_match_paddle_layers(monkeypatch):
         return out.logits.numpy(), {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None}
 
     fast_logits, fast_grads = run()
-    monkeypatch.setattr(modeling, "_dygraph_cpu", lambda x: False)
+    monkeypatch.setattr(cpu_layers, "dygraph_cpu", lambda x: False)
     ref_logits, ref_grads = run()
     assert np.abs(fast_logits - ref_logits).max() <= 1e-6
     assert fast_grads.keys() == ref_grads.keys() and len(ref_grads) > 10

@@ -11,7 +11,7 @@ import paddle
 import pytest
 
 import reference_numpy as ref
-from fastformer import FastformerConfig, FastformerForSequenceClassification, modeling
+from fastformer import FastformerConfig, FastformerForSequenceClassification, cpu_layers, modeling
 
 TOL = 1e-5  # max abs logits difference, float32 against float64
 BASE = dict(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
@@ -46,7 +46,7 @@ def reference(model, ids, mask):
 
 def paddle_logits(model, ids, mask, path, monkeypatch):
     if path == "per_head":  # the pooling of exported graphs and GPUs, in dygraph
-        monkeypatch.setattr(modeling, "_dygraph_cpu", lambda x: False)
+        monkeypatch.setattr(cpu_layers, "dygraph_cpu", lambda x: False)
     if path == "train":  # gradients on: the fast CPU training layers; dropout off to compare
         model.train()
         for layer in model.sublayers():

@@ -49,7 +49,7 @@ class Mutation:
 
 MUTATIONS: List[Mutation] = [
     # ---- the bugs issue 13 lists
-    Mutation("gelu_tanh_eval", "tanh-approximate GELU on the eval/export path", "fastformer/modeling.py",
+    Mutation("gelu_tanh_eval", "tanh-approximate GELU on the eval/export path", "fastformer/cpu_layers.py",
              "        return F.gelu(x)\n", "        return F.gelu(x, approximate=True)\n", MODEL_TESTS, listed=True),
     Mutation("ln_eps_embeddings", "embedding LayerNorm with Paddle's default epsilon 1e-5, not the config's",
              "fastformer/modeling.py", "LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)",
@@ -80,13 +80,13 @@ MUTATIONS: List[Mutation] = [
              "from typing import Optional, Sequence\nfrom fastformer.tokenizer import FastformerTokeniser\n",
              ("tests/test_evaluate.py",), listed=True),
     # ---- further realistic bugs (caught by the suite of then too: they must stay caught)
-    Mutation("gelu_tanh_train", "tanh-approximate GELU on the training path", "fastformer/modeling.py",
+    Mutation("gelu_tanh_train", "tanh-approximate GELU on the training path", "fastformer/cpu_layers.py",
              "return F.gelu(x)  # exact (erf) GELU", "return F.gelu(x, approximate=True)", MODEL_TESTS),
     Mutation("mask_inverted", "additive mask built from the mask, not 1 - mask", "fastformer/modeling.py",
              "return (1.0 - attention_mask.astype(dtype).unsqueeze(1)) * MASK_VALUE",
              "return attention_mask.astype(dtype).unsqueeze(1) * MASK_VALUE", MODEL_TESTS),
     Mutation("no_query_residual", "attention output without the + q residual", "fastformer/modeling.py",
-             "return self.transform(_expand(global_key, v) * v) + q", "return self.transform(_expand(global_key, v) * v)",
+             "return self.transform(cpu.expand(global_key, v) * v) + q", "return self.transform(cpu.expand(global_key, v) * v)",
              MODEL_TESTS),
     Mutation("global_key_from_k", "global key pooled from k instead of p = q * k", "fastformer/modeling.py",
              "global_key = self._pool(self.key_att(p), mask, p)", "global_key = self._pool(self.key_att(p), mask, k)",
@@ -102,7 +102,7 @@ MUTATIONS: List[Mutation] = [
     Mutation("block_diagonal_order", "block-diagonal pooling (CPU dygraph path) returns [D, N] column order",
              "fastformer/modeling.py", "return paddle.diagonal(pooled, axis1=1, axis2=2).transpose([0, 2, 1])",
              "return paddle.diagonal(pooled, axis1=1, axis2=2)", MODEL_TESTS),
-    Mutation("dropout_in_eval", "dropout still active in eval mode", "fastformer/modeling.py",
+    Mutation("dropout_in_eval", "dropout still active in eval mode", "fastformer/cpu_layers.py",
              "if not self.training or self.p == 0:", "if self.p == 0:", MODEL_TESTS),
     Mutation("weighted_loss_unweighted", "--sampling weighted_loss trains with the plain loss",
              "fastformer/training/trainer.py", "if self.loss_weights is None or not model.training:",
