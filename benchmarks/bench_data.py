@@ -7,9 +7,9 @@ Measures, and prints and writes to a JSON file:
   `tokenizer(texts, truncation=True, max_length=...)` on the same texts, in reviews/s, checking the ids agree.
 
 Default size (60,000 synthetic reviews, 40,000 train texts) runs in about a minute on one core:
-    python benchmarks/bench_data.py --output benchmarks/results/data_cpu.json
+    python -m benchmarks.bench_data --output benchmarks/results/data_cpu.json
 Memory on a large file, pipeline only (generating 2M reviews takes ~5 min; --input_file takes an existing file):
-    python benchmarks/bench_data.py --num_reviews 2000000 --skip_tokenizer
+    python -m benchmarks.bench_data --num_reviews 2000000 --skip_tokenizer
 """
 
 from __future__ import annotations
@@ -23,14 +23,13 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, ROOT)
 
-import common  # noqa: E402
+from benchmarks import common
 from data_process.demo_data import generate_demo_reviews
 from fastformer.splits import read_split
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 
 # Run in the child: time prepare_dataset alone and report the child's own peak RSS (KiB on Linux).
 CHILD = """

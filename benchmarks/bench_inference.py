@@ -1,6 +1,6 @@
 """Inference throughput (reviews/s) of `fastformer.inference.predictor.Predictor`: Paddle Inference (oneDNN fp32, oneDNN bf16,
 no oneDNN) against Paddle dygraph, and as anchors PyTorch eager (fp32 and bf16 autocast) when
-`fastformer.torch_reference` imports, and ONNX Runtime fp32 on the export's `model.onnx` when onnxruntime is
+`reproduction.torch_reference` imports, and ONNX Runtime fp32 on the export's `model.onnx` when onnxruntime is
 installed (`pip install -r benchmarks/requirements.txt`; not a dependency of the project), on CPU.
 
 Paper-size classifier (hidden 256, 2 layers, 16 heads, intermediate 256) with random weights; the vocabulary is
@@ -17,9 +17,9 @@ flags). There is no int8 row: Paddle 3.3 Inference has no CPU int8 path for this
 stored in the JSON). The JSON records the CPU model, its AVX-512 / bf16 / VNNI / AMX flags and what Paddle's oneDNN
 build detects ("setup" -> "cpu_features").
 
-    python benchmarks/bench_inference.py --output benchmarks/results/inference_cpu.json      # ~1-2 min
-    python benchmarks/bench_inference.py --num_texts 1024 --steps 5 --threads 1
-    python benchmarks/bench_inference.py --cases inference_onednn,inference_bf16,torch,torch_bf16,onnxruntime
+    python -m benchmarks.bench_inference --output benchmarks/results/inference_cpu.json      # ~1-2 min
+    python -m benchmarks.bench_inference --num_texts 1024 --steps 5 --threads 1
+    python -m benchmarks.bench_inference --cases inference_onednn,inference_bf16,torch,torch_bf16,onnxruntime
 
 The figures compare the backends on the same inputs (the children also report the max abs difference of their
 probabilities from the dygraph model's on the first texts). On a machine other processes share they are noisy:
@@ -37,11 +37,10 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
-import common  # noqa: E402
+from benchmarks import common
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 CASES = ("inference_onednn", "inference_bf16", "inference_plain", "dygraph", "torch", "torch_bf16", "onnxruntime")
 CASE_NAMES = {
@@ -174,7 +173,7 @@ class TorchPredictor(PipelinePredictor):
 
         from fastformer import convert
         from fastformer import model_folder
-        from fastformer.torch_reference import Model, TorchFastformerConfig
+        from reproduction.torch_reference import Model, TorchFastformerConfig
 
         torch.set_num_threads(threads)
         paddle_model, tokenizer = model_folder.load_model_dir(model_dir)
@@ -313,7 +312,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if importlib.util.find_spec("torch") is None:
             missing = "torch is not installed"
         elif not os.path.isfile(os.path.join(common.ROOT, "fastformer", "torch_reference.py")):
-            missing = "fastformer/torch_reference.py is absent"
+            missing = "reproduction/torch_reference.py is absent"
         if missing:
             print(f"skipping the PyTorch rows: {missing}")
             cases = [c for c in cases if c not in TORCH_CASES]

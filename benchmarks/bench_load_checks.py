@@ -9,7 +9,7 @@ of `--rounds` (one thread, in this process after a warm-up):
 * `check_export_files`: the export's config.json against the manifest and the params' shapes (read from
   `model.pdiparams`), every tensor finite; `Predictor`: all of opening the export, checks included.
 
-    python benchmarks/bench_load_checks.py --output_dir benchmarks/results    # ~1 min
+    python -m benchmarks.bench_load_checks --output_dir benchmarks/results    # ~1 min
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ import sys
 import tempfile
 from typing import Optional, Sequence
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
-import common  # noqa: E402
+from benchmarks import common
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 os.environ.update(common.cpu_env(1))
 

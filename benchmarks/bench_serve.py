@@ -11,9 +11,9 @@ from the pool. Everything is bounded: the number of requests, a per-request time
 the server to come up; servers are stopped at the end. The clients share the CPU with the server, as a client on
 the same host would; on a machine other processes share, the figures are noisy (`load_average_1_5_15min`).
 
-    python benchmarks/bench_serve.py --output benchmarks/results/serve_cpu.json                 # 8 clients x 40
-    python benchmarks/bench_serve.py --clients 8 --requests 50 --texts_per_request 1-16 --precision bf16
-    python benchmarks/bench_serve.py --model_dir output/demo/export --texts_file output/demo/data/dev.jsonl
+    python -m benchmarks.bench_serve --output benchmarks/results/serve_cpu.json                 # 8 clients x 40
+    python -m benchmarks.bench_serve --clients 8 --requests 50 --texts_per_request 1-16 --precision bf16
+    python -m benchmarks.bench_serve --model_dir output/demo/export --texts_file output/demo/data/dev.jsonl
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ import threading
 import time
 from typing import List, Optional, Sequence
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
-import common  # noqa: E402
+from benchmarks import common
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 MODES = ("batched", "per_request")
 WARMUP_REQUESTS = 2

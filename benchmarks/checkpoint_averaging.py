@@ -1,7 +1,7 @@
 """Which weights to keep from a training run: one epoch's checkpoint, or the mean of all of them (train.py
 --average_checkpoints), compared on the finished runs of a compare_models.py row.
 
-    python benchmarks/checkpoint_averaging.py --name pool_random --runs output/compare/pool_random/fastformer
+    python -m benchmarks.checkpoint_averaging --name pool_random --runs output/compare/pool_random/fastformer
 
 For every seed<S> folder under --runs (a train.py output folder with its checkpoint-<step> folders and prepared
 data): the dev and test logits of each checkpoint and of the mean of their weights; for each, the logit adjustment's
@@ -25,22 +25,22 @@ import statistics
 import sys
 from typing import Dict, List, Optional, Sequence
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
-from common import result_header, write_results  # noqa: E402
+from benchmarks.common import result_header, write_results
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import fastformer  # noqa: E402,F401  (before paddle)
+import fastformer  # noqa: F401  (before paddle)
 from fastformer.splits import read_split
-from fastformer import encoding  # noqa: E402
-from fastformer.modeling import FastformerForSequenceClassification  # noqa: E402
+from fastformer import encoding
+from fastformer.modeling import FastformerForSequenceClassification
 from fastformer.inference.runners import DynamicRunner
-from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
+from fastformer.tokenizer import FastformerTokenizer
 from fastformer.metrics import classification_metrics, fit_logit_adjustment, log_prior
 from fastformer.training.checkpoints import average_weights
 from fastformer.training.resume import checkpoint_problem, existing_checkpoints
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 MEAN = "mean of the epoch checkpoints"
 BEST = "best epoch by adjusted dev macro-F1"

@@ -279,8 +279,8 @@ def result_header(benchmark: str, script: str, args, argv: Optional[Sequence[str
     """The first keys of every result JSON: what ran (the command line), with which settings, on which machine and
     package versions. Installed versions that differ from the requirements' pins are printed as a warning and listed
     under "packages" / "mismatches": such figures are not those of the pinned set."""
-    command = " ".join(["python", os.path.relpath(os.path.abspath(script), ROOT),
-                        *(sys.argv[1:] if argv is None else argv)])
+    module = os.path.splitext(os.path.relpath(os.path.abspath(script), ROOT))[0].replace(os.sep, ".")
+    command = " ".join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
     settings = {k: v for k, v in vars(args).items() if not k.startswith("child") and k != "work_dir"}
     packages = package_versions()
     if packages["mismatches"]:

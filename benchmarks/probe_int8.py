@@ -14,7 +14,7 @@ small random Fastformer and its `paddle.jit.save` export (PIR: model.json + mode
    export run by Paddle Inference with oneDNN and `enable_mkldnn_int8()`, against the fp32 export (0 means the
    quantize/dequantize ops were dropped), and the dygraph quantized model against fp32 (what int8 rounding does).
 
-    python benchmarks/probe_int8.py --output benchmarks/results/int8_probe_cpu.json    # ~1 min
+    python -m benchmarks.probe_int8 --output benchmarks/results/int8_probe_cpu.json    # ~1 min
 
 Nothing here is timed: the answers do not depend on how busy the machine is.
 """
@@ -30,11 +30,10 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
-import common  # noqa: E402
+from benchmarks import common
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 PROBES = ("inference_int8_flag", "static_ptq", "legacy_program_export", "dygraph_ptq")
 BATCH, LENGTH = 8, 32

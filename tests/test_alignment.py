@@ -1,4 +1,4 @@
-"""The Paddle Fastformer against the official PyTorch code (`fastformer.torch_reference`), and the converter.
+"""The Paddle Fastformer against the official PyTorch code (`reproduction.torch_reference`), and the converter.
 
 Same weights (random official init, converted), same padded batches, dropout off, float32. Run with `-s` to
 see the measured figures. Skipped as a whole when PyTorch is not installed.
@@ -14,15 +14,15 @@ torch = pytest.importorskip(
     "torch", reason="PyTorch is not installed: the alignment with the official PyTorch code cannot be checked"
 )
 
-import paddle  # noqa: E402
+import paddle
 
-from fastformer import FastformerForSequenceClassification  # noqa: E402
-from fastformer import model_folder  # noqa: E402
-from fastformer.labels import label_maps  # noqa: E402
-from fastformer.alignment import (  # noqa: E402
+from fastformer import FastformerForSequenceClassification
+from fastformer import model_folder
+from fastformer.labels import label_maps
+from reproduction.alignment import (
     DEFAULT_CONFIG, SHIFT_INVARIANT_BIASES, TOLERANCES, failures, make_batch, run_alignment_check,
 )
-from fastformer.convert import (  # noqa: E402
+from fastformer.convert import (
     config_from_torch_state_dict,
     convert_checkpoint,
     convert_state_dict,
@@ -31,8 +31,8 @@ from fastformer.convert import (  # noqa: E402
     main,
     paddle_name,
 )
-from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
-from fastformer.torch_reference import Model, TorchFastformerConfig  # noqa: E402
+from fastformer.tokenizer import FastformerTokenizer
+from reproduction.torch_reference import Model, TorchFastformerConfig
 
 SMALL = DEFAULT_CONFIG  # every code path (heads > 1, 2 layers, padding), dropout off
 
@@ -141,8 +141,9 @@ def test_float64_logits_differ_only_by_the_official_poolers_epsilon(monkeypatch)
     overflow for large scores). Measured (small config, official init): 1.3e-09 with the official pooler, 9.7e-17
     with the reference's pooler replaced by a softmax. Any other difference of the math would show here, far below
     float32's 1e-5 tolerance."""
-    from fastformer import modeling, torch_reference
-    from tools.train_torch_reference import default_dtype
+    from fastformer import modeling
+    from reproduction import torch_reference
+    from reproduction.train_torch_reference import default_dtype
 
     model = torch_model(seed=5).double()
     with default_dtype("float64"):

@@ -4,10 +4,10 @@ import argparse
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-import common  # noqa: E402
+from benchmarks import common
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_pins_are_read_from_the_requirement_files():
@@ -20,7 +20,7 @@ def test_pins_are_read_from_the_requirement_files():
 def test_result_header_records_versions_and_flags_a_mismatch(monkeypatch, capsys):
     args = argparse.Namespace(steps=2)
     header = common.result_header("x", os.path.join(ROOT, "benchmarks", "bench_x.py"), args, ["--steps", "2"])
-    assert header["command"] == "python benchmarks/bench_x.py --steps 2" and header["settings"] == {"steps": 2}
+    assert header["command"] == "python -m benchmarks.bench_x --steps 2" and header["settings"] == {"steps": 2}
     installed = header["packages"]["installed"]
     assert set(installed) == set(common.pinned_versions()) and installed["pytest"]
     printed = capsys.readouterr().err

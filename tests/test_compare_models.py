@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-import compare_models  # noqa: E402
+from benchmarks import compare_models
 
 from data_process.demo_data import generate_demo_reviews
 from data_process import prepare
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ROWS = {
     "Fastformer": {"kind": "train", "args": ["--logit_adjustment", "dev", "--metric_for_best_model",
@@ -77,7 +77,7 @@ def test_rerun_reuses_finished_runs(compared, capsys):
 
 
 def test_checkpoint_averaging_compares_each_epoch_and_the_mean(compared):
-    import checkpoint_averaging
+    from benchmarks import checkpoint_averaging
 
     argv, folder, payload = compared
     run = payload["rows"]["Fastformer"]["runs"][0]  # trained with the best epoch kept (no averaging)

@@ -4,26 +4,34 @@ that needs PyTorch may skip, and only where PyTorch is not installed)."""
 import importlib
 import importlib.util
 import os
-import runpy
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("fastformer", "data_process")
-SCRIPT_FOLDERS = ("tools",)  # run as files (`python tools/x.py`); imported here without running main()
+PACKAGES = ("fastformer", "data_process", "reproduction")
+MODULE_FOLDERS = ("tools", "benchmarks")  # run as modules (`python -m tools.x`); imported here without running main()
+
+
+def _package_modules(package):
+    folder = os.path.join(ROOT, *package.split("."))
+    names = [package]
+    for f in sorted(os.listdir(folder)):
+        if f.endswith(".py") and f != "__init__.py":
+            names.append(f"{package}.{f[:-3]}")
+        elif os.path.isfile(os.path.join(folder, f, "__init__.py")):
+            names += _package_modules(f"{package}.{f}")
+    return names
 
 
 def repo_modules():
     names = [f[:-3] for f in sorted(os.listdir(ROOT)) if f.endswith(".py") and f not in ("conftest.py", "setup.py")]
     for package in PACKAGES:
-        names.append(package)
-        names += [f"{package}.{f[:-3]}" for f in sorted(os.listdir(os.path.join(ROOT, package)))
-                  if f.endswith(".py") and f != "__init__.py"]
+        names += _package_modules(package)
     return names
 
 
-def script_files():
-    return [os.path.join(folder, f) for folder in SCRIPT_FOLDERS if os.path.isdir(os.path.join(ROOT, folder))
+def script_modules():
+    return [f"{folder}.{f[:-3]}" for folder in MODULE_FOLDERS if os.path.isdir(os.path.join(ROOT, folder))
             for f in sorted(os.listdir(os.path.join(ROOT, folder))) if f.endswith(".py")]
 
 
@@ -34,7 +42,8 @@ def _skip_only_for_missing_torch(exc: ModuleNotFoundError):
 
 
 def test_the_module_list_is_not_empty():
-    assert {"fastformer.modeling", "data_process.reader", "train", "export_model"} <= set(repo_modules())
+    assert {"fastformer.modeling", "fastformer.training.trainer", "fastformer.inference.loader", "data_process.reader",
+            "reproduction.alignment", "train", "export_model"} <= set(repo_modules())
 
 
 @pytest.mark.parametrize("name", repo_modules())
@@ -45,9 +54,9 @@ def test_module_imports(name):
         _skip_only_for_missing_torch(exc)
 
 
-@pytest.mark.parametrize("path", script_files())
-def test_tool_script_imports(path):
+@pytest.mark.parametrize("name", script_modules())
+def test_tool_and_benchmark_modules_import(name):
     try:
-        runpy.run_path(os.path.join(ROOT, path), run_name="imported_by_test")  # not "__main__": main() does not run
+        importlib.import_module(name)  # not "__main__": main() does not run
     except ModuleNotFoundError as exc:
         _skip_only_for_missing_torch(exc)

@@ -32,7 +32,7 @@ VARIANTS = {
 
 
 # Biases of the softmax scorers: a softmax ignores a constant shift, so their gradient is 0 in exact arithmetic and only
-# rounding noise in float32 (fastformer.alignment.SHIFT_INVARIANT_BIASES, in Paddle's names).
+# rounding noise in float32 (reproduction.alignment.SHIFT_INVARIANT_BIASES, in Paddle's names).
 ZERO_GRADIENT_BIASES = ("query_att.bias", "key_att.bias", "att_fc2.bias")
 
 

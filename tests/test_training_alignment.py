@@ -1,6 +1,6 @@
 """Training alignment: train.py (Paddle Trainer) against the PyTorch reference training, on the tiny config.
 
-`tools/check_training_alignment.py` and `tools/train_torch_reference.py`: same data, tokenizer ids, initial weights
+`reproduction/check_training_alignment.py` and `reproduction/train_torch_reference.py`: same data, tokenizer ids, initial weights
 and batches. With dropout off the two compute the same function step after step, so their per-step losses differ
 only by float32 rounding. Measured here (tiny config, 40 Adam steps, one thread): mean 8.6e-08, max 2.4e-07 per step,
 i.e. one or two float32 ulps of a loss near 1.6 (ulp 1.2e-07). The tolerances below (mean 1e-06, max 2e-06) leave a
@@ -22,13 +22,13 @@ torch = pytest.importorskip(
 )
 
 from data_process.demo_data import generate_demo_reviews
-from fastformer import encoding, model_folder  # noqa: E402
-from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
+from fastformer import encoding, model_folder
+from fastformer.tokenizer import FastformerTokenizer
 from fastformer.training.arguments import parse_args
 from fastformer.training.dataset import EncodedDataset
 from fastformer.training.trainer import FastformerTrainer
-from tools import check_training_alignment as check  # noqa: E402
-from tools import train_torch_reference as reference  # noqa: E402
+from reproduction import check_training_alignment as check
+from reproduction import train_torch_reference as reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "configs", "tiny.json")
@@ -117,7 +117,7 @@ def test_shared_dropout_masks_make_dropout_runs_agree(base_argv, tmp_path, capsy
     assert "dropout on, shared masks, seed 1" in capsys.readouterr().out
 
     # the check can fail: the same masks with one dropout of the reference removed
-    from fastformer.torch_reference import Model
+    from reproduction.torch_reference import Model
 
     def without_ffn_dropout(self, *a, **k):
         original_init(self, *a, **k)
@@ -199,7 +199,7 @@ def test_report_json_and_png_from_finished_runs(dropout_off, tmp_path, capsys):
     assert result["dropout_off"]["loss"]["steps"] == 40
     assert result["dropout_off"]["paddle"]["step_losses"] == pair["paddle"]["step_losses"]
     assert result["targets"]["dropout_off_mean_abs_loss_diff"]["passed"] is True
-    assert result["cpu_settings"]["OMP_NUM_THREADS"] and result["command"].startswith("python tools/")
+    assert result["cpu_settings"]["OMP_NUM_THREADS"] and result["command"].startswith("python -m reproduction.")
     png = tmp_path / "results.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "dropout off, seed 1, first 40 steps" in capsys.readouterr().out
@@ -207,7 +207,7 @@ def test_report_json_and_png_from_finished_runs(dropout_off, tmp_path, capsys):
 
 def test_to_torch_state_dict_inverts_the_converter():
     from fastformer.convert import convert_state_dict, to_torch_state_dict
-    from fastformer.torch_reference import Model, TorchFastformerConfig
+    from reproduction.torch_reference import Model, TorchFastformerConfig
 
     torch.manual_seed(0)
     official = {k: v.numpy() for k, v in Model(TorchFastformerConfig(

@@ -1,7 +1,7 @@
 """Mutation check of the test suite: put one realistic porting bug at a time into a temporary copy of the repository
 and run the tests that should catch it.
 
-    python tools/mutation_check.py [--rev REV] [--only ID ...] [--output FILE] [--list]
+    python -m tools.mutation_check [--rev REV] [--only ID ...] [--output FILE] [--list]
 
 Each mutation (`MUTATIONS` below) replaces one exact piece of source text (it must occur; the n-th occurrence when
 several do) and names the test files that should fail. The copy's unmutated tests must pass first (the baseline);
@@ -227,7 +227,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                "caught": sum(r["caught"] for r in results), "total": len(results), "mutations": results}
     print(f"caught {payload['caught']} of {payload['total']} (baseline rc {baseline['rc']})")
     if args.output:
-        sys.path.insert(0, ROOT)
         from fastformer.fileio import write_json
 
         write_json(args.output, payload)

@@ -3,7 +3,7 @@
 Written independently from the official module layout and math so that a state dict saved from the official
 `Model` loads into `Model` here unchanged (same module names, same shapes), without HF `transformers`: the three
 BERT blocks the official code imports (`BertSelfOutput`, `BertIntermediate`, `BertOutput`) are re-stated here.
-It exists to check the Paddle port (`fastformer.alignment`) and to feed the converter (`fastformer.convert`).
+It exists to check the Paddle port (`reproduction.alignment`) and to feed the converter (`fastformer.convert`).
 Only imported when PyTorch is wanted. Shapes: B batch, L length, H hidden, N heads, D = H / N, C labels.
 """
 

@@ -1,4 +1,4 @@
-"""Alignment of the Paddle Fastformer with the official PyTorch code (`fastformer.torch_reference`).
+"""Alignment of the Paddle Fastformer with the official PyTorch code (`reproduction.torch_reference`).
 
 `run_alignment_check` builds the official `Model` with random weights, converts them with `fastformer.convert`,
 feeds both models the same padded batches (dropout off, float32) and measures:
@@ -13,7 +13,7 @@ meaningful relative error; they are reported apart, by their absolute difference
 After the first step the two models' weights differ by rounding, which Adam amplifies where |g| ~ eps
 (g / (|g| + eps) is steep there): with identical weights the gradients agree to a few 1e-6 relative, after a
 few steps to about 1e-5 (small config) or 5e-5 (official dims), still inside the 1e-4 tolerance.
-Used by `tests/test_alignment.py` and `tools/check_alignment.py`. Requires PyTorch.
+Used by `tests/test_alignment.py` and `reproduction/check_alignment.py`. Requires PyTorch.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import numpy as np
 import paddle
 import torch
 
-from .convert import config_from_torch_state_dict, convert_state_dict, is_linear_weight, load_converted, paddle_name
-from .modeling import SHIFT_INVARIANT_BIASES, FastformerForSequenceClassification
-from .torch_reference import Model, TorchFastformerConfig
+from fastformer.convert import config_from_torch_state_dict, convert_state_dict, is_linear_weight, load_converted, paddle_name
+from fastformer.modeling import SHIFT_INVARIANT_BIASES, FastformerForSequenceClassification
+from reproduction.torch_reference import Model, TorchFastformerConfig
 
 __all__ = ["DEFAULT_CONFIG", "SHIFT_INVARIANT_BIASES", "TOLERANCES", "make_batch", "run_alignment_check", "failures"]
 

@@ -1,15 +1,15 @@
 """Check the Paddle Fastformer against the official PyTorch code and print the figures.
 
-    python tools/check_alignment.py [--steps 5] [--seed 0] [--hidden_size 64 ...] [--output FILE]
-    python tools/check_alignment.py --paper_size --output benchmarks/results/alignment.json
+    python -m reproduction.check_alignment [--steps 5] [--seed 0] [--hidden_size 64 ...] [--output FILE]
+    python -m reproduction.check_alignment --paper_size --output benchmarks/results/alignment.json
 
 Same weights (random official init, converted), same padded batches, dropout off, float32: logits before
 training, then per-step loss and per-parameter gradient differences over Adam steps. The comparison lives in
-`fastformer.alignment.run_alignment_check`, which `tests/test_alignment.py` asserts on. Needs PyTorch.
-The first run is the test's size (`fastformer.alignment.DEFAULT_CONFIG`, which the flags change); `--paper_size` adds
+`reproduction.alignment.run_alignment_check`, which `tests/test_alignment.py` asserts on. Needs PyTorch.
+The first run is the test's size (`reproduction.alignment.DEFAULT_CONFIG`, which the flags change); `--paper_size` adds
 a run at the paper's size (`PAPER_SIZE`: hidden 256, 16 heads, intermediate 256, 2 layers, batch 8 x 256 tokens).
 Prints the full report(s) as JSON, then one summary line per size; `--output` writes the JSON with the command, the
-machine and the package versions. Exit status 1 when a figure is over `fastformer.alignment.TOLERANCES` (those of
+machine and the package versions. Exit status 1 when a figure is over `reproduction.alignment.TOLERANCES` (those of
 the test: logits and loss 1e-5, gradients 1e-4 relative).
 """
 
@@ -22,7 +22,6 @@ import sys
 from typing import Iterable, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 # The paper's Amazon model (2 layers, hidden 256, 16 heads, intermediate 256) on 8 reviews of 256 tokens.
 PAPER_SIZE = dict(
@@ -44,7 +43,7 @@ def summary(name: str, report: dict) -> str:
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
     import fastformer  # noqa: F401  (MKL_DEBUG_CPU_TYPE before paddle loads)
-    from fastformer.alignment import DEFAULT_CONFIG, TOLERANCES, failures, run_alignment_check
+    from reproduction.alignment import DEFAULT_CONFIG, TOLERANCES, failures, run_alignment_check
     from fastformer.fileio import write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
@@ -77,11 +76,10 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     for name, report in reports.items():
         print(summary(name, report))
     if args.output:
-        sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-        import common  # benchmarks/common.py: the machine and package versions every results file records
+        from benchmarks import common  # benchmarks/common.py: the machine and package versions every results file records
 
         write_json(args.output, {
-            "command": " ".join(["python", "tools/check_alignment.py", *argv]),
+            "command": " ".join(["python", "-m", "reproduction.check_alignment", *argv]),
             "machine": dict(common.machine_info(), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS")),
             "packages": common.package_versions(),
             **reports,

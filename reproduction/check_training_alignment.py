@@ -1,12 +1,12 @@
 """Training alignment: train.py (Paddle, PaddleNLP Trainer) against the official PyTorch math, same data, same recipe.
 
-    python tools/check_training_alignment.py [config.json] [train.py flags ...] --name NAME
+    python -m reproduction.check_training_alignment [config.json] [train.py flags ...] --name NAME
         [--seeds 1 2 3] [--align_steps 200] [--dropout_masks own|shared] [--ulp_control] [--dtype float32|float64]
         [--work_dir DIR] [--output FILE.json] [--plot FILE.png]
 
 For each run, `train.py` trains first (in this process, with --logging_steps 1 so that every step's loss is logged,
-and `InitialModelCallback` recording the weights it starts from), then `tools/train_torch_reference.py` trains
-`fastformer.torch_reference.Model` from those weights on the same prepared data, tokenizer ids and batches (see its
+and `InitialModelCallback` recording the weights it starts from), then `reproduction/train_torch_reference.py` trains
+`reproduction.torch_reference.Model` from those weights on the same prepared data, tokenizer ids and batches (see its
 doc). The config and flags are train.py's (the recipe in one place); --seed and --output_dir are set per run.
   1. dropout off (--hidden_dropout_prob 0), seed = the first of --seeds, as many epochs as it takes to reach
      --align_steps: both runs compute the same function on the same batches, so their per-step losses may differ
@@ -38,29 +38,27 @@ target is missed, 2 on bad arguments.
 
 from __future__ import annotations
 
+import fastformer.training  # noqa: F401  (first, before paddle loads: MKL settings and CPU threads)
+
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from typing import Dict, List, Optional, Sequence  # noqa: E402
+import argparse
+import contextlib
+import io
+import json
+import time
+from typing import Dict, List, Optional, Sequence
 
-import numpy as np  # noqa: E402
-from paddlenlp.trainer import TrainerCallback  # noqa: E402
+import numpy as np
+from paddlenlp.trainer import TrainerCallback
 
-import train  # noqa: E402  (sets the thread variables too; before paddle)
-from fastformer.fileio import atomic_write, write_json  # noqa: E402
+import train
+from fastformer.fileio import atomic_write, write_json
 from fastformer.splits import read_split
 from fastformer.training.arguments import parse_args
-from tools.train_torch_reference import (  # noqa: E402
+from reproduction.train_torch_reference import (
     DTYPES,
     INITIAL_MODEL,
     InitialModelCallback,
@@ -71,6 +69,8 @@ from tools.train_torch_reference import (  # noqa: E402
     recipe,
     train_reference,
 )
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 __all__ = ["TARGETS", "run_pair", "run_ulp_control", "OneUlpNudge", "paddle_record", "loss_alignment", "seed_summary",
            "plot", "main"]
@@ -489,7 +489,7 @@ def run(args, train_argv: List[str]):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args, train_argv = _parse(argv)
-    command = "python tools/check_training_alignment.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m reproduction.check_training_alignment " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         result, work_dir, pairs = run(args, train_argv)
     except (ValueError, FileNotFoundError) as e:

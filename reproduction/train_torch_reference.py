@@ -1,9 +1,9 @@
-"""Train the official-math PyTorch Fastformer (`fastformer.torch_reference.Model`) the way `train.py` trains the port.
+"""Train the official-math PyTorch Fastformer (`reproduction.torch_reference.Model`) the way `train.py` trains the port.
 
-    python tools/train_torch_reference.py [config.json] [train.py flags ...] --paddle_run_dir DIR [--output_json FILE]
+    python -m reproduction.train_torch_reference [config.json] [train.py flags ...] --paddle_run_dir DIR [--output_json FILE]
         [--dtype float32|float64]
 
-The other half of `tools/check_training_alignment.py`, which makes DIR and runs both. DIR is a `train.py` output
+The other half of `reproduction/check_training_alignment.py`, which makes DIR and runs both. DIR is a `train.py` output
 folder holding `initial_model/`, the Paddle model before its first step and its tokenizer (written by
 `InitialModelCallback`), `resolved_args.json` and the prepared dataset. Config and flags are those of `train.py`
 (the recipe is stated in one place); the recipe this script uses must equal the Paddle run's (checked against
@@ -33,28 +33,26 @@ and test metrics, the recipe and the training time.
 
 from __future__ import annotations
 
+import fastformer.training  # noqa: F401  (first, before paddle loads: MKL settings and CPU threads)
+
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import copy  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
+import argparse
+import contextlib
+import copy
+import dataclasses
+import json
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
 
-import fastformer  # noqa: E402,F401  (before paddle: sets MKL_DEBUG_CPU_TYPE)
-import numpy as np  # noqa: E402
-from paddlenlp.trainer import TrainerCallback  # noqa: E402
+import numpy as np
+from paddlenlp.trainer import TrainerCallback
 
 from fastformer.splits import read_split
-from fastformer import encoding, model_folder  # noqa: E402
-from fastformer.fileio import write_json  # noqa: E402
+from fastformer import encoding, model_folder
+from fastformer.fileio import write_json
 from fastformer.metrics import class_weights, classification_metrics
 from fastformer.training.arguments import DataArguments, parse_args, resolved_args
 from fastformer.training.dataset import EncodedDataset
@@ -315,7 +313,7 @@ def _paddle_run(paddle_run_dir: str) -> Tuple[dict, str]:
     if not os.path.isdir(os.path.join(paddle_run_dir, INITIAL_MODEL)):
         raise FileNotFoundError(
             f"{os.path.join(paddle_run_dir, INITIAL_MODEL)!r} not found: the Paddle run's initial weights are written "
-            "by tools/check_training_alignment.py (InitialModelCallback); run the comparison with it"
+            "by reproduction/check_training_alignment.py (InitialModelCallback); run the comparison with it"
         )
     return resolved, data_dir
 
@@ -373,7 +371,7 @@ def train_reference(data_args, model_args, training_args, paddle_run_dir: str, l
     import torch.nn.functional as F
 
     from fastformer.convert import to_torch_state_dict
-    from fastformer.torch_reference import Model, TorchFastformerConfig
+    from reproduction.torch_reference import Model, TorchFastformerConfig
 
     check_supported(data_args, model_args, training_args)
     ours = recipe(data_args, model_args, training_args)
@@ -486,7 +484,7 @@ def split_argv(argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, List[
         usage="%(prog)s [config.json] [train.py flags ...] --paddle_run_dir DIR [--output_json FILE]",
     )
     parser.add_argument("--paddle_run_dir", required=True,
-                        help="train.py output folder with initial_model/ (made by tools/check_training_alignment.py)")
+                        help="train.py output folder with initial_model/ (made by reproduction/check_training_alignment.py)")
     parser.add_argument("--output_json", default=None, help=f"results file (default DIR/{OUTPUT_JSON})")
     parser.add_argument("--dtype", choices=DTYPES, default="float32",
                         help="train in this precision (float64 only for a Paddle run trained in float64)")
