@@ -13,7 +13,7 @@ meaningful relative error; they are reported apart, by their absolute difference
 After the first step the two models' weights differ by rounding, which Adam amplifies where |g| ~ eps
 (g / (|g| + eps) is steep there): with identical weights the gradients agree to a few 1e-6 relative, after a
 few steps to about 1e-5 (small config) or 5e-5 (official dims), still inside the 1e-4 tolerance.
-Used by `tests/test_alignment.py` and `reproduction/check_alignment.py`. Requires PyTorch.
+Used by `tests/reproduction/test_alignment.py` and `reproduction/check_alignment.py`. Requires PyTorch.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 
 Same weights (random official init, converted), same padded batches, dropout off, float32: logits before
 training, then per-step loss and per-parameter gradient differences over Adam steps. The comparison lives in
-`reproduction.alignment.run_alignment_check`, which `tests/test_alignment.py` asserts on. Needs PyTorch.
+`reproduction.alignment.run_alignment_check`, which `tests/reproduction/test_alignment.py` asserts on. Needs PyTorch.
 The first run is the test's size (`reproduction.alignment.DEFAULT_CONFIG`, which the flags change); `--paper_size` adds
 a run at the paper's size (`PAPER_SIZE`: hidden 256, 16 heads, intermediate 256, 2 layers, batch 8 x 256 tokens).
 Prints the full report(s) as JSON, then one summary line per size; `--output` writes the JSON with the command, the

@@ -26,7 +26,7 @@ doc). The config and flags are train.py's (the recipe in one place); --seed and 
      `.double()`; runs in DIR/float64_<run>). Not the recipe: a control. Rounding differences start ~1e9 times
      smaller, so training amplifies them for that much longer before they reach the size of the loss noise; if the
      frameworks differed by more than rounding-sized amounts, float64 would not bring them together (what remains is
-     the official pooler's +1e-8, ~1e-9 on the logits: tests/test_alignment.py). The logged Paddle losses are
+     the official pooler's +1e-8, ~1e-9 on the logits: tests/reproduction/test_alignment.py). The logged Paddle losses are
      rounded to 8 decimals by PaddleNLP, so per-step differences below ~5e-9 read as 0 or as that rounding.
 Runs live in DIR/<run>/ (default DIR: output/training_alignment/NAME): paddle/ (the train.py output folder),
 paddle.json and pytorch.json (per-step losses, per-epoch dev metrics, test metrics). A finished half is not run

@@ -13,7 +13,7 @@ process takes a GPU), then one process at P x B. The P-process run goes first an
     noise only, see `fastformer.modeling.SHIFT_INVARIANT_BIASES`), and of the final models' dev logits;
   * dev/test metrics of both runs (equal), the processes' dropout seeds (distinct), and each run's wall time
     (whole command) and training time.
-Exit status 1 when a check fails. `tests/test_distributed.py` runs this on the tiny config; the figures in the
+Exit status 1 when a check fails. `tests/training/test_distributed.py` runs this on the tiny config; the figures in the
 README's "Several GPUs or machines" come from `--output benchmarks/results/data_parallel_cpu.json`.
 
 `python -m tools.check_data_parallel --worker RECORD_DIR [train.py arguments]` is what each launched process runs:

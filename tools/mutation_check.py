@@ -30,9 +30,9 @@ from typing import List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-MODEL_TESTS = ("tests/test_reference_numpy.py", "tests/test_modeling.py", "tests/test_alignment.py",
-               "tests/test_export_predict.py")
-TRAIN_TESTS = ("tests/test_train.py",)
+MODEL_TESTS = ("tests/model/test_reference_numpy.py", "tests/model/test_modeling.py",
+               "tests/reproduction/test_alignment.py", "tests/inference/test_export_predict.py")
+TRAIN_TESTS = ("tests/training/test_train.py",)
 
 
 @dataclass
@@ -74,11 +74,11 @@ MUTATIONS: List[Mutation] = [
              TRAIN_TESTS, listed=True),
     Mutation("parity_always_zero", "export parity computed as zero whatever the outputs", "fastformer/inference/export.py",
              "worst = max(worst, float(np.abs(out - ref).max()))",
-             "worst = max(worst, float(np.abs(ref - ref).max()))", ("tests/test_export_predict.py",), listed=True),
-    Mutation("import_error_export_script", "an import error in export_model.py (tests/test_evaluate.py alone)",
+             "worst = max(worst, float(np.abs(ref - ref).max()))", ("tests/inference/test_export_predict.py",), listed=True),
+    Mutation("import_error_export_script", "an import error in export_model.py (tests/inference/test_evaluate.py alone)",
              "export_model.py", "from typing import Optional, Sequence\n",
              "from typing import Optional, Sequence\nfrom fastformer.tokenizer import FastformerTokeniser\n",
-             ("tests/test_evaluate.py",), listed=True),
+             ("tests/inference/test_evaluate.py",), listed=True),
     # ---- further realistic bugs (caught by the suite of then too: they must stay caught)
     Mutation("gelu_tanh_train", "tanh-approximate GELU on the training path", "fastformer/cpu_layers.py",
              "return F.gelu(x)  # exact (erf) GELU", "return F.gelu(x, approximate=True)", MODEL_TESTS),

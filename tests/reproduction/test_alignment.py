@@ -1,20 +1,16 @@
 """The Paddle Fastformer against the official PyTorch code (`reproduction.torch_reference`), and the converter.
 
 Same weights (random official init, converted), same padded batches, dropout off, float32. Run with `-s` to
-see the measured figures. Skipped as a whole when PyTorch is not installed.
+see the measured figures. Not collected when PyTorch is not installed (tests/reproduction/conftest.py).
 """
 
 import json
 import warnings
 
 import numpy as np
-import pytest
-
-torch = pytest.importorskip(
-    "torch", reason="PyTorch is not installed: the alignment with the official PyTorch code cannot be checked"
-)
-
 import paddle
+import pytest
+import torch
 
 from fastformer import FastformerForSequenceClassification
 from fastformer import model_folder

@@ -8,7 +8,7 @@ margin of about 10x over that rounding. Real misalignments, each put into the Py
 gave mean / max differences of: Adam epsilon 1e-6 instead of 1e-8 3.4e-05 / 1.3e-04; beta2 0.99 1.4e-04 / 7.3e-04;
 dropout left on 3.0e-03 / 1.6e-02; the official random init instead of the converted Paddle weights 2.8e-03 /
 1.3e-02; no per-epoch reshuffle 9.9e-03 / 8.5e-02; batches rotated by one 1.3e-02 / 1.0e-01. Padding to the longest
-review instead of a multiple of 8 stays at rounding (8.3e-08 / 2.4e-07). Skipped as a whole without PyTorch.
+review instead of a multiple of 8 stays at rounding (8.3e-08 / 2.4e-07). Not collected without PyTorch (tests/reproduction/conftest.py).
 """
 
 import json
@@ -16,10 +16,7 @@ import os
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip(
-    "torch", reason="PyTorch is not installed: the training alignment with the PyTorch reference cannot be checked"
-)
+import torch
 
 from data_process.demo_data import generate_demo_reviews
 from fastformer import encoding, model_folder
@@ -30,7 +27,7 @@ from fastformer.training.trainer import FastformerTrainer
 from reproduction import check_training_alignment as check
 from reproduction import train_torch_reference as reference
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "configs", "tiny.json")
 MEAN_TOL, MAX_TOL = 1e-6, 2e-6  # see the module doc
 

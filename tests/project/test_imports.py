@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGES = ("fastformer", "data_process", "reproduction")
 MODULE_FOLDERS = ("tools", "benchmarks")  # run as modules (`python -m tools.x`); imported here without running main()
 

@@ -7,7 +7,7 @@ import sys
 
 from benchmarks import common
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_pins_are_read_from_the_requirement_files():

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SUPPORTED = ["3.10", "3.11", "3.12", "3.13"]
 
 needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

@@ -15,7 +15,7 @@ from fastformer.inference.export import no_install_env
 
 from tiny_model import saved_tiny_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FAKE_PIP = """import sys
 with open({log!r}, "a", encoding="utf-8") as f:

@@ -26,7 +26,7 @@ import evaluate
 import train
 from fastformer.training import resume
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "configs", "tiny.json")
 # Amazon-like imbalance: 7% / 5% / 8% / 20% / 60%
 LABELS = np.repeat(np.arange(5), [70, 50, 80, 200, 600])

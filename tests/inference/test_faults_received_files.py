@@ -26,7 +26,7 @@ from fastformer.inference.loader import load_predictor
 from fastformer.weight_files import check_finite, pdiparams_tensors, safetensors_tensors
 from tiny_model import saved_tiny_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CORPUS = ["great sound and battery", "broke after a week", "ok for the price", "terrible cable , do not buy"]
 MEMORY_LIMIT = 4 << 30  # address space of a probed script: predicting with the tiny model needs under 2 GiB
 

@@ -13,7 +13,7 @@ from fastformer.cli import UserError
 from fastformer.configuration import FastformerConfig
 from fastformer.training.arguments import SAMPLING_MODES, config_to_argv, parse_args, resolved_args
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.json")))
 
 

@@ -116,5 +116,5 @@ print("fallback ok")
 def test_without_the_kernels_the_model_uses_paddles_and_warns_once():
     env = dict(os.environ, FASTFORMER_CPU_OPS="0")
     done = subprocess.run([sys.executable, "-c", FALLBACK], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert done.returncode == 0 and "fallback ok" in done.stdout, done.stderr[-2000:]

@@ -13,7 +13,7 @@ from benchmarks import compare_models
 from data_process.demo_data import generate_demo_reviews
 from data_process import prepare
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 ROWS = {
     "Fastformer": {"kind": "train", "args": ["--logit_adjustment", "dev", "--metric_for_best_model",

@@ -26,7 +26,7 @@ from fastformer.fileio import atomic_dir, atomic_write, file_sha256
 import predict
 from tiny_model import saved_tiny_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CORPUS = ["great product , works perfectly and the battery lasts all day .",
           "stopped working after two days , waste of money ."]
 REVIEWS = b"Great product!\nStopped working after two days.\n"

@@ -44,7 +44,7 @@ import export_model as export_script
 import train
 from fastformer.training import resume
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "configs", "tiny.json")
 CORPUS = ["great sound and battery", "broke after a week", "ok for the price", "terrible cable , do not buy"]
 

@@ -10,7 +10,7 @@ import pytest
 import fastformer  # noqa: F401  (before paddle)
 from fastformer.training.sampler import EpochBatchSampler
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LABELS = np.repeat(np.arange(5), [70, 50, 80, 200, 600])  # Amazon-like imbalance, 1000 examples
 
 
