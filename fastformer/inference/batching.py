@@ -1,11 +1,4 @@
-"""Request batching for serve.py: concurrent `predict(texts)` calls share one forward pass.
-
-Each request's texts wait in a queue; one worker thread takes the oldest request, adds the requests queued behind
-it while their texts fit in `max_batch_texts` (waiting up to `max_wait_s` for more to arrive), calls the wrapped
-`predict_fn` once on all of their texts and hands every request its own slice of the results, in order. A
-request is never split: one larger than `max_batch_texts` runs alone. If the joint call raises, each request of
-the batch is retried alone, so one request's failure is not the others'. The queue is bounded
-(`max_queue_texts`): `submit` raises `QueueFull` beyond it.
+"""Request batching for serve.py: concurrent `predict(texts)` calls share one forward pass (docs/inference.md).
 
     batcher = RequestBatcher(predictor.predict, max_batch_texts=64, max_wait_s=0.002)
     future = batcher.submit(["Great sound.", "Broke after a week."])   # concurrent.futures.Future

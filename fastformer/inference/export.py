@@ -1,17 +1,7 @@
-"""Export a trained model folder to a static graph for Paddle Inference, check it, and optionally to ONNX.
+"""Export a trained model folder to a static graph for Paddle Inference, checked against the dynamic model, and
+optionally to ONNX (docs/inference.md, "Export").
 
     python export_model.py --model_dir output/demo/model --output_dir output/demo/export [--max_length 256] [--onnx]
-
-The export folder holds the static model (`model.json` + `model.pdiparams` under Paddle 3, PIR; a legacy
-`model.pdmodel` is still read by `Predictor`), `config.json` (with the labels), the tokenizer files
-and `manifest.json`, which records the SHA-256 of the model and params files (`sha256`; checked by `Predictor`
-before loading). `model.pdiparams` is Paddle's binary tensor format (per tensor: a version, the LoD, a TensorDesc
-protobuf and the raw data), read by Paddle Inference's C++ loader: no pickle is involved. The export is built in a
-temporary folder next to the target and renamed into place only once complete (`fileio.atomic_dir`): once the
-exported model has matched the dynamic model (max abs logits difference <= 1e-5 on a padded batch of reviews of
-varied lengths), and after the optional ONNX conversion and bf16 quality gate. A failed export, or a re-export that
-fails (parity, a full disk, an interrupt), leaves the previous export as it was. The graph takes `input_ids` and
-`attention_mask` (int64, [batch, length], both dynamic) and returns the logits [batch, num_labels].
 """
 
 from __future__ import annotations

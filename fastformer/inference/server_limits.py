@@ -1,15 +1,5 @@
-"""What slow or idle clients may hold in serve.py's server: connections, and the time to send a request head.
-
-`limited_h11_protocol` is uvicorn's h11 protocol with two bounds, so that clients that open connections and send
-their headers slowly (or never) cannot use up the process's file descriptors and lock everyone else out:
-
-* at most `max_connections` open connections: one more closes the connection that has waited longest for a request
-  head (answering 408), or itself (503) when every open connection has a request in progress;
-* a request head (request line and headers) must be complete within `header_timeout` seconds of the connection
-  opening or of the previous response; else 408 and the connection is closed.
-
-h11 itself refuses a head over its size limit (400), and serve.py bounds the time to read a body.
-"""
+"""What slow or idle clients may hold in serve.py's server: at most `max_connections` open connections (one more
+closes the longest-idle one with 408, or itself with 503), and `header_timeout` seconds to send a request head."""
 
 from __future__ import annotations
 

@@ -103,19 +103,15 @@ class DataArguments:
     init_from: str = field(
         default="",
         metadata={
-            "help": "A model folder whose vocabulary and encoder weights (embeddings, layers, pooler) start the "
-            "training, e.g. one made by masked-LM self-pretraining on the training split; the classifier starts "
-            "fresh. Empty: a vocabulary built from the training split and random weights."
+            "help": "A model folder whose vocabulary and encoder weights start the training (the classifier starts "
+            "fresh); empty: none."
         },
     )
     word_vectors: str = field(
         default="",
         metadata={
-            "help": "Initial word embeddings from a vector file (`word v1 v2 ...` a line, plain or gzip: GloVe, or "
-            "vectors learnt from the training split with `python -m data_process.word_vectors`); each vector must "
-            "have hidden_size values. Vocabulary words without a vector keep the random initialisation. 'train': "
-            "PPMI-SVD vectors learnt from the training split alone (data_process.word_vectors), made once and kept "
-            "in the data folder as word_vectors_<hidden_size>.txt. Empty: none."
+            "help": "Initial word embeddings: a vector file (`word v1 v2 ...` a line, plain or gzip: GloVe), 'train' "
+            "(PPMI-SVD vectors of the training split, kept in the data folder) or empty (docs/training.md)."
         },
     )
 
@@ -168,28 +164,22 @@ class FastformerTrainingArguments(TrainingArguments):
     sampling: str = field(
         default="balanced",
         metadata={
-            "help": "balanced: every class drawn equally often in each epoch (epoch size = training-set size, seeded "
-            "by seed and epoch); none: a seeded shuffle of the natural distribution; weighted_loss: the shuffle with "
-            "class-weighted cross-entropy (weights n / (C * n_c)). Dev and test keep their natural distribution."
+            "help": "balanced (every class equally often per epoch), none (a seeded shuffle) or weighted_loss (the "
+            "shuffle with a class-weighted loss); docs/training.md."
         },
     )
     logit_adjustment: str = field(
         default="none",
         metadata={
-            "help": "none, or dev: after training, add -tau * log(class prior of the training split) to the logits, "
-            "with tau fitted on the dev split for the best macro-F1 (Menon et al. 2021), folded into the classifier "
-            "bias of the saved model (export and prediction use it as is). Evaluations then also report "
-            "adjusted_macro_f1, which metric_for_best_model may name. The dev figures after fitting are optimistic; "
-            "test is not used."
+            "help": "none, or dev: after training, subtract tau * log(train class prior) from the logits, tau fitted "
+            "on dev for macro-F1 and folded into the classifier bias (docs/training.md)."
         },
     )
     average_checkpoints: bool = field(
         default=False,
         metadata={
-            "help": "After training, keep the mean of the weights of every checkpoint this run saved (with "
-            "save_strategy epoch: one per epoch) instead of the best one: an average along the training trajectory, "
-            "as in stochastic weight averaging (Izmailov et al. 2018); measured on real reviews in the README. The "
-            "dev split is evaluated again for the average (and the logit adjustment fitted on it)."
+            "help": "Keep the mean of the weights of every checkpoint this run saved instead of the best one "
+            "(docs/training.md)."
         },
     )
     word_dropout: float = field(
@@ -200,8 +190,8 @@ class FastformerTrainingArguments(TrainingArguments):
     group_by_length: bool = field(
         default=False,
         metadata={
-            "help": "Form training batches of similar lengths (within windows of 50 batches, batch order shuffled): "
-            "much less padding with dynamic padding, hence faster on CPU."
+            "help": "Batches of similar lengths (within windows of 50 batches, batch order shuffled): less padding, "
+            "faster on CPU."
         },
     )
 

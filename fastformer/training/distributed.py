@@ -31,9 +31,8 @@ def wait_for_every_process(training_args: TrainingArguments) -> None:
 
 
 def close_processes(training_args: TrainingArguments) -> None:
-    """At the end of a run with several processes: wait for every process, then take the process groups down. Left
-    to the interpreter's exit, Paddle's teardown of the CPU (gloo) groups took about a minute here, and once ended in
-    SIGABRT after a complete run."""
+    """At the end of a run with several processes: wait for every process, then take the process groups down
+    (docs/training.md, "Several GPUs or machines")."""
     if training_args.world_size <= 1:
         return
     wait_for_every_process(training_args)

@@ -11,25 +11,10 @@ __all__ = ["EpochBatchSampler"]
 
 
 class EpochBatchSampler(paddle.io.DistributedBatchSampler):
-    """Seeded training batches whose order is a function of (seed, epoch) only.
+    """Seeded training batches whose order is a function of (seed, epoch) only (docs/training.md, "Batches").
 
-    * `balanced=True`: every class present in `labels` is drawn equally often in each epoch and the epoch has
-      `len(labels)` samples (the remainder goes to classes in rotation). Each class is read from its own endless
-      stream of seeded permutations, so over the epochs a large class is covered without repeats and a small class
-      is repeated as evenly as possible.
-    * `balanced=False`: a seeded permutation of all examples per epoch.
-    * `lengths` given (group_by_length): the epoch's samples are cut into windows of `group_size` batches, sorted
-      by length inside each window and batched, then the batch order is shuffled.
-
-    Data parallel (`num_replicas` processes, this one `rank`): `batch_size` is per process. The epoch is cut into
-    global batches of `batch_size * num_replicas` exactly as one process with that batch size would cut it (same
-    sample, same length groups, same order), and rank r takes the r-th `batch_size` slice of each: the ranks' slices
-    do not overlap and together they are the one-process epoch, step by step. The short remainder batch (not dropped
-    unless `drop_last`) is split into `num_replicas` contiguous parts whose sizes differ by at most one; a remainder
-    smaller than `num_replicas` cannot give every rank a sample and is dropped (at most num_replicas - 1 samples).
-
-    It subclasses `paddle.io.DistributedBatchSampler` because PaddleNLP's Trainer calls `set_epoch` on such samplers
-    at the start of every epoch, the resumed one included.
+    `balanced`: every class equally often per epoch, else a seeded permutation; `lengths`: length-grouped windows of
+    `group_size` batches; `num_replicas` > 1: rank `rank` takes its slice of every global batch.
     """
 
     def __init__(
