@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import paddle
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs PyTorch (requirements-dev.txt): the reference these tests compare with")
 
 from fastformer import FastformerForSequenceClassification
 from fastformer import model_folder

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 import pytest
-import torch
+torch = pytest.importorskip("torch", reason="needs PyTorch (requirements-dev.txt): the reference these tests compare with")
 
 from data_process.demo_data import generate_demo_reviews
 from fastformer import encoding, model_folder
