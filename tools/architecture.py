@@ -235,7 +235,7 @@ def draw(root: str, path: str) -> None:
             names = [os.path.basename(f)[:-3] if room not in ("scripts",) else os.path.basename(f) for f in files]
             if len(names) > 12:
                 names = names[:11] + [f"... {len(names) - 11} more"]
-            label = ", ".join(n for n in names if n != "__init__")
+            label = ", ".join(n for n in names if n != "__init__" or len(names) == 1)
             ax.add_patch(FancyBboxPatch((x - box_w / 2, cy - 0.5), box_w, 1.0, boxstyle="round,pad=0.05",
                                         fc="#eef3fb" if room not in ("reproduction", "tools", "benchmarks")
                                         else "#f3f3f3", ec="#34568b", lw=1.2))
