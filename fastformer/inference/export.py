@@ -23,6 +23,7 @@ from ..fileio import atomic_dir, file_sha256, write_json
 from . import gate
 from . import precision as precisions
 from .folders import INPUT_NAMES, MANIFEST_FILE, MODEL_PREFIX
+from .graph import LogitsModel, export_graph
 from .runners import InferenceRunner
 
 __all__ = [
@@ -62,17 +63,6 @@ ONNX_UNSUPPORTED_OPS = {
 
 class ExportParityError(RuntimeError):
     """The exported model does not reproduce the dynamic model's logits."""
-
-
-class LogitsModel(nn.Layer):
-    """The classifier as a graph of two named inputs and one output, the logits [B, C]."""
-
-    def __init__(self, model: nn.Layer):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask):
-        return self.model(input_ids, attention_mask, return_dict=False)[0]
 
 
 def _dynamic_logits(model: nn.Layer, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -278,8 +268,8 @@ def _export_into(folder: str, model, tokenizer, max_length: int, onnx: bool, tol
     """Write the static model, config, tokenizer, optional ONNX file and (last, after the parity check)
     manifest.json into the empty `folder`; returns the manifest."""
     config = model.config
-    wrapper = LogitsModel(model)
-    wrapper.eval()
+    model.eval()
+    wrapper = export_graph(model)  # FoldedClassifier: fewer operators, same logits (graph.py)
     input_spec = [paddle.static.InputSpec(shape=[None, None], dtype="int64", name=name) for name in INPUT_NAMES]
     static = paddle.jit.to_static(wrapper, input_spec=input_spec, full_graph=True)
     prefix = os.path.join(folder, MODEL_PREFIX)
@@ -316,6 +306,7 @@ def _export_into(folder: str, model, tokenizer, max_length: int, onnx: bool, tol
         "params_file": os.path.basename(params_file),
         "sha256": {os.path.basename(f): file_sha256(f) for f in (model_file, params_file)},
         "program_format": "pir-json" if model_file.endswith(".json") else "legacy-pdmodel",
+        "graph": type(wrapper).__name__,
         "input_names": list(runner.input_names),
         "input_dtype": "int64",
         "input_shape": ["batch", "length"],

@@ -152,16 +152,16 @@ def test_parity_check_measures_a_real_mismatch(folders):
 
 
 def test_parity_failure_is_loud_and_leaves_no_manifest(folders, tmp_path, monkeypatch):
-    # The dynamic model drifts from the graph just saved (parameters perturbed right after paddle.jit.save): a real
+    # The graph saved drifts from the dynamic model (its parameters perturbed just before paddle.jit.save): a real
     # mismatch, caught at the default tolerance.
     save = paddle.jit.save
 
-    def save_then_drift(layer, path, *args, **kwargs):
-        save(layer, path, *args, **kwargs)
+    def drift_then_save(layer, path, *args, **kwargs):
         for param in layer.parameters():
             param.set_value(param + 1e-3)
+        save(layer, path, *args, **kwargs)
 
-    monkeypatch.setattr(paddle.jit, "save", save_then_drift)
+    monkeypatch.setattr(paddle.jit, "save", drift_then_save)
     out = str(tmp_path / "bad_export")
     with pytest.raises(ExportParityError, match="does not match"):
         export_model(folders["model"], out, log=lambda *a: None)
