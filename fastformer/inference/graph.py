@@ -34,14 +34,13 @@ def _f64(tensor) -> np.ndarray:
 
 
 class _Weights(nn.Layer):
-    """Float32 parameters made from float64 arrays, registered under the given names."""
+    """Float32 parameters made from float64 arrays, set as attributes of the given names."""
 
-    def add(self, name: str, array: np.ndarray) -> paddle.Tensor:
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        param = self.create_parameter(list(array.shape), dtype="float32",
-                                      default_initializer=nn.initializer.Assign(array))
-        self.add_parameter(name, param)
-        return param
+    def add(self, **arrays: np.ndarray) -> None:
+        for name, array in arrays.items():
+            array = np.ascontiguousarray(array, dtype=np.float32)
+            setattr(self, name, self.create_parameter(list(array.shape), dtype="float32",
+                                                      default_initializer=nn.initializer.Assign(array)))
 
 
 class _FoldedLayer(_Weights):
@@ -55,26 +54,21 @@ class _FoldedLayer(_Weights):
         wt, bt = _f64(att.transform.weight), _f64(att.transform.bias)
         wd, bd = _f64(out1.dense.weight), _f64(out1.dense.bias)
         bo = _f64(out2.dense.bias)
-        self.wq, self.bq = self.add("wq", wq), self.add("bq", bq)
-        self.wk, self.bk = self.add("wk", _f64(att.key.weight)), self.add("bk", _f64(att.key.bias))
+        wi = _f64(layer.intermediate.weight)
         self.value = att.value is not None
         if self.value:
-            self.wv, self.bv = self.add("wv", _f64(att.value.weight)), self.add("bv", _f64(att.value.bias))
-        # scorer biases dropped: a softmax over the sequence ignores a per-head constant
-        self.wqa = self.add("wqa", _f64(att.query_att.weight) * scale)
-        self.wka = self.add("wka", _f64(att.key_att.weight) * scale)
-        # dense(transform(u) + q) + x = u (Wt Wd) + x (Wq Wd + I) + (bq + bt) Wd + bd
-        self.wu = self.add("wu", wt @ wd)
-        self.wx = self.add("wx", wq @ wd + np.eye(wq.shape[0]))
-        self.bx = self.add("bx", (bq + bt) @ wd + bd)
-        # the output bias bo rides on the first LayerNorm's shift (a' = a + bo), taken back in the intermediate bias
-        self.ln1_w, self.ln1_b = self.add("ln1_w", _f64(out1.layer_norm.weight)), self.add(
-            "ln1_b", _f64(out1.layer_norm.bias) + bo)
-        wi = _f64(layer.intermediate.weight)
-        self.wi, self.bi = self.add("wi", wi), self.add("bi", _f64(layer.intermediate.bias) - bo @ wi)
-        self.wo = self.add("wo", _f64(out2.dense.weight))
-        self.ln2_w, self.ln2_b = self.add("ln2_w", _f64(out2.layer_norm.weight)), self.add(
-            "ln2_b", _f64(out2.layer_norm.bias))
+            self.add(wv=_f64(att.value.weight), bv=_f64(att.value.bias))
+        self.add(
+            wq=wq, bq=bq, wk=_f64(att.key.weight), bk=_f64(att.key.bias),
+            # scorer biases dropped: a softmax over the sequence ignores a per-head constant
+            wqa=_f64(att.query_att.weight) * scale, wka=_f64(att.key_att.weight) * scale,
+            # dense(transform(u) + q) + x = u (Wt Wd) + x (Wq Wd + I) + (bq + bt) Wd + bd
+            wu=wt @ wd, wx=wq @ wd + np.eye(wq.shape[0]), bx=(bq + bt) @ wd + bd,
+            # the output bias bo rides on the first LayerNorm's shift (a' = a + bo), taken back in the intermediate bias
+            ln1_w=_f64(out1.layer_norm.weight), ln1_b=_f64(out1.layer_norm.bias) + bo,
+            wi=wi, bi=_f64(layer.intermediate.bias) - bo @ wi, wo=_f64(out2.dense.weight),
+            ln2_w=_f64(out2.layer_norm.weight), ln2_b=_f64(out2.layer_norm.bias),
+        )
         self.activation = layer.activation
         self.epsilon, self.hidden = epsilon, wq.shape[0]
 
@@ -113,19 +107,14 @@ class FoldedClassifier(_Weights):
         self.heads, self.hidden, self.epsilon = heads, hidden, config.layer_norm_eps
         self.num_labels, self.pooler_type = config.num_labels, config.pooler_type
         emb = encoder.embeddings
-        self.word = self.add("word_embeddings", _f64(emb.word_embeddings.weight))
-        self.position = self.add("position_embeddings", _f64(emb.position_embeddings.weight))
-        self.ln_w = self.add("ln_w", _f64(emb.layer_norm.weight))
-        self.ln_b = self.add("ln_b", _f64(emb.layer_norm.bias))
-        self.head_mask = self.add("head_mask", np.kron(np.eye(heads), np.ones((1, size))))  # [N, H]: column in head
+        self.add(word=_f64(emb.word_embeddings.weight), position=_f64(emb.position_embeddings.weight),
+                 ln_w=_f64(emb.layer_norm.weight), ln_b=_f64(emb.layer_norm.bias),
+                 head_mask=np.kron(np.eye(heads), np.ones((1, size))),  # [N, H]: 1 where a column is in the head
+                 wc=_f64(model.classifier.weight), bc=_f64(model.classifier.bias))
         self.layers = nn.LayerList([_FoldedLayer(layer, self.epsilon) for layer in encoder.layers])
         if self.pooler_type == "attention":
-            pooler = encoder.pooler
-            self.w1, self.b1 = self.add("att_fc1_w", _f64(pooler.att_fc1.weight)), self.add(
-                "att_fc1_b", _f64(pooler.att_fc1.bias))
-            self.w2 = self.add("att_fc2_w", _f64(pooler.att_fc2.weight))  # its bias: shift-invariant, dropped
-        self.wc, self.bc = self.add("classifier_w", _f64(model.classifier.weight)), self.add(
-            "classifier_b", _f64(model.classifier.bias))
+            pooler = encoder.pooler  # att_fc2's bias: shift-invariant, dropped
+            self.add(w1=_f64(pooler.att_fc1.weight), b1=_f64(pooler.att_fc1.bias), w2=_f64(pooler.att_fc2.weight))
 
     def forward(self, input_ids, attention_mask):
         length = paddle.shape(input_ids)[1]

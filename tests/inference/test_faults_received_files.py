@@ -20,6 +20,7 @@ from fastformer import model_folder
 from fastformer.cli import UserError
 from fastformer.configuration import FastformerConfig
 from fastformer.inference.export import export_model
+from fastformer.inference.graph import export_graph
 from fastformer.fileio import file_sha256, write_checksums
 from fastformer.inference.folders import MANIFEST_FILE
 from fastformer.inference.loader import load_predictor
@@ -37,8 +38,9 @@ def folders(tmp_path_factory):
     model, _ = saved_tiny_model(str(root / "model"), CORPUS, seed=5)
     export_model(str(root / "model"), str(root / "export"), log=lambda *a: None, precision="fp32",
                  parity_texts=["great sound", "broke after a week , bad"])
+    graph = export_graph(model)  # the tensors the export holds: the exported network's
     return {"model": str(root / "model"), "export": str(root / "export"),
-            "shapes": {name: tuple(value.shape) for name, value in model.state_dict().items()}}
+            "shapes": {name: tuple(value.shape) for name, value in graph.state_dict().items()}}
 
 
 def _copy_with_config(source, target, **changes):
