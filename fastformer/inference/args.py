@@ -27,7 +27,9 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     with the script's own --model_dir)."""
     group = parser.add_argument_group("predictor")
     group.add_argument("--backend", choices=BACKENDS, default="auto",
-                       help="auto: inference for an export folder (manifest.json), dynamic for a trained model folder")
+                       help="auto: for an export, the fastest backend that passed the quality gate on this CPU (Paddle "
+                       "Inference, or ONNX Runtime where installed), dynamic for a trained model folder; paddle (or "
+                       "inference): Paddle Inference; onnxruntime: the export's model.onnx (optional package)")
     group.add_argument("--device", choices=DEVICES, default="cpu")
     group.add_argument("--num_threads", type=_positive_int, default=None, help="CPU threads (default: every core)")
     group.add_argument("--batch_size", type=_positive_int, default=64, help="texts per forward pass")

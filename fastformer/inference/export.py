@@ -185,6 +185,7 @@ def export_onnx(
     result: Dict[str, object] = {
         "status": "ok",
         "file": os.path.basename(save_file),
+        "sha256": file_sha256(save_file),
         "paddle2onnx_version": version,
         "opset_version": opset_version,
     }
@@ -253,11 +254,11 @@ def export_model(
         manifest = _export_into(staging, model, tokenizer, max_length, onnx, tolerance, parity_texts, log)
         if precision != "fp32":
             data_file = precision_data or gate.default_data_file(model_dir)
-            for reduced in precisions.REDUCED_PRECISIONS:
-                record = gate.run_quality_gate(staging, reduced, data_file, when="export",
-                                                     max_length=max_length)
-                manifest.setdefault(gate.GATE_KEY, {})[reduced] = record
-                log(f"{reduced} quality gate: {gate.describe_record(record)}")
+            candidates = list(precisions.REDUCED_PRECISIONS) + (["onnxruntime"] if onnx else [])
+            for candidate in candidates:
+                record = gate.run_quality_gate(staging, candidate, data_file, when="export", max_length=max_length)
+                manifest.setdefault(gate.GATE_KEY, {})[candidate] = record
+                log(f"{candidate} quality gate: {gate.describe_record(record)}")
     for kept in sorted(set(glob.glob(replaced)) - kept_before):
         log(f"the previous {output_dir} held files an export does not write: it was kept as {kept}")
     return manifest

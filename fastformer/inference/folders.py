@@ -10,15 +10,17 @@ from typing import Optional, Tuple
 from ..fileio import CHECKSUMS_FILE, check_checksums
 from ..model_folder import MODEL_FILES, PICKLE_WEIGHTS_FILE, WEIGHTS_FILE
 
-__all__ = ["MANIFEST_FILE", "MODEL_PREFIX", "INPUT_NAMES", "BACKENDS", "read_manifest", "find_model_files",
-           "model_folder_marker", "detect_backend", "check_manifest_checksums"]
+__all__ = ["MANIFEST_FILE", "MODEL_PREFIX", "ONNX_FILE", "INPUT_NAMES", "BACKENDS", "read_manifest",
+           "find_model_files", "model_folder_marker", "detect_backend", "check_manifest_checksums"]
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 MODEL_PREFIX = "model"
+ONNX_FILE = MODEL_PREFIX + ".onnx"
 INPUT_NAMES = ("input_ids", "attention_mask")
-BACKENDS = ("auto", "inference", "dynamic")
+# "paddle" and "inference" both name Paddle Inference on an export; "dynamic": the dygraph model of a model folder
+BACKENDS = ("auto", "paddle", "onnxruntime", "inference", "dynamic")
 
 
 def read_manifest(path: str) -> Optional[dict]:

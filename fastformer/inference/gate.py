@@ -1,11 +1,12 @@
-"""The bf16 quality gate: bf16 and fp32 predict the dev split; agreement and macro-F1 change decide, recorded in the
-export's manifest.json (docs/inference.md, "Quality gate")."""
+"""The quality gate: a faster candidate (bf16, ONNX Runtime) and Paddle Inference fp32 predict the dev split;
+agreement and macro-F1 change decide, recorded with both speeds in the export's manifest.json (docs/inference.md,
+"Quality gate")."""
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -13,15 +14,18 @@ from ..fileio import write_json
 from ..metrics import classification_metrics
 from ..splits import read_split
 from . import precision as precisions
-from .folders import MANIFEST_FILE, read_manifest
+from .folders import MANIFEST_FILE, ONNX_FILE, read_manifest
 from .predictor import Predictor
+from .runners import onnxruntime_missing
 
-__all__ = ["MIN_AGREEMENT", "MAX_MACRO_F1_CHANGE", "GATE_KEY", "compare_predictions", "default_data_file",
-           "describe_record", "figures", "run_quality_gate"]
+__all__ = ["MIN_AGREEMENT", "MAX_MACRO_F1_CHANGE", "GATE_KEY", "CANDIDATES", "compare_predictions",
+           "default_data_file", "describe_record", "figures", "candidate_support", "run_quality_gate"]
 
 MIN_AGREEMENT = 0.995  # share of dev reviews whose predicted rating is the fp32 one
 MAX_MACRO_F1_CHANGE = 0.003  # 0.3 points of macro-F1, up or down
 GATE_KEY = "quality_gate"
+# what the gate checks against Paddle Inference fp32: record key -> (backend, precision)
+CANDIDATES = {"bf16": ("inference", "bf16"), "onnxruntime": ("onnxruntime", "fp32")}
 
 
 def compare_predictions(labels: Sequence[int], reference: Sequence[int], candidate: Sequence[int]) -> Dict[str, object]:
@@ -66,37 +70,65 @@ def describe_record(record: dict) -> str:
     return f"{record['status']}: {record.get('reason')}"
 
 
-def _record(model_dir: str, precision: str, record: dict) -> Optional[str]:
-    """Store `record` as manifest["quality_gate"][precision]; None, or why it could not be written."""
+def _record(model_dir: str, candidate: str, record: dict) -> Optional[str]:
+    """Store `record` as manifest["quality_gate"][candidate]; None, or why it could not be written."""
     try:
         manifest = read_manifest(model_dir)
         if manifest is None:
             return f"{model_dir!r} has no {MANIFEST_FILE}"
-        manifest.setdefault(GATE_KEY, {})[precision] = record
+        manifest.setdefault(GATE_KEY, {})[candidate] = record
         write_json(os.path.join(model_dir, MANIFEST_FILE), manifest)
     except (OSError, ValueError) as exc:
         return f"could not record it in {MANIFEST_FILE}: {exc}"
     return None
 
 
-def run_quality_gate(model_dir: str, precision: str = "bf16", data_file: Optional[str] = None, when: str = "export",
-                     features: Optional[dict] = None, **predictor_kwargs) -> dict:
-    """Compare `precision` with fp32 on the dev split of the export `model_dir`; record and return the result.
+def candidate_support(candidate: str, model_dir: str, features: Optional[dict] = None) -> Tuple[bool, str]:
+    """(True, "") where `candidate` can run on this machine for the export `model_dir`, else (False, why)."""
+    if candidate not in CANDIDATES:
+        raise ValueError(f"the quality gate compares one of {sorted(CANDIDATES)} with Paddle Inference fp32, got "
+                         f"{candidate!r}")
+    if candidate == "bf16":
+        return precisions.bf16_support(features or precisions.cpu_features())
+    missing = onnxruntime_missing()
+    if missing:
+        return False, missing
+    if not os.path.isfile(os.path.join(model_dir, ONNX_FILE)):
+        return False, f"the export has no {ONNX_FILE} (export_model.py --onnx writes it)"
+    return True, ""
 
-    The record has "status": "passed", "failed" or "not checked" (with a "reason": the CPU lacks the precision, no
-    dev split); the checked ones carry `compare_predictions`'s figures. `predictor_kwargs` (num_threads,
+
+def _predict_paired(reference: Predictor, candidate: Predictor, texts: Sequence[str], chunk: int):
+    """Both predictors' probabilities on `texts`, chunk by chunk in turn (so a busy machine slows both alike), and
+    the seconds each spent."""
+    ref_probs, cand_probs, seconds = [], [], [0.0, 0.0]
+    for start in range(0, len(texts), chunk):
+        part = texts[start:start + chunk]
+        for i, (predictor, out) in enumerate(((reference, ref_probs), (candidate, cand_probs))):
+            t0 = time.perf_counter()
+            out.append(predictor.predict_proba(part))
+            seconds[i] += time.perf_counter() - t0
+    return np.concatenate(ref_probs), np.concatenate(cand_probs), seconds
+
+
+def run_quality_gate(model_dir: str, candidate: str = "bf16", data_file: Optional[str] = None, when: str = "export",
+                     features: Optional[dict] = None, **predictor_kwargs) -> dict:
+    """Compare `candidate` ("bf16": Paddle Inference bf16; "onnxruntime": ONNX Runtime fp32 on model.onnx) with
+    Paddle Inference fp32 on the dev split of the export `model_dir`; record and return the result.
+
+    The record has "status": "passed", "failed" or "not checked" (with a "reason": the machine lacks the candidate, no
+    dev split); the checked ones carry `compare_predictions`'s figures and both predictors' speed on the split
+    ("speedup": fp32 seconds / candidate seconds, timed in alternating chunks). `predictor_kwargs` (num_threads,
     batch_size, max_length) go to both predictors.
     """
     import paddle
 
-    if precision not in precisions.REDUCED_PRECISIONS:
-        raise ValueError(f"the quality gate compares a reduced precision {precisions.REDUCED_PRECISIONS} with fp32, got "
-                         f"{precision!r}")
     features = features or precisions.cpu_features()
-    record: Dict[str, object] = {"precision": precision, "checked_at": when, "cpu": features["cpu"],
+    supported, why = candidate_support(candidate, model_dir, features)
+    backend, precision = CANDIDATES[candidate]
+    record: Dict[str, object] = {"precision": precision, "backend": backend, "checked_at": when, "cpu": features["cpu"],
                                  "cpu_flags": features["flags"], "paddle_version": paddle.__version__,
                                  "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    supported, why = precisions.bf16_support(features)
     data_file = data_file or default_data_file(model_dir)
     if not supported:
         record.update(status="not checked", reason=why)
@@ -109,17 +141,28 @@ def run_quality_gate(model_dir: str, precision: str = "bf16", data_file: Optiona
             raise ValueError(f"{data_file!r} holds no examples")
         start = time.perf_counter()
         reference = Predictor(model_dir, backend="inference", precision="fp32", **predictor_kwargs)
-        candidate = Predictor(model_dir, backend="inference", precision=precision,
-                              precision_note=f"{precision} without the quality gate (not checked against fp32)",
-                              **predictor_kwargs)
-        ref_probs, cand_probs = reference.predict_proba(texts), candidate.predict_proba(texts)
+        checked = Predictor(model_dir, backend=backend, precision=precision,
+                            precision_note=f"{candidate} without the quality gate (not checked against fp32)",
+                            **predictor_kwargs)
+        ref_probs, cand_probs, seconds = _predict_paired(reference, checked, texts, 4 * reference.batch_size)
         record.update(compare_predictions(labels, ref_probs.argmax(-1), cand_probs.argmax(-1)))
         record["status"] = "passed" if record.pop("passed") else "failed"
         record["max_abs_prob_diff"] = round(float(np.abs(ref_probs - cand_probs).max()), 6)
         record["data_file"] = os.path.abspath(data_file)
         record["max_length"] = reference.max_length
+        record["batch_size"] = reference.batch_size
+        record["reviews_per_s_fp32"] = round(len(texts) / seconds[0], 1)
+        record["reviews_per_s"] = round(len(texts) / seconds[1], 1)
+        record["speedup"] = round(seconds[0] / seconds[1], 3)
+        if backend == "onnxruntime":
+            from importlib import metadata
+
+            try:
+                record["onnxruntime_version"] = metadata.version("onnxruntime")
+            except metadata.PackageNotFoundError:  # a stand-in runner (tests)
+                record["onnxruntime_version"] = None
         record["seconds"] = round(time.perf_counter() - start, 2)
-    problem = _record(model_dir, precision, record)
+    problem = _record(model_dir, candidate, record)
     if problem:
         record["not_recorded"] = problem
     return record

@@ -1,5 +1,6 @@
-"""`load_predictor`: decides the precision (running the bf16 quality gate once, on first use) and returns a
-`Predictor` that runs it. The scripts' entry: `predictor_from_args(args)` with the flags of `args.add_predictor_args`."""
+"""`load_predictor`: decides the backend and the precision (running the quality gates once, on first use) and
+returns a `Predictor` that runs them. The scripts' entry: `predictor_from_args(args)` with the flags of
+`args.add_predictor_args`."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from typing import Optional, Tuple
 from ..cli import UserError
 from . import precision as precisions
 from .folders import BACKENDS, detect_backend, read_manifest
-from .gate import GATE_KEY, figures, run_quality_gate
+from .gate import GATE_KEY, candidate_support, describe_record, figures, run_quality_gate
 from .predictor import Predictor
-from .runners import check_device
+from .runners import check_device, onnxruntime_missing
 
-__all__ = ["choose_precision", "load_predictor", "predictor_from_args"]
+__all__ = ["choose", "choose_precision", "load_predictor", "predictor_from_args"]
 
 
 def load_predictor(
@@ -31,25 +32,30 @@ def load_predictor(
     precision_data: Optional[str] = None,
     quality_gate: bool = True,
 ) -> Predictor:
-    """A `Predictor` of `model_dir` (arguments as `Predictor`'s) in the precision `choose_precision` picks for
-    `precision` ("auto", "fp32", "bf16"). `precision_data`: the dev split for a first-use quality gate (default:
-    data/dev.jsonl next to model_dir); `quality_gate=False` runs a requested bf16 unchecked (benchmarks)."""
+    """A `Predictor` of `model_dir` (arguments as `Predictor`'s) on the backend and in the precision `choose` picks
+    for `backend` ("auto", "paddle"/"inference", "onnxruntime", "dynamic") and `precision` ("auto", "fp32", "bf16").
+    `precision_data`: the dev split for a first-use quality gate (default: data/dev.jsonl next to model_dir);
+    `quality_gate=False` runs a requested candidate unchecked (benchmarks)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     precisions.check_precision(precision)
     check_device(device)
-    if backend == "auto":
-        backend = detect_backend(model_dir)
-    manifest = read_manifest(model_dir) if backend == "inference" and os.path.isdir(model_dir) else None
-    chosen, note = choose_precision(
-        precision, model_dir, manifest, backend, device=device, onednn=enable_mkldnn, data_file=precision_data,
-        quality_gate=quality_gate, num_threads=num_threads, batch_size=batch_size, max_length=max_length,
+    requested = "inference" if backend == "paddle" else backend
+    folder_kind = detect_backend(model_dir) if requested in ("auto", "onnxruntime") else requested
+    if requested == "onnxruntime" and folder_kind != "inference":
+        raise ValueError(f"the onnxruntime backend runs an export (export_model.py --onnx), and {model_dir!r} is a "
+                         "trained model folder")
+    manifest = read_manifest(model_dir) if folder_kind == "inference" and os.path.isdir(model_dir) else None
+    chosen_backend, chosen, note = choose(
+        requested, precision, model_dir, manifest, folder_kind, device=device, onednn=enable_mkldnn,
+        data_file=precision_data, quality_gate=quality_gate, num_threads=num_threads, batch_size=batch_size,
+        max_length=max_length,
     )
-    predictor = Predictor(model_dir, backend=backend, device=device, num_threads=num_threads, batch_size=batch_size,
-                          max_length=max_length, enable_mkldnn=enable_mkldnn, allow_pickle=allow_pickle,
-                          precision=chosen, precision_note=note)
+    predictor = Predictor(model_dir, backend=chosen_backend, device=device, num_threads=num_threads,
+                          batch_size=batch_size, max_length=max_length, enable_mkldnn=enable_mkldnn,
+                          allow_pickle=allow_pickle, precision=chosen, precision_note=note)
     record = ((manifest or {}).get(GATE_KEY) or {})
     if predictor.manifest is not None and record:  # the gate's record, also where it could not be written
         predictor.manifest.setdefault(GATE_KEY, {}).update(record)
@@ -120,3 +126,84 @@ def choose_precision(
     if record["status"] == "failed":
         return fallback(f"quality gate failed at {record.get('checked_at')}: {figures(record)}", True)
     return fallback(f"the quality gate could not run: {record.get('reason')}", explicit)
+
+
+
+def _gate_record(candidate: str, model_dir: str, manifest: Optional[dict], data_file: Optional[str],
+                 features: dict, same_cpu: bool, **predictor_kwargs) -> dict:
+    """The manifest's gate record of `candidate`, after running the gate where it never ran (or, with `same_cpu`,
+    where it ran on another CPU: its speed is this CPU's to measure)."""
+    record = ((manifest or {}).get(GATE_KEY) or {}).get(candidate) or {}
+    stale = same_cpu and record.get("status") in ("passed", "failed") and (
+        record.get("cpu_flags") != features["flags"] or "speedup" not in record)
+    if record.get("status") not in ("passed", "failed") or stale:
+        record = run_quality_gate(model_dir, candidate, data_file, when="first use", features=features,
+                                  **predictor_kwargs)
+        if manifest is not None:
+            manifest.setdefault(GATE_KEY, {})[candidate] = record
+    return record
+
+
+def choose(
+    backend: str,
+    precision: str,
+    model_dir: str,
+    manifest: Optional[dict],
+    folder_kind: str,
+    device: str = "cpu",
+    onednn: bool = True,
+    data_file: Optional[str] = None,
+    quality_gate: bool = True,
+    features: Optional[dict] = None,
+    **predictor_kwargs,
+) -> Tuple[str, str, Optional[str]]:
+    """(backend, precision, a note on why) for a `Predictor`.
+
+    "auto" on an export (CPU, precision auto or fp32): the fastest of Paddle Inference fp32 and every candidate
+    (bf16, ONNX Runtime) that passed the quality gate on this CPU, by the speed the gate measured against fp32.
+    "onnxruntime": ONNX Runtime where it passed the gate, else Paddle Inference fp32 with a warning. Otherwise the
+    backend asked for (auto: from the folder) in the precision `choose_precision` picks.
+    """
+    if backend == "auto":
+        backend = folder_kind
+        weigh = folder_kind == "inference" and device == "cpu" and precision in ("auto", "fp32")
+    else:
+        weigh = False
+    if backend == "onnxruntime":
+        if precision == "bf16":
+            raise ValueError("bf16 is a Paddle Inference precision; the onnxruntime backend runs fp32")
+        missing = onnxruntime_missing()
+        if missing:
+            raise ValueError(missing)
+        if not quality_gate:
+            return "onnxruntime", "fp32", "onnxruntime without the quality gate (not checked against fp32)"
+        features = features or precisions.cpu_features()
+        record = _gate_record("onnxruntime", model_dir, manifest, data_file, features, False, **predictor_kwargs)
+        if record.get("status") == "passed":
+            return "onnxruntime", "fp32", f"onnxruntime: quality gate passed ({figures(record)})"
+        why = (f"quality gate failed: {figures(record)}" if record.get("status") == "failed"
+               else f"the quality gate could not run: {record.get('reason')}")
+        warnings.warn(f"fastformer: onnxruntime not used, running Paddle Inference fp32: {why}",
+                      precisions.PrecisionWarning, stacklevel=3)
+        return "inference", "fp32", f"onnxruntime not used: {why}"
+    chosen, note = choose_precision(precision, model_dir, manifest, backend, device=device, onednn=onednn,
+                                    data_file=data_file, quality_gate=quality_gate, features=features,
+                                    **predictor_kwargs)
+    if not weigh or not quality_gate:
+        return backend, chosen, note
+    features = features or precisions.cpu_features()
+    options = [(1.0, "inference", chosen, note)]  # Paddle Inference as choose_precision picked: fp32, or bf16
+    if chosen == "bf16":  # its speed on this CPU, against the same fp32 reference as the others
+        record = _gate_record("bf16", model_dir, manifest, data_file, features, True, **predictor_kwargs)
+        if record.get("status") == "passed":
+            options[0] = (float(record["speedup"]), "inference", chosen, note)
+        else:
+            options[0] = (1.0, "inference", "fp32", f"bf16 not used, running fp32: {describe_record(record)}")
+    if onednn and candidate_support("onnxruntime", model_dir, features)[0]:  # installed, and the export has model.onnx
+        record = _gate_record("onnxruntime", model_dir, manifest, data_file, features, True, **predictor_kwargs)
+        if record.get("status") == "passed":
+            options.append((float(record["speedup"]), "onnxruntime", "fp32",
+                            f"onnxruntime: {record['speedup']:.2f}x Paddle Inference fp32 on this CPU, quality gate "
+                            f"passed ({figures(record)})"))
+    _, backend, chosen, note = max(options, key=lambda option: option[0])  # a tie keeps Paddle Inference
+    return backend, chosen, note

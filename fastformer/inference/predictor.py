@@ -17,10 +17,12 @@ from ..encoding import check_max_length, count_truncated, encode_texts, pad_batc
 from ..labels import label_to_stars
 from ..model_folder import check_model_dir, load_model_dir, load_tokenizer
 from ..weight_files import check_export_files
-from .folders import BACKENDS, MANIFEST_FILE, check_manifest_checksums, detect_backend, find_model_files, read_manifest
-from .runners import DynamicRunner, InferenceRunner, check_device
+from .folders import (BACKENDS, MANIFEST_FILE, ONNX_FILE, check_manifest_checksums, detect_backend, find_model_files,
+                      read_manifest)
+from .runners import DynamicRunner, InferenceRunner, OrtRunner, check_device
 
-__all__ = ["Predictor", "NonFiniteOutputError", "FIXED_PRECISIONS", "PAD_MULTIPLE", "bucket_rows", "softmax"]
+__all__ = ["Predictor", "NonFiniteOutputError", "FIXED_PRECISIONS", "PAD_MULTIPLE", "bucket_rows", "softmax",
+           "check_onnx_file"]
 
 FIXED_PRECISIONS = ("fp32", "bf16")
 # Paddle Inference with oneDNN keeps kernels for every input shape it has run: lengths are padded to a multiple of 16
@@ -55,13 +57,29 @@ def bucket_rows(n: int, batch_size: int) -> int:
     return min(batch_size, 1 << (n - 1).bit_length()) if n > 0 else 0
 
 
+def check_onnx_file(model_dir: str, manifest: Optional[dict]) -> str:
+    """The export's model.onnx, checked against the SHA-256 its manifest records; ValueError saying how to get one."""
+    from ..fileio import check_checksums
+
+    path = os.path.join(model_dir, ONNX_FILE)
+    onnx = (manifest or {}).get("onnx") or {}
+    if not os.path.isfile(path):
+        why = f": {onnx['reason']}" if onnx.get("reason") else ""
+        raise ValueError(f"{model_dir!r} has no {ONNX_FILE} for the onnxruntime backend (export it with "
+                         f"export_model.py --onnx{why})")
+    if isinstance(onnx.get("sha256"), str):
+        check_checksums(model_dir, {ONNX_FILE: onnx["sha256"]}, source=MANIFEST_FILE)
+    return path
+
+
 class Predictor:
     """Star-rating predictions from raw review texts, in the precision it is given (`loader.load_predictor` decides
     "auto" and runs the bf16 quality gate).
 
     Args:
         model_dir: an export folder (export_model.py) or a trained model folder (train.py).
-        backend: "inference", "dynamic" or "auto" (from the folder's contents).
+        backend: "inference" (or "paddle": Paddle Inference), "onnxruntime" (the export's model.onnx), "dynamic" or
+            "auto" (inference or dynamic, from the folder's contents; `loader.load_predictor` also weighs onnxruntime).
         device: "cpu" or "gpu" (a clear error when Paddle has no CUDA or no GPU is visible).
         num_threads: CPU math threads (default: every core).
         batch_size: texts per forward pass.
@@ -92,17 +110,20 @@ class Predictor:
             raise ValueError(f"Predictor runs a fixed precision {FIXED_PRECISIONS}, got {precision!r} "
                              "(fastformer.inference.loader.load_predictor chooses one for 'auto')")
         check_device(device)
+        backend = "inference" if backend == "paddle" else backend
         if backend == "auto":
             backend = detect_backend(model_dir)
         if precision == "bf16" and not (backend == "inference" and device == "cpu" and enable_mkldnn):
             raise ValueError("bf16 runs an export on CPU with oneDNN (backend inference, device cpu, oneDNN on)")
+        if backend == "onnxruntime" and device != "cpu":
+            raise ValueError(f"the onnxruntime backend runs on CPU, not device {device!r}")
         self.model_dir = model_dir
         self.backend = backend
         self.device = device
         self.batch_size = int(batch_size)
         self._lock = threading.Lock()  # Paddle Inference predictors are not thread-safe (serve.py's thread pool)
         self.precision, self.precision_note = precision, precision_note
-        if backend == "inference":
+        if backend in ("inference", "onnxruntime"):
             self.manifest = read_manifest(model_dir) if os.path.isdir(model_dir) else None
             model_file, params_file = find_model_files(model_dir, self.manifest)
             check_model_dir(model_dir, required=(MANIFEST_FILE, "config.json", model_file, params_file))
@@ -110,10 +131,13 @@ class Predictor:
             check_export_files(model_dir, model_file, params_file, self.manifest)  # config values, finite weights
             config = FastformerConfig.from_pretrained(model_dir)
             self.tokenizer = load_tokenizer(model_dir, config)
-            self._runner = InferenceRunner(
-                os.path.join(model_dir, model_file), os.path.join(model_dir, params_file),
-                device=device, num_threads=num_threads, enable_mkldnn=enable_mkldnn, precision=precision,
-            )
+            if backend == "onnxruntime":
+                self._runner = OrtRunner(check_onnx_file(model_dir, self.manifest), num_threads=num_threads)
+            else:
+                self._runner = InferenceRunner(
+                    os.path.join(model_dir, model_file), os.path.join(model_dir, params_file),
+                    device=device, num_threads=num_threads, enable_mkldnn=enable_mkldnn, precision=precision,
+                )
             default_length = int(self.manifest.get("max_length") or self.tokenizer.model_max_length)
         else:
             self.manifest = None

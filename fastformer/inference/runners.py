@@ -9,9 +9,12 @@ import numpy as np
 
 from .folders import INPUT_NAMES
 
-__all__ = ["DEVICES", "check_device", "InferenceRunner", "DynamicRunner"]
+__all__ = ["DEVICES", "ONNXRUNTIME_MISSING", "check_device", "onnxruntime_missing", "InferenceRunner", "OrtRunner",
+           "DynamicRunner"]
 
 DEVICES = ("cpu", "gpu")
+ONNXRUNTIME_MISSING = ("onnxruntime is not installed (an optional backend: pip install -r benchmarks/requirements.txt "
+                       "or pip install 'fastformer-paddle[onnxruntime]')")
 
 
 def check_device(device: str) -> str:
@@ -88,6 +91,42 @@ class InferenceRunner:
             handle.copy_from_cpu(array)
         self._predictor.run()
         return self._output.copy_to_cpu()
+
+
+def onnxruntime_missing() -> Optional[str]:
+    """None when onnxruntime can be imported, else the one-line reason (it is never installed at run time)."""
+    import importlib.util
+
+    return None if importlib.util.find_spec("onnxruntime") is not None else ONNXRUNTIME_MISSING
+
+
+class OrtRunner:
+    """ONNX Runtime (CPU) on an export's model.onnx: (input_ids, attention_mask) -> logits (numpy)."""
+
+    def __init__(self, onnx_file: str, num_threads: Optional[int] = None):
+        missing = onnxruntime_missing()
+        if missing:
+            raise ValueError(missing)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(num_threads or os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only
+        try:
+            self._session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types; one line says which file
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise ValueError(f"ONNX Runtime cannot load {onnx_file!r}: {first}") from exc
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        if set(self.input_names) != set(INPUT_NAMES):
+            raise ValueError(f"{onnx_file!r} takes inputs {self.input_names}, expected {list(INPUT_NAMES)}")
+        self.device, self.enable_mkldnn, self.precision = "cpu", False, "fp32"
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        arrays = {"input_ids": input_ids, "attention_mask": attention_mask}
+        feeds = {name: np.ascontiguousarray(arrays[name], dtype=np.int64) for name in self.input_names}
+        return self._session.run(None, feeds)[0]
 
 
 class DynamicRunner:

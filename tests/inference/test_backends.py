@@ -1,0 +1,211 @@
+"""Backend choice (fastformer/inference/loader.py): `--backend paddle|onnxruntime|auto`. ONNX Runtime is optional: its
+absence is one line, never an install; where it is asked for or weighed it is held to the quality gate against
+Paddle Inference fp32, and "auto" takes it only when the gate passed and measured it faster on this CPU.
+
+The project's environment has no onnxruntime, so most tests stand a recording runner in for it (Paddle Inference fp32
+logits, changed by the test where the gate must fail) and set the speeds the gate measures; the tests at the end run
+the real ONNX Runtime on an `--onnx` export where it is installed, comparing fp32 with fp32."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import fastformer  # noqa: F401
+from fastformer.cli import run_main
+from fastformer.inference import gate as quality_gate
+from fastformer.inference import loader, runners
+from fastformer.inference import precision as precisions
+from fastformer.inference import predictor as predictor_module
+from fastformer.inference.export import export_model
+from fastformer.inference.folders import MANIFEST_FILE, ONNX_FILE
+from fastformer.inference.loader import load_predictor
+
+import fake_cpu
+import predict as predict_script
+from tiny_model import saved_tiny_model
+
+CORPUS = [
+    "great product , works perfectly and the battery lasts all day .",
+    "stopped working after two days , waste of money .",
+    "the sound is fine but the cable is too short .",
+    "terrible keyboard , keys stick and the receiver broke .",
+]
+TEXTS = ["great product , works perfectly", "waste of money , the cable broke", "fine"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """<root>/model, <root>/export (fp32, no gate, no model.onnx), <root>/data/dev.jsonl (120 reviews)."""
+    root = tmp_path_factory.mktemp("backends")
+    saved_tiny_model(str(root / "model"), CORPUS, seed=5)
+    export_model(str(root / "model"), str(root / "export"), max_length=48, log=lambda *a: None, precision="fp32")
+    rng = np.random.default_rng(1)
+    words = " ".join(CORPUS).split()
+    os.makedirs(root / "data")
+    with open(root / "data" / "dev.jsonl", "w", encoding="utf-8") as f:
+        for _ in range(120):
+            f.write(json.dumps({"text": " ".join(rng.choice(words, size=int(rng.integers(3, 25)))),
+                                "label": int(rng.integers(0, 5))}) + "\n")
+    return root
+
+
+class StandInOrt(runners.InferenceRunner):
+    """Stands in for ONNX Runtime: Paddle Inference fp32 on the export, logits changed by `perturb`."""
+
+    perturb = staticmethod(lambda logits: logits)
+    built = 0
+
+    def __init__(self, onnx_file, num_threads=None):
+        folder = os.path.dirname(onnx_file)
+        super().__init__(os.path.join(folder, "model.json"), os.path.join(folder, "model.pdiparams"),
+                         num_threads=num_threads)
+        StandInOrt.built += 1
+
+    def run(self, input_ids, attention_mask):
+        return self.perturb(super().run(input_ids, attention_mask))
+
+
+@pytest.fixture
+def ort(built, tmp_path, monkeypatch):
+    """An export copy with a model.onnx, onnxruntime "installed" (the stand-in runner), a CPU without bf16, and the
+    speed the gate measures set by the test (`ort.speedup`)."""
+    shutil.copytree(built / "export", tmp_path / "export")
+    shutil.copytree(built / "data", tmp_path / "data")
+    (tmp_path / "export" / ONNX_FILE).write_bytes(b"stand-in")
+    for module in (runners, quality_gate, loader):
+        monkeypatch.setattr(module, "onnxruntime_missing", lambda: None)
+    monkeypatch.setattr(predictor_module, "OrtRunner", StandInOrt)
+    monkeypatch.setattr(precisions, "cpu_features", lambda: fake_cpu.report("avx2"))
+    monkeypatch.setattr(StandInOrt, "perturb", staticmethod(lambda logits: logits))
+    monkeypatch.setattr(StandInOrt, "built", 0)
+    state = type("Ort", (), {"speedup": 2.0, "export": str(tmp_path / "export")})()
+    paired = quality_gate._predict_paired
+
+    def timed(reference, candidate, texts, chunk):
+        ref, cand, _ = paired(reference, candidate, texts, chunk)
+        return ref, cand, [state.speedup, 1.0]  # fp32 seconds, candidate seconds
+
+    monkeypatch.setattr(quality_gate, "_predict_paired", timed)
+    return state
+
+
+def _gate(export_dir):
+    with open(os.path.join(export_dir, MANIFEST_FILE)) as f:
+        return json.load(f).get("quality_gate", {})
+
+
+def test_auto_takes_onnxruntime_where_it_passed_and_is_faster(ort):
+    predictor = load_predictor(ort.export)
+    assert (predictor.backend, predictor.precision) == ("onnxruntime", "fp32")
+    assert "2.00x Paddle Inference fp32" in predictor.precision_note
+    record = _gate(ort.export)["onnxruntime"]
+    assert record["status"] == "passed" and record["speedup"] == 2.0 and record["agreement"] == 1.0
+    assert record["backend"] == "onnxruntime" and record["checked_at"] == "first use"
+    built = StandInOrt.built
+    again = load_predictor(ort.export)  # the record decides from then on: no second gate
+    assert again.backend == "onnxruntime" and StandInOrt.built == built + 1
+    reference = load_predictor(ort.export, backend="paddle", precision="fp32")
+    assert reference.backend == "inference"
+    np.testing.assert_allclose(predictor.predict_proba(TEXTS), reference.predict_proba(TEXTS), rtol=0, atol=1e-6)
+
+
+def test_auto_keeps_paddle_where_onnxruntime_is_not_faster(ort):
+    ort.speedup = 0.8
+    predictor = load_predictor(ort.export)
+    assert predictor.backend == "inference" and _gate(ort.export)["onnxruntime"]["status"] == "passed"
+
+
+def test_a_failed_gate_keeps_paddle_and_an_explicit_request_warns(ort):
+    StandInOrt.perturb = staticmethod(lambda logits: np.roll(logits, 1, axis=-1))  # every rating moves
+    assert load_predictor(ort.export).backend == "inference"
+    assert _gate(ort.export)["onnxruntime"]["status"] == "failed"
+    with pytest.warns(precisions.PrecisionWarning, match="onnxruntime not used.*quality gate failed"):
+        asked = load_predictor(ort.export, backend="onnxruntime")
+    assert (asked.backend, asked.precision) == ("inference", "fp32")
+
+
+def test_a_gate_on_another_cpu_is_measured_again_for_auto(ort):
+    load_predictor(ort.export)
+    with open(os.path.join(ort.export, MANIFEST_FILE)) as f:
+        manifest = json.load(f)
+    manifest["quality_gate"]["onnxruntime"]["cpu_flags"] = ["sse4_2"]
+    with open(os.path.join(ort.export, MANIFEST_FILE), "w") as f:
+        json.dump(manifest, f)
+    ort.speedup = 0.5
+    assert load_predictor(ort.export).backend == "inference"
+    assert _gate(ort.export)["onnxruntime"]["cpu_flags"] == fake_cpu.report("avx2")["flags"]
+
+
+def test_without_a_dev_split_onnxruntime_is_not_used(ort, tmp_path):
+    shutil.rmtree(tmp_path / "data")
+    assert load_predictor(ort.export).backend == "inference"
+    assert "no dev split" in _gate(ort.export)["onnxruntime"]["reason"]
+
+
+def test_onnxruntime_needs_an_export_with_model_onnx(ort, built):
+    os.remove(os.path.join(ort.export, ONNX_FILE))
+    assert load_predictor(ort.export).backend == "inference"  # auto: nothing to weigh
+    with pytest.raises(ValueError, match=r"no model.onnx .*export_model.py --onnx"):
+        load_predictor(ort.export, backend="onnxruntime", precision="fp32", quality_gate=False)
+    with pytest.raises(ValueError, match="trained model folder"):
+        load_predictor(str(built / "model"), backend="onnxruntime")
+    with pytest.raises(ValueError, match="bf16 is a Paddle Inference precision"):
+        load_predictor(ort.export, backend="onnxruntime", precision="bf16")
+
+
+def test_absent_onnxruntime_is_one_line_and_auto_runs_paddle(built, tmp_path, monkeypatch, capsys):
+    for module in (runners, quality_gate, loader):
+        monkeypatch.setattr(module, "onnxruntime_missing", lambda: runners.ONNXRUNTIME_MISSING)
+    shutil.copytree(built / "export", tmp_path / "export")
+    (tmp_path / "export" / ONNX_FILE).write_bytes(b"stand-in")
+    assert load_predictor(str(tmp_path / "export")).backend == "inference"
+    code = run_main(predict_script.main, ["--model_dir", str(tmp_path / "export"), "--backend", "onnxruntime", "fine"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1 and "onnxruntime is not installed" in err
+    assert "Traceback" not in err
+
+
+def test_paddle_is_the_inference_backend(built):
+    predictor = load_predictor(str(built / "export"), backend="paddle", precision="fp32")
+    assert predictor.backend == "inference" and predictor.info()["backend"] == "inference"
+
+
+# ------------------------------------------------------------------------------ the real ONNX Runtime, where installed
+@pytest.fixture(scope="module")
+def onnx_export(built, tmp_path_factory):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is optional (benchmarks/requirements.txt)")
+    pytest.importorskip("paddle2onnx", reason="paddle2onnx writes model.onnx")
+    root = tmp_path_factory.mktemp("onnx_export")
+    shutil.copytree(built / "model", root / "model")
+    shutil.copytree(built / "data", root / "data")
+    manifest = export_model(str(root / "model"), str(root / "export"), max_length=48, onnx=True, log=lambda *a: None,
+                            precision="fp32")
+    assert manifest["onnx"]["status"] == "ok", manifest["onnx"]
+    return str(root / "export")
+
+
+def test_onnxruntime_gives_the_fp32_ratings(onnx_export):
+    ort_predictor = load_predictor(onnx_export, backend="onnxruntime", quality_gate=False)
+    paddle_predictor = load_predictor(onnx_export, backend="paddle", precision="fp32")
+    assert ort_predictor.backend == "onnxruntime"
+    np.testing.assert_allclose(ort_predictor.predict_proba(TEXTS), paddle_predictor.predict_proba(TEXTS), rtol=0,
+                               atol=1e-5)
+
+
+def test_onnxruntime_gate_on_the_real_runtime(onnx_export):
+    record = quality_gate.run_quality_gate(onnx_export, "onnxruntime", when="export")
+    assert record["status"] == "passed" and record["agreement"] == 1.0 and record["speedup"] > 0
+
+
+def test_a_changed_model_onnx_is_refused(onnx_export, tmp_path):
+    damaged = tmp_path / "export"
+    shutil.copytree(onnx_export, damaged)
+    with open(damaged / ONNX_FILE, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_predictor(str(damaged), backend="onnxruntime", quality_gate=False)
