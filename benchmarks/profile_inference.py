@@ -31,9 +31,11 @@ from typing import Dict, List, Optional, Sequence
 
 from benchmarks import common
 
-ENGINES = ("paddle", "onnxruntime", "torch")
+ENGINES = ("paddle", "paddle_unfolded", "onnxruntime", "onnxruntime_unfolded", "torch")
 ENGINE_NAMES = {"paddle": "Paddle Inference + oneDNN fp32", "onnxruntime": "ONNX Runtime fp32",
-                "torch": "PyTorch eager fp32"}
+                "paddle_unfolded": "Paddle Inference + oneDNN fp32, model's own graph",
+                "onnxruntime_unfolded": "ONNX Runtime fp32, model's own graph", "torch": "PyTorch eager fp32"}
+# "unfolded": the export of the model's own forward (graph.LogitsModel), as exports were before graph.FoldedClassifier
 # operator name (lower case, without the engine's prefix) -> category; first match wins
 CATEGORIES = (
     ("gemm", ("fc", "matmul", "addmm", "linear", "gemm", "bmm", "mm", "fusedmatmul", "matmulinteger")),
@@ -42,10 +44,11 @@ CATEGORIES = (
     ("embedding", ("embedding", "gather", "index_select")),
     ("reduction", ("sum", "reducesum", "mean", "reducemean")),
     ("elementwise", ("add", "mul", "multiply", "sub", "div", "scale", "tanh", "gelu", "erf", "cast", "equal",
-                     "where", "rsub", "to", "_to_copy", "pow", "sqrt", "fill", "full", "ones", "zeros", "exp", "masked_fill",
-                     "biasgelu", "fastgelu", "bias_gelu")),
+                     "where", "rsub", "to", "_to_copy", "pow", "sqrt", "fill", "full", "ones", "zeros", "exp",
+                     "masked_fill", "biasgelu", "fastgelu", "bias_gelu")),
     ("data movement", ("transpose", "reshape", "squeeze", "unsqueeze", "slice", "split", "expand", "copy", "contiguous",
-                       "clone", "view", "permute", "stack", "concat", "cat", "shape", "shape64", "layout", "arange", "range",
+                       "clone", "view", "permute", "stack", "concat", "cat", "shape", "shape64", "layout", "arange",
+                       "range",
                        "constantofshape", "select", "unbind", "empty", "as_strided", "t", "flatten")),
 )
 
@@ -93,14 +96,14 @@ def _inputs(work: str, batch_size: int, seq_len: int, seed: int):
 class PaddleEngine:
     """Paddle Inference as `fastformer.inference.runners.InferenceRunner` configures it (oneDNN, fp32)."""
 
-    def __init__(self, export_dir: str, threads: int):
+    def __init__(self, export_dir: str, threads: int, cache_capacity: int = 0):
         from fastformer.inference.folders import find_model_files
         from fastformer.inference.runners import InferenceRunner
 
         self.export_dir, self.threads = export_dir, threads
         model_file, params_file = find_model_files(export_dir)
         self.runner = InferenceRunner(os.path.join(export_dir, model_file), os.path.join(export_dir, params_file),
-                                      num_threads=threads, precision="fp32")
+                                      num_threads=threads, precision="fp32", mkldnn_cache_capacity=cache_capacity)
         self.predictor = self.runner._predictor
 
     def __call__(self, input_ids, mask):
@@ -183,6 +186,19 @@ class PaddleEngine:
                          "warm_call_us": round(statistics.median(warm), 1)})
         return rows
 
+    def shape_cycle(self, input_ids, mask, lengths: Sequence[int], capacity: int) -> float:
+        """Median µs per call over [1, length] shapes taken in turn, after one warm-up turn, in a fresh predictor
+        whose oneDNN cache holds `capacity` shapes (0: all)."""
+        fresh = PaddleEngine(self.export_dir, self.threads, cache_capacity=capacity)
+        times = []
+        for turn in range(4):
+            for length in lengths:
+                t0 = time.perf_counter()
+                fresh(input_ids[:1, :length], mask[:1, :length])
+                if turn:
+                    times.append((time.perf_counter() - t0) * 1e6)
+        return round(statistics.median(times), 1)
+
 
 class OrtEngine:
     def __init__(self, export_dir: str, threads: int, profile: bool = False):
@@ -248,9 +264,9 @@ class TorchEngine:
 def summarize(ops: Dict[str, dict], calls: int) -> dict:
     """Per forward: operators by time, and time by category (µs, share)."""
     total = sum(o["us"] for o in ops.values()) or 1.0
-    rows = sorted(({"op": name, "per_forward": round(o["calls"] / calls, 2), "us_per_forward": round(o["us"] / calls, 1),
-                    "share": round(o["us"] / total, 4), "category": category(name)} for name, o in ops.items()),
-                  key=lambda r: -r["us_per_forward"])
+    rows = sorted(({"op": name, "per_forward": round(o["calls"] / calls, 2),
+                    "us_per_forward": round(o["us"] / calls, 1), "share": round(o["us"] / total, 4),
+                    "category": category(name)} for name, o in ops.items()), key=lambda r: -r["us_per_forward"])
     cats: Dict[str, float] = collections.defaultdict(float)
     count: Dict[str, float] = collections.defaultdict(float)
     for r in rows:
@@ -259,7 +275,8 @@ def summarize(ops: Dict[str, dict], calls: int) -> dict:
     return {"ops_per_forward": round(sum(r["per_forward"] for r in rows), 1),
             "op_us_per_forward": round(total / calls, 1),
             "by_category": {c: {"us_per_forward": round(v, 1), "ops_per_forward": round(count[c], 1),
-                                "share": round(v * calls / total, 4)} for c, v in sorted(cats.items(), key=lambda x: -x[1])},
+                                "share": round(v * calls / total, 4)}
+                            for c, v in sorted(cats.items(), key=lambda x: -x[1])},
             "ops": rows}
 
 
@@ -268,9 +285,11 @@ def child_engine(args) -> None:
     threads = args.threads or os.cpu_count() or 1
     work = args.work_dir
     export_dir, model_dir = os.path.join(work, "export"), os.path.join(work, "model")
-    if args.child_engine == "paddle":
+    if args.child_engine.endswith("_unfolded"):
+        export_dir = os.path.join(work, "export_unfolded")
+    if args.child_engine.startswith("paddle"):
         engine = PaddleEngine(export_dir, threads)
-    elif args.child_engine == "onnxruntime":
+    elif args.child_engine.startswith("onnxruntime"):
         engine = OrtEngine(export_dir, threads)
     else:
         engine = TorchEngine(model_dir, args.seq_len, threads)
@@ -291,16 +310,20 @@ def child_engine(args) -> None:
         for _ in range(calls):
             engine(*inputs[b])
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        result["rounds"][str(b)].append({"ms_per_forward": 1000 * wall / calls, "cpu_ms_per_forward": 1000 * cpu / calls})
+        result["rounds"][str(b)].append({"ms_per_forward": 1000 * wall / calls,
+                                         "cpu_ms_per_forward": 1000 * cpu / calls})
         print("ok", flush=True)
     result["profiles"] = {}
     for b in batch_sizes:
         calls = args.calls_b1 if b == 1 else args.calls
         result["profiles"][str(b)] = summarize(engine.profile(*inputs[b], calls), calls)
-    if isinstance(engine, PaddleEngine):
+    if args.child_engine == "paddle":
         result["overhead_batch_1"] = engine.overhead(*inputs[1], args.calls_b1) if 1 in batch_sizes else None
         lengths = [n for n in range(16, args.seq_len + 1, 16)]
         result["new_shapes"] = engine.new_shapes(*inputs[1], lengths) if 1 in batch_sizes else None
+        if 1 in batch_sizes:  # Config.set_mkldnn_cache_capacity smaller than the shapes in use: re-created kernels
+            result["shape_cycle_us"] = {f"cache {c or 'unlimited'}": engine.shape_cycle(*inputs[1], lengths, c)
+                                        for c in (0, len(lengths) // 2)}
         result["predictor_batch_1"] = predictor_split(work, args.seq_len, threads)
     common.write_child_output(args.child_output, result)
 
@@ -351,6 +374,22 @@ def prepare(args) -> dict:
     with open(os.path.join(args.work_dir, "ids.json"), "w", encoding="utf-8") as f:
         json.dump(encode_texts(tokenizer, texts, args.seq_len), f)
     setup["ops_in_export"] = _graph_ops(os.path.join(export_dir, "model.json"))
+    if "_unfolded" in args.engines:  # the same model exported as its own forward, for the before/after rows
+        from fastformer.inference import export as export_module
+        from fastformer.inference.graph import LogitsModel
+
+        def own_forward(model):
+            graph = LogitsModel(model)
+            graph.eval()
+            return graph
+
+        export_module.export_graph = own_forward
+        manifest = export_module.export_model(os.path.join(args.work_dir, "model"),
+                                              os.path.join(args.work_dir, "export_unfolded"), max_length=args.seq_len,
+                                              onnx="onnxruntime_unfolded" in args.engines, log=lambda *a: None,
+                                              precision="fp32")
+        setup["unfolded"] = {"graph": manifest["graph"], "parity": manifest["parity"]["max_abs_logits_diff"],
+                             "ops_in_export": _graph_ops(os.path.join(args.work_dir, "export_unfolded", "model.json"))}
     return setup
 
 
@@ -400,7 +439,8 @@ def markdown(payload: dict) -> str:
            f"CPU flags: {', '.join(setup['cpu_features']['flags'])}; load average before / after: "
            f"{payload['load_before']} / {payload['machine']['load_average_1_5_15min']}; {payload['machine']['time']}",
            "", "## Timed forward calls (model call only, median of the interleaved rounds)", "",
-           "| engine | batch | ms / forward | CPU ms / forward | x Paddle (paired rounds) |", "| --- | ---: | ---: | ---: | ---: |"]
+           "| engine | batch | ms / forward | CPU ms / forward | x Paddle (paired rounds) |",
+           "| --- | ---: | ---: | ---: | ---: |"]
     for row in payload["table"]:
         out.append(f"| {row['engine']} | {row['batch']} | {row['ms']:.2f} | {row['cpu_ms']:.2f} | "
                    f"{row['x_paddle']:.2f} |" if row["x_paddle"] else
@@ -418,14 +458,15 @@ def markdown(payload: dict) -> str:
             cells = []
             for e in res:
                 v = res[e]["profiles"][b]["by_category"].get(c)
-                cells.append(f"{v['us_per_forward']:,.0f} ({v['share']:.0%}, {v['ops_per_forward']:g} ops)" if v else "-")
+                cells.append(f"{v['us_per_forward']:,.0f} ({v['share']:.0%}, {v['ops_per_forward']:g} ops)"
+                             if v else "-")
             out.append(f"| {c} | " + " | ".join(cells) + " |")
         out.append("| **all operators** | " + " | ".join(
             f"**{res[e]['profiles'][b]['op_us_per_forward']:,.0f}** ({res[e]['profiles'][b]['ops_per_forward']:g} ops)"
             for e in res) + " |")
         for e in res:
-            out += ["", f"Top operators, {ENGINE_NAMES[e]}, batch {b}:", "", "| operator | per forward | µs per forward | share |",
-                    "| --- | ---: | ---: | ---: |"]
+            out += ["", f"Top operators, {ENGINE_NAMES[e]}, batch {b}:", "",
+                    "| operator | per forward | µs per forward | share |", "| --- | ---: | ---: | ---: |"]
             for r in res[e]["profiles"][b]["ops"][:12]:
                 out.append(f"| {r['op']} | {r['per_forward']:g} | {r['us_per_forward']:,.1f} | {r['share']:.1%} |")
     paddle = res.get("paddle", {})
@@ -448,8 +489,17 @@ def markdown(payload: dict) -> str:
         for r in paddle["new_shapes"]:
             out.append(f"| {r['length']} | {r['first_call_us']:,.0f} | {r['warm_call_us']:,.0f} | "
                        f"{r['first_call_us'] - r['warm_call_us']:,.0f} |")
+        cycle = paddle.get("shape_cycle_us") or {}
+        if cycle:
+            out += ["", f"Those {len(paddle['new_shapes'])} shapes taken in turn, µs per call (median; oneDNN cache "
+                    "capacity from `Config.set_mkldnn_cache_capacity`): " +
+                    ", ".join(f"{k}: {v:,.0f}" for k, v in cycle.items())]
     out += ["", "Operators of the exported program (before Paddle Inference's passes): " +
             ", ".join(f"{k} {v}" for k, v in setup.get("ops_in_export", {}).items())]
+    if setup.get("unfolded"):
+        out += ["", "The model's own forward exported (the rows \"model's own graph\"; export parity "
+                f"{setup['unfolded']['parity']:.2g}): " +
+                ", ".join(f"{k} {v}" for k, v in setup["unfolded"]["ops_in_export"].items())]
     return "\n".join(out)
 
 
@@ -470,8 +520,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if unknown:
         raise SystemExit(f"unknown engines {sorted(unknown)}; choose from {ENGINES}")
     skipped = {}
-    if "onnxruntime" in engines and importlib.util.find_spec("onnxruntime") is None:
-        skipped["onnxruntime"] = "onnxruntime is not installed (pip install -r benchmarks/requirements.txt)"
+    for engine in ("onnxruntime", "onnxruntime_unfolded"):
+        if engine in engines and importlib.util.find_spec("onnxruntime") is None:
+            skipped[engine] = "onnxruntime is not installed (pip install -r benchmarks/requirements.txt)"
     if "torch" in engines and importlib.util.find_spec("torch") is None:
         skipped["torch"] = "torch is not installed (requirements-dev.txt)"
     engines = [e for e in engines if e not in skipped]
@@ -530,8 +581,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          "cpu_ms": statistics.median(x["cpu_ms_per_forward"] for x in rounds),
                          "x_paddle": ratio})
     header = common.result_header("profile_inference", __file__, args, argv)
-    header["command"] = header["command"].replace("python benchmarks/profile_inference.py",
-                                                  "python -m benchmarks.profile_inference")
     payload = {**header, "description": "per-operator profiles (each engine's profiler) and timed forward calls of "
                "the exported paper-size classifier, 128 tokens, same token ids in every engine",
                "threads": env["OMP_NUM_THREADS"], "load_before": load_before, "env": env,
