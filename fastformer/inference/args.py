@@ -38,12 +38,14 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        "export's)")
     group.add_argument("--no_onednn", action="store_true", help="Paddle Inference on CPU without oneDNN")
     add_allow_pickle_arg(group)
-    group.add_argument("--precision", type=precision_arg, default="auto", metavar="{auto,fp32,bf16}",
+    group.add_argument("--precision", type=precision_arg, default="auto", metavar="{auto,fp32,bf16,int8}",
                        help="auto: bf16 where the CPU has avx512_bf16/AMX and the export passed the quality gate "
-                       "against fp32 on the dev split, else fp32; bf16: the same, with a warning when it falls back; "
-                       "fp32. int8 is not available (Paddle 3.3 Inference has no CPU int8 path for this model)")
+                       "against fp32 on the dev split, else fp32 (with --backend auto also ONNX Runtime int8 where "
+                       "the CPU has VNNI, it passed and ran faster); bf16: the same, with a warning when it falls "
+                       "back; int8: ONNX Runtime's model.int8.onnx, gated likewise (Paddle 3.3 Inference has no CPU "
+                       "int8 path for this model); fp32")
     group.add_argument("--precision_data", default=None,
-                       help="dev split (JSON lines {text, label}) for the bf16 quality gate when the export has not "
+                       help="dev split (JSON lines {text, label}) for the quality gates when the export has not "
                        "been checked yet (default: data/dev.jsonl next to the model folder)")
     return parser
 

@@ -24,7 +24,8 @@ from . import gate
 from . import precision as precisions
 from .folders import INPUT_NAMES, MANIFEST_FILE, MODEL_PREFIX
 from .graph import LogitsModel, export_graph
-from .runners import InferenceRunner
+from .quantize import INT8_FILE, quantize_int8
+from .runners import InferenceRunner, onnxruntime_missing
 
 __all__ = [
     "LogitsModel",
@@ -254,7 +255,7 @@ def export_model(
         manifest = _export_into(staging, model, tokenizer, max_length, onnx, tolerance, parity_texts, log)
         if precision != "fp32":
             data_file = precision_data or gate.default_data_file(model_dir)
-            candidates = list(precisions.REDUCED_PRECISIONS) + (["onnxruntime"] if onnx else [])
+            candidates = list(precisions.REDUCED_PRECISIONS) + (["onnxruntime", "onnxruntime-int8"] if onnx else [])
             for candidate in candidates:
                 record = gate.run_quality_gate(staging, candidate, data_file, when="export", max_length=max_length)
                 manifest.setdefault(gate.GATE_KEY, {})[candidate] = record
@@ -331,6 +332,12 @@ def _export_into(folder: str, model, tokenizer, max_length: int, onnx: bool, tol
             diff = manifest["onnx"].get("max_abs_logits_diff")
             log(f"ONNX: wrote {manifest['onnx']['file']} (max abs logits difference {diff:.3g} with onnx's reference "
                 "evaluator)" if diff is not None else f"ONNX: wrote {manifest['onnx']['file']}")
+            missing = onnxruntime_missing()  # int8 for the onnxruntime backend, where it is installed
+            manifest["onnx"]["int8"] = ({"status": "unavailable", "reason": missing} if missing else quantize_int8(
+                os.path.join(folder, MODEL_PREFIX + ".onnx"), os.path.join(folder, INT8_FILE)))
+            if manifest["onnx"]["int8"]["status"] == "ok":
+                log(f"ONNX int8: wrote {INT8_FILE} ({manifest['onnx']['int8']['quantized_matmuls']} matrix products "
+                    "in int8; used only where the quality gate passes)")
         else:
             log(f"ONNX export not supported with this combination: {manifest['onnx']['reason']}")
     write_json(os.path.join(folder, MANIFEST_FILE), manifest)

@@ -16,6 +16,7 @@ from ..splits import read_split
 from . import precision as precisions
 from .folders import MANIFEST_FILE, ONNX_FILE, read_manifest
 from .predictor import Predictor
+from .quantize import INT8_FILE, int8_cpu
 from .runners import onnxruntime_missing
 
 __all__ = ["MIN_AGREEMENT", "MAX_MACRO_F1_CHANGE", "GATE_KEY", "CANDIDATES", "compare_predictions",
@@ -25,7 +26,8 @@ MIN_AGREEMENT = 0.995  # share of dev reviews whose predicted rating is the fp32
 MAX_MACRO_F1_CHANGE = 0.003  # 0.3 points of macro-F1, up or down
 GATE_KEY = "quality_gate"
 # what the gate checks against Paddle Inference fp32: record key -> (backend, precision)
-CANDIDATES = {"bf16": ("inference", "bf16"), "onnxruntime": ("onnxruntime", "fp32")}
+CANDIDATES = {"bf16": ("inference", "bf16"), "onnxruntime": ("onnxruntime", "fp32"),
+              "onnxruntime-int8": ("onnxruntime", "int8")}
 # pause before each timed chunk: Intel OpenMP workers spin 200 ms after a parallel region (KMP_BLOCKTIME) and would
 # slow the other engine, which no single-engine server sees
 SETTLE_S = 0.2
@@ -96,8 +98,13 @@ def candidate_support(candidate: str, model_dir: str, features: Optional[dict] =
     missing = onnxruntime_missing()
     if missing:
         return False, missing
-    if not os.path.isfile(os.path.join(model_dir, ONNX_FILE)):
-        return False, f"the export has no {ONNX_FILE} (export_model.py --onnx writes it)"
+    name = INT8_FILE if candidate == "onnxruntime-int8" else ONNX_FILE
+    if not os.path.isfile(os.path.join(model_dir, name)):
+        return False, (f"the export has no {name} (export_model.py --onnx writes it"
+                       f"{', where onnxruntime is installed' if name == INT8_FILE else ''})")
+    features = features or precisions.cpu_features()
+    if candidate == "onnxruntime-int8" and not int8_cpu(features):
+        return False, f"this CPU ({features['cpu']}) has no VNNI (avx512_vnni, avx_vnni) nor AMX: int8 is slow on it"
     return True, ""
 
 
@@ -125,7 +132,8 @@ def _predict_paired(reference: Predictor, candidate: Predictor, texts: Sequence[
 
 def run_quality_gate(model_dir: str, candidate: str = "bf16", data_file: Optional[str] = None, when: str = "export",
                      features: Optional[dict] = None, **predictor_kwargs) -> dict:
-    """Compare `candidate` ("bf16": Paddle Inference bf16; "onnxruntime": ONNX Runtime fp32 on model.onnx) with
+    """Compare `candidate` ("bf16": Paddle Inference bf16; "onnxruntime": ONNX Runtime fp32 on model.onnx;
+    "onnxruntime-int8": ONNX Runtime on model.int8.onnx) with
     Paddle Inference fp32 on the dev split of the export `model_dir`; record and return the result.
 
     The record has "status": "passed", "failed" or "not checked" (with a "reason": the machine lacks the candidate, no

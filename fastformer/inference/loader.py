@@ -7,12 +7,12 @@ from __future__ import annotations
 import argparse
 import os
 import warnings
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from ..cli import UserError
 from . import precision as precisions
 from .folders import BACKENDS, detect_backend, read_manifest
-from .gate import GATE_KEY, candidate_support, describe_record, figures, run_quality_gate
+from .gate import CANDIDATES, GATE_KEY, candidate_support, describe_record, figures, run_quality_gate
 from .predictor import Predictor
 from .runners import check_device, onnxruntime_missing
 
@@ -33,7 +33,8 @@ def load_predictor(
     quality_gate: bool = True,
 ) -> Predictor:
     """A `Predictor` of `model_dir` (arguments as `Predictor`'s) on the backend and in the precision `choose` picks
-    for `backend` ("auto", "paddle"/"inference", "onnxruntime", "dynamic") and `precision` ("auto", "fp32", "bf16").
+    for `backend` ("auto", "paddle"/"inference", "onnxruntime", "dynamic") and `precision` ("auto", "fp32", "bf16",
+    "int8").
     `precision_data`: the dev split for a first-use quality gate (default: data/dev.jsonl next to model_dir);
     `quality_gate=False` runs a requested candidate unchecked (benchmarks)."""
     if backend not in BACKENDS:
@@ -159,33 +160,21 @@ def choose(
 ) -> Tuple[str, str, Optional[str]]:
     """(backend, precision, a note on why) for a `Predictor`.
 
-    "auto" on an export (CPU, precision auto or fp32): the fastest of Paddle Inference fp32 and every candidate
-    (bf16, ONNX Runtime) that passed the quality gate on this CPU, by the speed the gate measured against fp32.
-    "onnxruntime": ONNX Runtime where it passed the gate, else Paddle Inference fp32 with a warning. Otherwise the
-    backend asked for (auto: from the folder) in the precision `choose_precision` picks.
+    Paddle Inference runs in the precision `choose_precision` picks (fp32, or bf16 where it passed the gate), unless
+    ONNX Runtime is wanted or faster: "auto" on an export (CPU, precision auto or fp32) takes the fastest of that and
+    every ONNX Runtime candidate (fp32; int8 too with precision auto) that passed the quality gate on this CPU, by
+    the speed the gate measured against Paddle Inference fp32 (a tie keeps Paddle). `--backend onnxruntime` or
+    precision int8 asks for ONNX Runtime: where no candidate passed, Paddle Inference fp32 runs, with a warning.
     """
-    if backend == "auto":
-        backend = folder_kind
-        weigh = folder_kind == "inference" and device == "cpu" and precision in ("auto", "fp32")
-    else:
-        weigh = False
-    if backend == "onnxruntime":
-        if precision == "bf16":
-            raise ValueError("bf16 is a Paddle Inference precision; the onnxruntime backend runs fp32")
-        missing = onnxruntime_missing()
-        if missing:
-            raise ValueError(missing)
-        if not quality_gate:
-            return "onnxruntime", "fp32", "onnxruntime without the quality gate (not checked against fp32)"
-        features = features or precisions.cpu_features()
-        record = _gate_record("onnxruntime", model_dir, manifest, data_file, features, False, **predictor_kwargs)
-        if record.get("status") == "passed":
-            return "onnxruntime", "fp32", f"onnxruntime: quality gate passed ({figures(record)})"
-        why = (f"quality gate failed: {figures(record)}" if record.get("status") == "failed"
-               else f"the quality gate could not run: {record.get('reason')}")
-        warnings.warn(f"fastformer: onnxruntime not used, running Paddle Inference fp32: {why}",
-                      precisions.PrecisionWarning, stacklevel=3)
-        return "inference", "fp32", f"onnxruntime not used: {why}"
+    if precision == "int8" and (backend in ("inference", "dynamic") or folder_kind != "inference"):
+        import paddle
+
+        raise ValueError(precisions.INT8_UNAVAILABLE.format(version=paddle.__version__))
+    weigh = backend == "auto" and folder_kind == "inference" and device == "cpu" and precision in ("auto", "fp32")
+    if backend == "onnxruntime" or precision == "int8":
+        return _choose_onnxruntime(precision, model_dir, manifest, data_file, quality_gate, features,
+                                   **predictor_kwargs)
+    backend = folder_kind if backend == "auto" else backend
     chosen, note = choose_precision(precision, model_dir, manifest, backend, device=device, onednn=onednn,
                                     data_file=data_file, quality_gate=quality_gate, features=features,
                                     **predictor_kwargs)
@@ -199,11 +188,55 @@ def choose(
             options[0] = (float(record["speedup"]), "inference", chosen, note)
         else:
             options[0] = (1.0, "inference", "fp32", f"bf16 not used, running fp32: {describe_record(record)}")
-    if onednn and candidate_support("onnxruntime", model_dir, features)[0]:  # installed, and the export has model.onnx
-        record = _gate_record("onnxruntime", model_dir, manifest, data_file, features, True, **predictor_kwargs)
-        if record.get("status") == "passed":
-            options.append((float(record["speedup"]), "onnxruntime", "fp32",
-                            f"onnxruntime: {record['speedup']:.2f}x Paddle Inference fp32 on this CPU, quality gate "
-                            f"passed ({figures(record)})"))
+    candidates = ("onnxruntime", "onnxruntime-int8") if precision == "auto" else ("onnxruntime",)
+    for candidate in candidates:  # Paddle's oneDNN turned off on purpose: Paddle only
+        if onednn and candidate_support(candidate, model_dir, features)[0]:
+            options += _passed(candidate, model_dir, manifest, data_file, features, True, **predictor_kwargs)
     _, backend, chosen, note = max(options, key=lambda option: option[0])  # a tie keeps Paddle Inference
     return backend, chosen, note
+
+
+def _passed(candidate: str, model_dir: str, manifest: Optional[dict], data_file: Optional[str], features: dict,
+            same_cpu: bool, **predictor_kwargs) -> List[Tuple[float, str, str, str]]:
+    """[(speedup, backend, precision, note)] when `candidate`'s gate passed (running it where needed), else []."""
+    record = _gate_record(candidate, model_dir, manifest, data_file, features, same_cpu, **predictor_kwargs)
+    if record.get("status") != "passed":
+        return []
+    backend, precision = CANDIDATES[candidate]
+    return [(float(record["speedup"]), backend, precision,
+             f"{candidate}: {record['speedup']:.2f}x Paddle Inference fp32 on this CPU, quality gate passed "
+             f"({figures(record)})")]
+
+
+def _choose_onnxruntime(precision: str, model_dir: str, manifest: Optional[dict], data_file: Optional[str],
+                        quality_gate: bool, features: Optional[dict],
+                        **predictor_kwargs) -> Tuple[str, str, Optional[str]]:
+    """ONNX Runtime asked for (`--backend onnxruntime`, or precision int8): the fastest of its gated candidates."""
+    if precision == "bf16":
+        raise ValueError("bf16 is a Paddle Inference precision; the onnxruntime backend runs fp32 or int8")
+    missing = onnxruntime_missing()
+    if missing:
+        raise ValueError(missing if precision != "int8" else f"int8 runs on the onnxruntime backend: {missing}")
+    wanted = {"fp32": ["onnxruntime"], "int8": ["onnxruntime-int8"]}.get(precision,
+                                                                           ["onnxruntime", "onnxruntime-int8"])
+    if not quality_gate:
+        chosen = "int8" if precision == "int8" else "fp32"
+        return "onnxruntime", chosen, f"onnxruntime {chosen} without the quality gate (not checked against fp32)"
+    features = features or precisions.cpu_features()
+    options, reasons = [], []
+    for candidate in wanted:
+        if candidate == "onnxruntime-int8" and precision == "auto" and not candidate_support(
+                candidate, model_dir, features)[0]:
+            continue  # int8 only where this CPU and the export have it, unless asked for
+        passed = _passed(candidate, model_dir, manifest, data_file, features, len(wanted) > 1, **predictor_kwargs)
+        options += passed
+        if not passed:
+            record = ((manifest or {}).get(GATE_KEY) or {}).get(candidate) or {}
+            reasons.append(f"{candidate} quality gate {describe_record(record) if record else 'not checked'}")
+    if options:
+        _, backend, chosen, note = max(options, key=lambda option: option[0])
+        return backend, chosen, note
+    why = "; ".join(reasons)
+    warnings.warn(f"fastformer: onnxruntime not used, running Paddle Inference fp32: {why}",
+                  precisions.PrecisionWarning, stacklevel=4)
+    return "inference", "fp32", f"onnxruntime not used: {why}"

@@ -17,7 +17,7 @@ __all__ = [
     "bf16_support",
 ]
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 REDUCED_PRECISIONS = ("bf16",)
 
 # Measured with paddlepaddle 3.3.1 (CPU) on an exported Fastformer (see benchmarks/README.md, "int8"):
@@ -25,7 +25,8 @@ INT8_UNAVAILABLE = (
     "int8 is not available with Paddle {version} Inference: on CPU its PIR pass pipeline has no oneDNN int8 passes "
     "(enable_mkldnn_int8() leaves the logits bit-identical to fp32, and the quantize_linear/dequantize_linear ops "
     "of a paddle.quantization.PTQ export are deleted, so it runs in fp32 too); paddle.static.quantization's "
-    "post-training quantization needs a legacy program, which paddle.jit.save no longer writes. Use fp32, bf16 or auto"
+    "post-training quantization needs a legacy program, which paddle.jit.save no longer writes. int8 runs on the "
+    "onnxruntime backend (model.int8.onnx, where the CPU has VNNI and the quality gate passed)"
 )
 
 # oneDNN instruction-set limits (ONEDNN_MAX_CPU_ISA) below avx512_bf16: no bfloat16 arithmetic
@@ -41,11 +42,7 @@ class PrecisionWarning(UserWarning):
 
 
 def check_precision(precision: str) -> str:
-    """`precision` if it is one of `PRECISIONS`; ValueError (for int8: with the measured reason) otherwise."""
-    if precision == "int8":
-        import paddle
-
-        raise ValueError(INT8_UNAVAILABLE.format(version=paddle.__version__))
+    """`precision` if it is one of `PRECISIONS`, else ValueError."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     return precision

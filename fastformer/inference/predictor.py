@@ -17,14 +17,14 @@ from ..encoding import check_max_length, count_truncated, encode_texts, pad_batc
 from ..labels import label_to_stars
 from ..model_folder import check_model_dir, load_model_dir, load_tokenizer
 from ..weight_files import check_export_files
-from .folders import (BACKENDS, MANIFEST_FILE, ONNX_FILE, check_manifest_checksums, detect_backend, find_model_files,
-                      read_manifest)
+from .folders import (BACKENDS, MANIFEST_FILE, MODEL_PREFIX, ONNX_FILE, check_manifest_checksums, detect_backend,
+                      find_model_files, read_manifest)
 from .runners import DynamicRunner, InferenceRunner, OrtRunner, check_device
 
 __all__ = ["Predictor", "NonFiniteOutputError", "FIXED_PRECISIONS", "PAD_MULTIPLE", "bucket_rows", "softmax",
            "check_onnx_file"]
 
-FIXED_PRECISIONS = ("fp32", "bf16")
+FIXED_PRECISIONS = ("fp32", "bf16", "int8")
 # Paddle Inference with oneDNN keeps kernels for every input shape it has run: lengths are padded to a multiple of 16
 # and batches to a power of two rows (`bucket_rows`), so few shapes ever occur (docs/inference.md, "Batching").
 PAD_MULTIPLE = 16
@@ -57,18 +57,22 @@ def bucket_rows(n: int, batch_size: int) -> int:
     return min(batch_size, 1 << (n - 1).bit_length()) if n > 0 else 0
 
 
-def check_onnx_file(model_dir: str, manifest: Optional[dict]) -> str:
-    """The export's model.onnx, checked against the SHA-256 its manifest records; ValueError saying how to get one."""
+def check_onnx_file(model_dir: str, manifest: Optional[dict], precision: str = "fp32") -> str:
+    """The export's model.onnx (int8: model.int8.onnx), checked against the SHA-256 its manifest records; ValueError
+    saying how to get one."""
     from ..fileio import check_checksums
 
-    path = os.path.join(model_dir, ONNX_FILE)
     onnx = (manifest or {}).get("onnx") or {}
+    record = (onnx.get("int8") or {}) if precision == "int8" else onnx
+    name = record.get("file") or (f"{MODEL_PREFIX}.int8.onnx" if precision == "int8" else ONNX_FILE)
+    path = os.path.join(model_dir, os.path.basename(name))
     if not os.path.isfile(path):
-        why = f": {onnx['reason']}" if onnx.get("reason") else ""
-        raise ValueError(f"{model_dir!r} has no {ONNX_FILE} for the onnxruntime backend (export it with "
-                         f"export_model.py --onnx{why})")
-    if isinstance(onnx.get("sha256"), str):
-        check_checksums(model_dir, {ONNX_FILE: onnx["sha256"]}, source=MANIFEST_FILE)
+        why = f": {record['reason']}" if record.get("reason") else ""
+        raise ValueError(f"{model_dir!r} has no {os.path.basename(name)} for the onnxruntime backend (export it with "
+                         f"export_model.py --onnx{' where onnxruntime is installed' if precision == 'int8' else ''}"
+                         f"{why})")
+    if isinstance(record.get("sha256"), str):
+        check_checksums(model_dir, {os.path.basename(name): record["sha256"]}, source=MANIFEST_FILE)
     return path
 
 
@@ -117,6 +121,8 @@ class Predictor:
             raise ValueError("bf16 runs an export on CPU with oneDNN (backend inference, device cpu, oneDNN on)")
         if backend == "onnxruntime" and device != "cpu":
             raise ValueError(f"the onnxruntime backend runs on CPU, not device {device!r}")
+        if precision == "int8" and backend != "onnxruntime":
+            raise ValueError(f"int8 runs on the onnxruntime backend (model.int8.onnx), not {backend}")
         self.model_dir = model_dir
         self.backend = backend
         self.device = device
@@ -132,7 +138,8 @@ class Predictor:
             config = FastformerConfig.from_pretrained(model_dir)
             self.tokenizer = load_tokenizer(model_dir, config)
             if backend == "onnxruntime":
-                self._runner = OrtRunner(check_onnx_file(model_dir, self.manifest), num_threads=num_threads)
+                self._runner = OrtRunner(check_onnx_file(model_dir, self.manifest, precision), num_threads=num_threads,
+                                         precision=precision)
             else:
                 self._runner = InferenceRunner(
                     os.path.join(model_dir, model_file), os.path.join(model_dir, params_file),

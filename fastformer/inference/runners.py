@@ -101,9 +101,9 @@ def onnxruntime_missing() -> Optional[str]:
 
 
 class OrtRunner:
-    """ONNX Runtime (CPU) on an export's model.onnx: (input_ids, attention_mask) -> logits (numpy)."""
+    """ONNX Runtime (CPU) on an export's model.onnx (or model.int8.onnx): (input_ids, attention_mask) -> logits."""
 
-    def __init__(self, onnx_file: str, num_threads: Optional[int] = None):
+    def __init__(self, onnx_file: str, num_threads: Optional[int] = None, precision: str = "fp32"):
         missing = onnxruntime_missing()
         if missing:
             raise ValueError(missing)
@@ -121,7 +121,7 @@ class OrtRunner:
         self.input_names = [i.name for i in self._session.get_inputs()]
         if set(self.input_names) != set(INPUT_NAMES):
             raise ValueError(f"{onnx_file!r} takes inputs {self.input_names}, expected {list(INPUT_NAMES)}")
-        self.device, self.enable_mkldnn, self.precision = "cpu", False, "fp32"
+        self.device, self.enable_mkldnn, self.precision = "cpu", False, precision
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         arrays = {"input_ids": input_ids, "attention_mask": attention_mask}

@@ -24,6 +24,7 @@ from fastformer.inference import predictor as predictor_module
 from fastformer.inference.export import export_model
 from fastformer.inference.folders import MANIFEST_FILE, ONNX_FILE
 from fastformer.inference.loader import load_predictor
+from fastformer.inference.quantize import INT8_FILE
 
 import fake_cpu
 import predict as predict_script
@@ -55,19 +56,24 @@ def built(tmp_path_factory):
 
 
 class StandInOrt(runners.InferenceRunner):
-    """Stands in for ONNX Runtime: Paddle Inference fp32 on the export, logits changed by `perturb`."""
+    """Stands in for ONNX Runtime: Paddle Inference fp32 on the export, logits changed by `perturb` (fp32) or
+    `perturb_int8` (int8, the file model.int8.onnx)."""
 
     perturb = staticmethod(lambda logits: logits)
+    perturb_int8 = staticmethod(lambda logits: logits)
     built = 0
 
-    def __init__(self, onnx_file, num_threads=None):
+    def __init__(self, onnx_file, num_threads=None, precision="fp32"):
         folder = os.path.dirname(onnx_file)
+        assert os.path.basename(onnx_file) == (INT8_FILE if precision == "int8" else ONNX_FILE)
         super().__init__(os.path.join(folder, "model.json"), os.path.join(folder, "model.pdiparams"),
                          num_threads=num_threads)
+        self.precision = precision
         StandInOrt.built += 1
 
     def run(self, input_ids, attention_mask):
-        return self.perturb(super().run(input_ids, attention_mask))
+        change = self.perturb_int8 if self.precision == "int8" else self.perturb
+        return change(super().run(input_ids, attention_mask))
 
 
 @pytest.fixture
@@ -76,19 +82,21 @@ def ort(built, tmp_path, monkeypatch):
     speed the gate measures set by the test (`ort.speedup`)."""
     shutil.copytree(built / "export", tmp_path / "export")
     shutil.copytree(built / "data", tmp_path / "data")
-    (tmp_path / "export" / ONNX_FILE).write_bytes(b"stand-in")
+    for name in (ONNX_FILE, INT8_FILE):
+        (tmp_path / "export" / name).write_bytes(b"stand-in")
     for module in (runners, quality_gate, loader):
         monkeypatch.setattr(module, "onnxruntime_missing", lambda: None)
     monkeypatch.setattr(predictor_module, "OrtRunner", StandInOrt)
-    monkeypatch.setattr(precisions, "cpu_features", lambda: fake_cpu.report("avx2"))
+    monkeypatch.setattr(precisions, "cpu_features", lambda: fake_cpu.report("avx2"))  # no VNNI: no int8 (see below)
     monkeypatch.setattr(StandInOrt, "perturb", staticmethod(lambda logits: logits))
+    monkeypatch.setattr(StandInOrt, "perturb_int8", staticmethod(lambda logits: logits))
     monkeypatch.setattr(StandInOrt, "built", 0)
-    state = type("Ort", (), {"speedup": 2.0, "export": str(tmp_path / "export")})()
+    state = type("Ort", (), {"speedup": 2.0, "speedup_int8": 3.0, "export": str(tmp_path / "export")})()
     paired = quality_gate._predict_paired
 
     def timed(reference, candidate, texts, chunk):
         ref, cand, speed = paired(reference, candidate, texts, chunk)
-        return ref, cand, dict(speed, speedup=state.speedup)
+        return ref, cand, dict(speed, speedup=state.speedup_int8 if candidate.precision == "int8" else state.speedup)
 
     monkeypatch.setattr(quality_gate, "_predict_paired", timed)
     monkeypatch.setattr(quality_gate, "SETTLE_S", 0.0)
@@ -176,6 +184,41 @@ def test_paddle_is_the_inference_backend(built):
     assert predictor.backend == "inference" and predictor.info()["backend"] == "inference"
 
 
+def test_int8_where_the_cpu_has_vnni_and_it_passed_and_is_fastest(ort, monkeypatch):
+    monkeypatch.setattr(precisions, "cpu_features", lambda: fake_cpu.report("avx512"))  # VNNI, no bf16
+    StandInOrt.perturb_int8 = staticmethod(lambda logits: logits * 1.001)  # rounding that changes no rating
+    predictor = load_predictor(ort.export)
+    assert (predictor.backend, predictor.precision) == ("onnxruntime", "int8")
+    gates = _gate(ort.export)
+    assert gates["onnxruntime-int8"]["status"] == "passed" and gates["onnxruntime"]["status"] == "passed"
+    assert load_predictor(ort.export, precision="fp32").precision == "fp32"  # fp32 asked for: int8 never weighed
+    ort.speedup_int8 = 1.5  # slower than ONNX Runtime fp32 (2.0) on a CPU measured again: fp32 is taken
+    with open(os.path.join(ort.export, MANIFEST_FILE)) as f:
+        manifest = json.load(f)
+    for record in manifest["quality_gate"].values():
+        record["cpu_flags"] = ["sse4_2"]
+    with open(os.path.join(ort.export, MANIFEST_FILE), "w") as f:
+        json.dump(manifest, f)
+    assert (load_predictor(ort.export).backend, load_predictor(ort.export).precision) == ("onnxruntime", "fp32")
+
+
+def test_int8_that_fails_the_gate_is_not_used(ort, monkeypatch):
+    monkeypatch.setattr(precisions, "cpu_features", lambda: fake_cpu.report("avx512"))
+    StandInOrt.perturb_int8 = staticmethod(lambda logits: np.roll(logits, 1, axis=-1))
+    assert load_predictor(ort.export).precision == "fp32"  # ONNX Runtime fp32, the faster one that passed
+    assert _gate(ort.export)["onnxruntime-int8"]["status"] == "failed"
+    with pytest.warns(precisions.PrecisionWarning, match="onnxruntime not used.*onnxruntime-int8 quality gate failed"):
+        asked = load_predictor(ort.export, precision="int8")
+    assert (asked.backend, asked.precision) == ("inference", "fp32")
+
+
+def test_int8_without_vnni_is_not_weighed_and_asking_says_why(ort):
+    assert load_predictor(ort.export).precision == "fp32"  # the avx2 CPU of the fixture
+    assert "onnxruntime-int8" not in _gate(ort.export)
+    with pytest.warns(precisions.PrecisionWarning, match="no VNNI"):
+        assert load_predictor(ort.export, backend="onnxruntime", precision="int8").backend == "inference"
+
+
 # ------------------------------------------------------------------------------ the real ONNX Runtime, where installed
 @pytest.fixture(scope="module")
 def onnx_export(built, tmp_path_factory):
@@ -201,6 +244,18 @@ def test_onnxruntime_gives_the_fp32_ratings(onnx_export):
 def test_onnxruntime_gate_on_the_real_runtime(onnx_export):
     record = quality_gate.run_quality_gate(onnx_export, "onnxruntime", when="export")
     assert record["status"] == "passed" and record["agreement"] == 1.0 and record["speedup"] > 0
+
+
+def test_the_export_writes_int8_and_onnxruntime_runs_it(onnx_export):
+    with open(os.path.join(onnx_export, MANIFEST_FILE)) as f:
+        int8 = json.load(f)["onnx"]["int8"]
+    if int8["status"] != "ok":
+        pytest.skip(int8["reason"])
+    assert int8["file"] == INT8_FILE and int8["quantized_matmuls"] > 0
+    predictor = load_predictor(onnx_export, backend="onnxruntime", precision="int8", quality_gate=False)
+    assert (predictor.backend, predictor.precision) == ("onnxruntime", "int8")
+    reference = load_predictor(onnx_export, backend="paddle", precision="fp32").predict_proba(TEXTS)
+    assert np.abs(predictor.predict_proba(TEXTS) - reference).max() < 0.05  # int8 rounding, not another model
 
 
 def test_a_changed_model_onnx_is_refused(onnx_export, tmp_path):

@@ -1,5 +1,6 @@
 """Precision option (fastformer/inference/precision.py): bf16 only where the CPU has it and the quality gate passed, fp32 with a
-clear message otherwise, int8 refused with its reason; the gate's figures recorded in the export's manifest.
+clear message otherwise, int8 refused on Paddle Inference with its reason; the gate's figures recorded in the export's
+manifest.
 
 The CPU is made to look bf16-capable or not (tests/fake_cpu.py, the `bf16_cpu` fixture of tests/conftest.py), so
 every test means the same on an AVX2 machine and on one with avx512_bf16. Where a test needs "bf16 logits" it uses a
@@ -121,14 +122,21 @@ def test_bf16_needs_onednn_and_an_export(built, bf16_cpu):
         assert load_predictor(str(built / "model"), precision="bf16", max_length=48).precision == "fp32"
 
 
-def test_int8_is_refused_with_the_measured_reason(built, capsys):
+def test_int8_is_refused_on_paddle_with_the_measured_reason(built, capsys, monkeypatch):
+    from fastformer.cli import run_main
+    from fastformer.inference import loader, runners
+
+    export = str(built / "export")
     with pytest.raises(ValueError, match="int8 is not available .*no oneDNN int8 passes"):
-        load_predictor(str(built / "export"), precision="int8")
-    with pytest.raises(SystemExit) as exit_info:
-        predict_script.main(["--model_dir", str(built / "export"), "--precision", "int8", "great"])
-    assert exit_info.value.code == 2 and "int8 is not available" in capsys.readouterr().err
+        load_predictor(export, backend="paddle", precision="int8")
+    code = run_main(predict_script.main, ["--model_dir", export, "--backend", "paddle", "--precision", "int8", "great"])
+    assert code == 2 and "int8 is not available" in capsys.readouterr().err
+    for module in (runners, quality_gate, loader):  # int8 is ONNX Runtime's: without it, one line says so
+        monkeypatch.setattr(module, "onnxruntime_missing", lambda: runners.ONNXRUNTIME_MISSING)
+    with pytest.raises(ValueError, match="int8 runs on the onnxruntime backend: onnxruntime is not installed"):
+        load_predictor(export, precision="int8")
     with pytest.raises(ValueError, match="precision must be one of"):
-        load_predictor(str(built / "export"), precision="fp16")
+        load_predictor(export, precision="fp16")
 
 
 def test_bf16_on_this_cpu(built):
