@@ -2,12 +2,19 @@
 
 Importing this module sets MKL_DEBUG_CPU_TYPE=5 (MKL's fast path on AMD CPUs, about 3x on sgemm); `fastformer`
 imports it. `set_training_threads()` (run by `fastformer.training`) sets the CPU thread counts of a training process.
-A value the user set is kept.
+A value the user set is kept. `keep_freed_memory()` (run by Paddle Inference runners) keeps glibc from handing
+activation memory back to the system after every forward pass (docs/inference_speed.md, "Memory").
 """
 
 import os
+import sys
 
-__all__ = ["set_training_threads"]
+__all__ = ["set_training_threads", "keep_freed_memory"]
+
+# glibc mallopt parameters: freed memory above the heap top is kept up to TRIM; blocks up to MMAP come from the heap
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_TRIM_BYTES, _MMAP_BYTES = 512 << 20, 32 << 20  # 32 MiB: the largest threshold glibc accepts on 64-bit
+_kept = []
 
 os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
 
@@ -17,3 +24,25 @@ def set_training_threads() -> None:
     processes_here = max(1, int(os.environ.get("PADDLE_LOCAL_SIZE") or 1))  # set by paddle.distributed.launch
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes_here)))
     os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+
+
+def keep_freed_memory() -> bool:
+    """On glibc, keep freed blocks in the process (mallopt) instead of unmapping them: Paddle Inference frees its
+    activations after each forward pass and would otherwise page-fault them in again on the next one. Once per
+    process; False where it does not apply (not glibc) or the user tuned malloc (MALLOC_TRIM_THRESHOLD_ /
+    MALLOC_MMAP_THRESHOLD_ set)."""
+    if _kept:
+        return _kept[0]
+    applies = sys.platform.startswith("linux") and not any(
+        name in os.environ for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"))
+    if applies:
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            applies = bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES) and
+                           libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES))
+        except (OSError, AttributeError):  # another C library (musl): nothing to tune
+            applies = False
+    _kept.append(applies)
+    return applies

@@ -49,7 +49,11 @@ class InferenceRunner:
     ):
         from paddle import inference
 
+        from ..env import keep_freed_memory
+
         check_device(device)
+        if device == "cpu":
+            keep_freed_memory()  # no page faults for every activation on every forward (docs/inference_speed.md)
         config = inference.Config(model_file, params_file)
         if device == "gpu":
             config.enable_use_gpu(256, gpu_id)
