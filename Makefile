@@ -18,8 +18,8 @@ $(error $(PYTHON_PROBLEM))
 endif
 
 # The pinned packages (requirements.txt, then requirements-nodeps.txt without dependencies), then the project itself
-# as an editable package (pyproject.toml): `fastformer` and `data_process` import from any folder of this venv, and
-# edits to the sources take effect without reinstalling. The stamp .runtime is written last: a venv without it (an
+# as an editable package (pyproject.toml): `fastformer` and `fastformer_data` (data_process/) import from any folder,
+# the fastformer-* commands exist, and edits to the sources take effect without reinstalling. The stamp .runtime is written last: a venv without it (an
 # install that was interrupted) is made again from scratch, and a new venv whose install fails is removed.
 $(VENV)/.runtime: requirements.txt requirements-nodeps.txt pyproject.toml
 	@if [ -f $(VENV)/pyvenv.cfg ] && [ ! -f $@ ]; then echo "$(VENV) is incomplete: making it again"; rm -rf $(VENV); fi

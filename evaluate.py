@@ -188,5 +188,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     return results
 
 
+def console_main() -> int:
+    """The `fastformer-evaluate` command (pyproject.toml): `main` with one-line errors, as `python evaluate.py`."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(console_main())

@@ -36,7 +36,7 @@ import stat
 import sys
 from typing import BinaryIO, Dict, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
-from data_process.reader import MAX_LINE_BYTES, LongLine, capped_lines
+from fastformer_data.reader import MAX_LINE_BYTES, LongLine, capped_lines
 from fastformer.cli import UserError, printable, run_main
 from fastformer.fileio import atomic_open
 
@@ -380,5 +380,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 1 if counts["errors"] else 0  # every good result is written above; failed inputs make the status 1
 
 
+def console_main() -> int:
+    """The `fastformer-predict` command (pyproject.toml): `main` with one-line errors, as `python predict.py`."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(console_main())

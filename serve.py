@@ -293,5 +293,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def console_main() -> int:
+    """The `fastformer-serve` command (pyproject.toml): `main` with one-line errors, as `python serve.py`."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(console_main())

@@ -20,9 +20,9 @@ from typing import List, Optional, Sequence
 import paddle
 from paddlenlp.trainer import set_seed
 
-from data_process.demo_data import generate_demo_reviews
-from data_process.prepare import prepare_dataset
-from data_process.word_vectors import train_word_vectors, write_word_vectors
+from fastformer_data.demo_data import generate_demo_reviews
+from fastformer_data.prepare import prepare_dataset
+from fastformer_data.word_vectors import train_word_vectors, write_word_vectors
 from fastformer import cpu_ops
 from fastformer.cli import UserError, run_main
 from fastformer.encoding import DataCollator, encode_texts
@@ -255,5 +255,10 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     return results
 
 
+def console_main() -> int:
+    """The `fastformer-train` command (pyproject.toml): `main` with one-line errors, as `python train.py`."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(console_main())

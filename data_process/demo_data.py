@@ -12,7 +12,7 @@ The wording depends on the rating (graded sentiment words shared between neighbo
 (label noise), a skewed rating distribution like Amazon's (5: 60%, 4: 20%, 3: 8%, 2: 5%, 1: 7%) and 10 to ~300
 words, so that the task is learnable but far from trivial.
 
-CLI: python -m data_process.demo_data --output data/demo/reviews_Electronics_5.json.gz --num_reviews 50000 --seed 1
+CLI: python -m fastformer_data.demo_data --output data/demo/reviews_Electronics_5.json.gz --num_reviews 50000 --seed 1
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ a text that occurs with different ratings has no single label and is left out of
 one 8-byte hash per usable record (about 160 MB for 20M records). The sample, in key order (a seeded shuffle), is cut
 into train/dev/test. The same input and arguments give byte-identical files.
 
-CLI: python -m data_process.prepare --input_file data/reviews_Electronics_5.json.gz --output_dir data/amazon
+CLI: python -m fastformer_data.prepare --input_file data/reviews_Electronics_5.json.gz --output_dir data/amazon
 """
 
 from __future__ import annotations

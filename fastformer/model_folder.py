@@ -51,7 +51,7 @@ def build_model(
 ) -> FastformerForSequenceClassification:
     """A freshly initialised classifier sized to `tokenizer`, with the star-rating labels.
 
-    `word_vectors`: a vector file (`word v1 v2 ...` a line, e.g. GloVe or `python -m data_process.word_vectors`) whose vectors
+    `word_vectors`: a vector file (`word v1 v2 ...` a line, e.g. GloVe or `python -m fastformer_data.word_vectors`) whose vectors
     replace the initial word embeddings of the vocabulary words it holds (the others keep their random init).
     """
     id2label, label2id = label_maps()

@@ -1,6 +1,6 @@
 """The train/dev/test splits: their names, the sample arguments, and reading a prepared split file.
 
-A prepared split (written by `data_process.prepare`) is JSON lines `{"text": str, "label": int}`, label = stars - 1.
+A prepared split (written by `fastformer_data.prepare`) is JSON lines `{"text": str, "label": int}`, label = stars - 1.
 """
 
 from __future__ import annotations

@@ -8,16 +8,16 @@ import random
 import numpy as np
 import pytest
 
-from data_process.demo_data import generate_demo_reviews
-from data_process.prepare import prepare_dataset
-from data_process.reader import ReviewReader
+from fastformer_data.demo_data import generate_demo_reviews
+from fastformer_data.prepare import prepare_dataset
+from fastformer_data.reader import ReviewReader
 from fastformer.labels import LABEL_NAMES
 from fastformer.splits import read_split
-from data_process import prepare as prepare_module
-from data_process.demo_data import RATING_WEIGHTS
-from data_process.demo_data import main as demo_main
-from data_process.prepare import OUTPUT_FILES
-from data_process.prepare import main as prepare_main
+from fastformer_data import prepare as prepare_module
+from fastformer_data.demo_data import RATING_WEIGHTS
+from fastformer_data.demo_data import main as demo_main
+from fastformer_data.prepare import OUTPUT_FILES
+from fastformer_data.prepare import main as prepare_main
 
 RELEASE = {"2014": "2014", "2014-literal": "2014", "2018": "2018", "2023": "2023"}
 
@@ -458,7 +458,7 @@ def test_grouped_split_keeps_each_product_in_one_split(tmp_path):
 
 
 def test_group_key_prefers_the_parent_product():
-    from data_process.reader import group_key
+    from fastformer_data.reader import group_key
 
     assert group_key({"asin": "A1", "parent_asin": "P1"}) == "parent_asin:P1"
     assert group_key({"asin": "A1", "source": "s.csv"}) == "asin:A1"
@@ -468,8 +468,8 @@ def test_group_key_prefers_the_parent_product():
 
 def test_word_vectors_from_the_training_split(tmp_path):
     """PPMI-SVD vectors: one unit vector per frequent word, seeded, and words used alike end up close."""
-    from data_process.word_vectors import main as vectors_main
-    from data_process.word_vectors import train_word_vectors
+    from fastformer_data.word_vectors import main as vectors_main
+    from fastformer_data.word_vectors import train_word_vectors
     from fastformer.tokenizer import FastformerTokenizer
 
     rng = random.Random(0)

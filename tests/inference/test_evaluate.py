@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import confusion_matrix, f1_score
 
 import fastformer  # noqa: F401  (before paddle)
-from data_process.demo_data import generate_demo_reviews
+from fastformer_data.demo_data import generate_demo_reviews
 from fastformer.splits import read_split
 from fastformer.inference.loader import load_predictor
 

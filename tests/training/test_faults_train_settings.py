@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 import fastformer  # noqa: F401  (before paddle)
-from data_process.demo_data import generate_demo_reviews
+from fastformer_data.demo_data import generate_demo_reviews
 from fastformer.cli import UserError, run_main
 from paddlenlp.trainer import TrainerCallback
 

@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, f1_score
 import fastformer  # noqa: F401  (before paddle)
 import paddle
 import paddle.nn.functional as F
-from data_process.demo_data import generate_demo_reviews
+from fastformer_data.demo_data import generate_demo_reviews
 from fastformer import encoding, model_folder
 from fastformer.tokenizer import FastformerTokenizer
 from fastformer.metrics import class_weights, classification_metrics, compute_metrics
