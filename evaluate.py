@@ -28,14 +28,10 @@ import time
 from typing import List, Optional, Sequence
 
 import numpy as np
-from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
 from fastformer.cli import UserError, printable, run_main
 from fastformer.fileio import atomic_open, write_json
 from fastformer.inference.args import add_predictor_args
-from fastformer.inference.loader import predictor_from_args
-from fastformer.inference.predictor import NonFiniteOutputError
-from fastformer.metrics import classification_metrics
 from fastformer.splits import read_split
 
 SPLITS = ("test", "dev", "train")
@@ -91,6 +87,10 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: List[str], path: str, titl
 
 def evaluate(labels: Sequence[int], predictions: Sequence[int], names: List[str]) -> dict:
     """Metrics of `predictions` against `labels` for classes 0..len(names)-1."""
+    from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
+
+    from fastformer.metrics import classification_metrics
+
     classes = list(range(len(names)))
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predictions, labels=classes, zero_division=0
@@ -119,6 +119,9 @@ def format_matrix(matrix: Sequence[Sequence[int]], names: List[str]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """Run the evaluation as on the command line (`argv` without the program name); returns the results."""
     args = parse_args(argv)
+    from fastformer.inference.loader import predictor_from_args  # after the flags: --help does not load paddle
+    from fastformer.inference.predictor import NonFiniteOutputError
+
     if args.data_file:
         data_file, name = args.data_file, os.path.splitext(os.path.basename(args.data_file))[0]
     else:

@@ -9,6 +9,8 @@ the logit adjustment, save <output_dir>/model and report dev and test metrics. T
 several processes: docs/training.md.
 """
 
+from __future__ import annotations
+
 import fastformer.training  # noqa: F401  (first, before paddle loads: MKL settings and CPU threads, fastformer/env.py)
 
 import logging
@@ -17,29 +19,14 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-import paddle
-from paddlenlp.trainer import set_seed
-
 from fastformer_data.demo_data import generate_demo_reviews
 from fastformer_data.prepare import prepare_dataset
 from fastformer_data.word_vectors import train_word_vectors, write_word_vectors
-from fastformer import cpu_ops
 from fastformer.cli import UserError, run_main
 from fastformer.encoding import DataCollator, encode_texts
 from fastformer.labels import label_maps
-from fastformer.metrics import AdjustedMetrics, compute_metrics, log_prior
-from fastformer.model_folder import build_model, init_encoder, save_model_dir
 from fastformer.splits import read_split
-from fastformer.tokenizer import FastformerTokenizer
-from fastformer.training.arguments import (
-    RESOLVED_ARGS, RESOLVED_ARGS_HISTORY, append_history, parse_args, resolved_args, write_json_record,
-)
-from fastformer.training.checkpoints import average_saved_checkpoints
-from fastformer.training.dataset import EncodedDataset
-from fastformer.training.distributed import close_processes, from_first_process
-from fastformer.training.logit_adjustment import adjust_logits_on_dev
-from fastformer.training.resume import check_checkpoint_weights, check_resume, find_checkpoint
-from fastformer.training.trainer import FastformerTrainer
+from fastformer.training.stored_help import asks_for_help, print_stored_help
 
 logger = logging.getLogger("train")
 
@@ -81,6 +68,8 @@ def prepare_data(data_args, output_dir: str, show_progress: bool) -> str:
 
 def load_tokenizer(train_texts: List[str], data_args, checkpoint: Optional[str]) -> FastformerTokenizer:
     """The checkpoint's vocabulary when resuming, else one built from the training texts."""
+    from fastformer.tokenizer import FastformerTokenizer
+
     if checkpoint and os.path.isfile(os.path.join(checkpoint, "vocab.txt")):
         logger.info("resuming: vocabulary of %s", checkpoint)
         return FastformerTokenizer.from_pretrained(checkpoint)
@@ -95,6 +84,8 @@ def load_tokenizer(train_texts: List[str], data_args, checkpoint: Optional[str])
 def load_data(data_args, model_args, training_args, checkpoint: Optional[str]):
     """(data_dir, tokenizer, {split: EncodedDataset}, word vectors file or None): the dataset prepared (or reused)
     and encoded; with --word_vectors train, the vectors learnt from the training split (made once, kept in data_dir)."""
+    from fastformer.training.dataset import EncodedDataset
+
     data_dir = prepare_data(data_args, training_args.output_dir, show_progress=not training_args.disable_tqdm)
     splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl")) for name in ("train", "dev", "test")}
     tokenizer = load_tokenizer(splits["train"][0], data_args, checkpoint)
@@ -130,6 +121,25 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     """Run training as on the command line (`argv` without the program name); returns the results dict.
 
     `callbacks`: extra PaddleNLP `TrainerCallback`s (e.g. reproduction/check_training_alignment.py's)."""
+    # ---- --help from the stored text (paddle not loaded: under a second), then paddle and the Trainer
+    if asks_for_help(sys.argv[1:] if argv is None else argv):
+        print_stored_help()
+        raise SystemExit(0)
+    import paddle
+    from paddlenlp.trainer import set_seed
+
+    from fastformer import cpu_ops
+    from fastformer.metrics import AdjustedMetrics, compute_metrics, log_prior
+    from fastformer.model_folder import build_model, init_encoder, save_model_dir
+    from fastformer.training.arguments import (
+        RESOLVED_ARGS, RESOLVED_ARGS_HISTORY, append_history, parse_args, resolved_args, write_json_record,
+    )
+    from fastformer.training.checkpoints import average_saved_checkpoints
+    from fastformer.training.distributed import close_processes, from_first_process
+    from fastformer.training.logit_adjustment import adjust_logits_on_dev
+    from fastformer.training.resume import check_checkpoint_weights, check_resume, find_checkpoint
+    from fastformer.training.trainer import FastformerTrainer
+
     # ---- arguments, and the checkpoint to resume from
     data_args, model_args, training_args = parse_args(argv)
     logging.basicConfig(

@@ -1,15 +1,30 @@
-"""Environment set-up that must happen before paddle loads (docs/training.md, "CPU threads").
+"""Environment set-up that must happen before paddle loads (docs/training.md, "CPU threads"; docs/library.md,
+"Start-up").
 
-Importing this module sets MKL_DEBUG_CPU_TYPE=5 (MKL's fast path on AMD CPUs, about 3x on sgemm); `fastformer`
-imports it. `set_training_threads()` (run by `fastformer.training`) sets the CPU thread counts of a training process.
-A value the user set is kept.
+Importing this module sets MKL_DEBUG_CPU_TYPE=5 (MKL's fast path on AMD CPUs, about 3x on sgemm) and quiets three
+messages of other packages that say nothing about the run (each matched by its text and the module that issues it,
+so every other warning still shows); `fastformer` imports it. `set_training_threads()` (run by
+`fastformer.training`) sets the CPU thread counts of a training process. A value the user set is kept.
 """
 
+import logging
 import os
+import warnings
 
 __all__ = ["set_training_threads"]
 
 os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
+# paddle's import looks for ccache, which only speeds up rebuilds of C++ extensions (fastformer builds its kernels
+# once per source and keeps them: cpu_ops.py)
+warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning,
+                        module=r"paddle\.utils\.cpp_extension\.extension_utils")
+# Python < 3.12: PaddleNLP imports pip after paddle has imported setuptools, and setuptools' distutils shim says so
+warnings.filterwarnings("ignore", message="Setuptools is replacing distutils", category=UserWarning,
+                        module="_distutils_hack")
+# paddle sets the root logger to INFO; datasets then logs "PyTorch version ... available." before it sets its own
+# logger to WARNING. Set that level first (datasets' warnings still show).
+if logging.getLogger("datasets").level == logging.NOTSET:
+    logging.getLogger("datasets").setLevel(logging.WARNING)
 
 
 def set_training_threads() -> None:

@@ -13,6 +13,7 @@ from typing import Mapping, Optional, Sequence, Tuple
 from .cli import UserError
 from .configuration import FastformerConfig
 from .encoding import check_max_length, set_model_max_length, truncation_length
+from .folder_files import ALLOW_PICKLE_HELP, MODEL_FILES, PICKLE_WEIGHTS_FILE, TOKENIZER_CONFIG_FILE, WEIGHTS_FILE
 from .fileio import CHECKSUMS_FILE, atomic_dir, check_checksums, read_checksums, write_checksums, write_json
 from .labels import label_maps
 from .modeling import FastformerForSequenceClassification
@@ -34,16 +35,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-WEIGHTS_FILE = "model.safetensors"  # what save_model_dir writes: tensors and a JSON header, nothing to unpickle
-PICKLE_WEIGHTS_FILE = "model_state.pdparams"  # older folders (and checkpoints): a pickle, read only with allow_pickle
-MODEL_FILES = ("config.json", WEIGHTS_FILE)
-ALLOW_PICKLE_HELP = (
-    f"also load a model folder whose weights are the pickle-format {PICKLE_WEIGHTS_FILE} (older folders): unpickling "
-    "can run arbitrary code, so only for a folder from a source you trust. Folders written now hold model.safetensors"
-)
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # do_lower_case and model_max_length: without it a cased
-# tokenizer would reload lower-casing and the truncation length would be lost
 
 
 def build_model(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..model_folder import ALLOW_PICKLE_HELP
+from ..folder_files import ALLOW_PICKLE_HELP
 from .folders import BACKENDS
 from .precision import precision_arg
 from .runners import DEVICES

@@ -8,7 +8,7 @@ import os
 from typing import Optional, Tuple
 
 from ..fileio import CHECKSUMS_FILE, check_checksums
-from ..model_folder import MODEL_FILES, PICKLE_WEIGHTS_FILE, WEIGHTS_FILE
+from ..folder_files import MODEL_FILES, PICKLE_WEIGHTS_FILE, WEIGHTS_FILE
 
 __all__ = ["MANIFEST_FILE", "MODEL_PREFIX", "INPUT_NAMES", "BACKENDS", "read_manifest", "find_model_files",
            "model_folder_marker", "detect_backend", "check_manifest_checksums"]

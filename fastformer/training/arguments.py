@@ -201,10 +201,12 @@ class FastformerTrainingArguments(TrainingArguments):
         return {k: str(v) if isinstance(v, bool) else v for k, v in super().to_sanitized_dict().items()}
 
 
-def build_parser() -> PdArgumentParser:
+def build_parser(prog: Optional[str] = None) -> PdArgumentParser:
     return PdArgumentParser(
         (DataArguments, ModelArguments, FastformerTrainingArguments),
-        description="Train a Fastformer review-rating classifier: train.py [config.json] [--flag value ...]",
+        prog=prog,
+        usage="%(prog)s [config.json] [--flag value ...]",  # not the 200 flags again (they follow)
+        description="Train a Fastformer review-rating classifier. A flag overrides the config file's value.",
         allow_abbrev=False,  # `--learning_rat` is an error, not `--learning_rate`
     )
 

@@ -21,7 +21,7 @@ def package_files():
     """Every file the installed packages need: their modules, the scripts and the kernel sources (fastformer/csrc)."""
     files = {f"{name}/{f}" for folder, name in PACKAGES.items()
              for f in os.listdir(os.path.join(ROOT, folder)) if f.endswith(".py")}
-    files |= {f"fastformer_cli/{script}.py" for script in SCRIPTS}
+    files |= {f"fastformer_cli/{script}.py" for script in SCRIPTS} | {"fastformer/training/train_help.txt"}
     return files | {f"fastformer/csrc/{f}" for f in os.listdir(os.path.join(ROOT, "fastformer", "csrc"))}
 
 

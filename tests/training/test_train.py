@@ -14,7 +14,7 @@ import fastformer  # noqa: F401  (before paddle)
 import paddle
 import paddle.nn.functional as F
 from fastformer_data.demo_data import generate_demo_reviews
-from fastformer import encoding, model_folder
+from fastformer import encoding, metrics as metrics_module, model_folder
 from fastformer.tokenizer import FastformerTokenizer
 from fastformer.metrics import class_weights, classification_metrics, compute_metrics
 from fastformer.training.arguments import parse_args
@@ -305,7 +305,7 @@ def test_best_checkpoint_not_the_last_is_the_model_kept(raw_file, tmp_path, monk
         result["macro_f1"] = next(dev_f1, result["macro_f1"])
         return result
 
-    monkeypatch.setattr(train, "compute_metrics", metrics)
+    monkeypatch.setattr(metrics_module, "compute_metrics", metrics)  # train.main imports it when it runs
     results = _run(raw_file, tmp_path, "--num_train_epochs", "2", "--learning_rate", "0.002",
                    "--max_length", "32", "--max_position_embeddings", "64")
     best_step, last_step = _assert_best_model_kept(tmp_path)
