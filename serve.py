@@ -131,6 +131,7 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
 
     from fastformer.inference.batching import QueueFull, RequestBatcher
     from fastformer.inference.predictor import NonFiniteOutputError
+    from fastformer.inference.schemas import RESPONSES, HealthResponse
 
     batcher = RequestBatcher(predictor.predict, max_batch_texts=max_batch_texts or getattr(predictor, "batch_size", 64),
                              max_wait_s=batch_wait_ms / 1000.0, max_queue_texts=max_queue_texts)
@@ -157,7 +158,7 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
     async def _internal_error(request: Request, exc: Exception):
         return JSONResponse(status_code=500, content={"detail": f"internal server error ({type(exc).__name__})"})
 
-    @app.get("/health")
+    @app.get("/health", response_model=None, responses={200: {"model": HealthResponse}})
     def health():
         info = predictor.info() if hasattr(predictor, "info") else {"labels": list(predictor.labels)}
         return {"status": "ok", **info, "max_body_bytes": max_body_bytes, "max_texts": max_texts,
@@ -165,6 +166,8 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
 
     @app.post(
         "/predict",
+        response_model=None,
+        responses=RESPONSES,
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["texts"],
             "properties": {"texts": {"type": "array", "items": {"type": "string"}, "maxItems": max_texts}},

@@ -111,6 +111,11 @@ def word_vectors_file(data_args, model_args, data_dir: str, tokenizer, train_tex
     return path
 
 
+def _rounded(value) -> str:
+    """A metric as printed: 4 decimals, or "n/a" (no such split)."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _eval_entry(log_history: list, step: Optional[int]) -> dict:
     """The dev metrics logged at `step` (the last evaluation when step is None)."""
     entries = [e for e in log_history if "eval_macro_f1" in e and (step is None or e.get("step") == step)]
@@ -257,9 +262,9 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
         if writer:
             write_json_record(os.path.join(output_dir, "test_results.json"), results)
         logger.info(
-            "dev macro-F1 %.4f accuracy %.4f | test macro-F1 %s accuracy %s | model in %s",
-            results.get("dev_macro_f1", float("nan")), results.get("dev_accuracy", float("nan")),
-            results.get("test_macro_f1"), results.get("test_accuracy"), model_dir,
+            "dev macro-F1 %s accuracy %s | test macro-F1 %s accuracy %s | model in %s",
+            *(_rounded(results.get(k)) for k in ("dev_macro_f1", "dev_accuracy", "test_macro_f1", "test_accuracy")),
+            model_dir,
         )
     close_processes(training_args)
     return results

@@ -40,6 +40,7 @@ __all__ = [
 SAMPLING_MODES = ("balanced", "none", "weighted_loss")
 LOGIT_ADJUSTMENTS = ("none", "dev")
 RESOLVED_ARGS = "resolved_args.json"
+OUTPUT_DIR_FIELD = "{output_dir}"  # in input_file / data_dir: replaced by --output_dir
 RESOLVED_ARGS_HISTORY = "resolved_args_history.jsonl"
 
 
@@ -51,7 +52,8 @@ class DataArguments:
         default="data/reviews_Electronics_5.json.gz",
         metadata={
             "help": "Raw Amazon review file (2014/2018 .json(.gz) or 2023 .jsonl(.gz)); it is sampled and split into "
-            "data_dir. An empty string uses data_dir as an already prepared dataset (train/dev/test.jsonl)."
+            "data_dir. An empty string uses data_dir as an already prepared dataset (train/dev/test.jsonl). "
+            "'{output_dir}' in it (or in data_dir) stands for output_dir."
         },
     )
     data_dir: Optional[str] = field(
@@ -290,6 +292,10 @@ def parse_args(argv: Optional[Sequence[str]] = None):
         )
     except ValueError as exc:  # TrainingArguments.__post_init__ on inconsistent values
         raise UserError(" ".join(str(exc).split())) from None
+    for name in ("input_file", "data_dir"):  # e.g. configs/tiny.json: "{output_dir}/raw/reviews.json.gz"
+        value = getattr(data_args, name)
+        if value and OUTPUT_DIR_FIELD in value:
+            setattr(data_args, name, value.replace(OUTPUT_DIR_FIELD, training_args.output_dir))
     if remaining:
         flags = [arg[2:] for arg in remaining if arg.startswith("--")]
         raise UserError(_unknown(flags, known, "argument") if flags else

@@ -316,6 +316,17 @@ def test_clis(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_prepare_takes_train_pys_flag_names_and_the_older_ones(tmp_path):
+    raw = str(tmp_path / "reviews.json.gz")
+    generate_demo_reviews(raw, 200, seed=4)
+    common = ["--input_file", raw, "--num_samples", "100", "--no_progress"]
+    new = prepare_main([*common, "--output_dir", str(tmp_path / "new"), "--data_seed", "7", "--balanced_sample"])
+    old = prepare_main([*common, "--output_dir", str(tmp_path / "old"), "--seed", "7", "--balanced"])
+    assert new["args"]["seed"] == old["args"]["seed"] == 7 and new["args"]["balanced"] is old["args"]["balanced"] is True
+    for split in ("train", "dev", "test"):
+        assert (tmp_path / "new" / f"{split}.jsonl").read_bytes() == (tmp_path / "old" / f"{split}.jsonl").read_bytes()
+
+
 def test_demo_data_is_marked_skewed_varied_and_seeded(tmp_path):
     a, b, c = (str(tmp_path / f"{n}.json.gz") for n in "abc")
     summary = generate_demo_reviews(a, 3000, seed=9)

@@ -449,3 +449,14 @@ def test_init_from_copies_the_encoder_and_keeps_a_fresh_classifier(one_epoch, ra
     results = _run(raw_file, tmp_path / "init", "--num_train_epochs", "1", "--word_dropout", "0.1",
                    "--init_from", str(source_dir))
     assert results["vocab_size"] == len(tokenizer)
+
+
+def test_the_closing_line_prints_rounded_metrics(raw_file, tmp_path, caplog):
+    import logging
+    import re
+
+    with caplog.at_level(logging.INFO, logger="train"):
+        _run(raw_file, tmp_path, "--num_train_epochs", "1", "--max_steps", "2")
+    (line,) = [r.getMessage() for r in caplog.records if "test macro-F1" in r.getMessage()]
+    assert re.fullmatch(r"dev macro-F1 \d\.\d{4} accuracy \d\.\d{4} \| test macro-F1 \d\.\d{4} accuracy \d\.\d{4} "
+                        r"\| model in .+", line), line
