@@ -1,6 +1,6 @@
 """Write a trained model folder compactly (float16 weights on disk) and check that it predicts as the original.
 
-    python tools/compact_model.py --model_dir output/shipped/model --data_dir output/shipped/data \\
+    python -m tools.compact_model --model_dir output/shipped/model --data_dir output/shipped/data \\
         --output_dir models/fastformer-amazon-reviews-rating --results benchmarks/results/shipped_model.json
 
 The copy holds the same config, tokenizer and labels; its safetensors weights are float16 (loading restores float32).
@@ -33,10 +33,13 @@ CARD = "README.md"
 EXTRA_FILES = ("training_args.json",)
 
 
-def public_args(args: dict) -> dict:
-    """`args` with every absolute path replaced by its file name."""
-    return {key: os.path.basename(value.rstrip("/")) if isinstance(value, str) and os.path.isabs(value) else value
-            for key, value in args.items()}
+def public_args(args):
+    """`args` (nested dicts and lists) with every absolute path replaced by its file name."""
+    if isinstance(args, dict):
+        return {key: public_args(value) for key, value in args.items()}
+    if isinstance(args, list):
+        return [public_args(value) for value in args]
+    return os.path.basename(args.rstrip("/")) if isinstance(args, str) and os.path.isabs(args) else args
 
 
 def folder_bytes(path: str) -> int:
@@ -74,13 +77,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             with open(path, encoding="utf-8") as f:
                 extra[name] = public_args(json.load(f))
     card = os.path.join(args.output_dir, CARD)
-    card_text = open(card, encoding="utf-8").read() if os.path.isfile(card) else None
-    save_model_dir(model, tokenizer, args.output_dir, extra_json=extra, weights_dtype="float16")
-    if card_text is not None:
-        with open(card, "w", encoding="utf-8") as f:
-            f.write(card_text)
+    card_text = None
+    if os.path.isfile(card):
+        with open(card, encoding="utf-8") as f:
+            card_text = f.read()
+    save_model_dir(model, tokenizer, args.output_dir, extra_json=extra, weights_dtype="float16",
+                   extra_text={CARD: card_text} if card_text is not None else None)
 
-    results = {"command": "python tools/compact_model.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    results = {"command": "python -m tools.compact_model " + " ".join(sys.argv[1:] if argv is None else argv),
                "weights_bytes": {"float32": os.path.getsize(os.path.join(args.model_dir, WEIGHTS_FILE)),
                                  "float16": os.path.getsize(os.path.join(args.output_dir, WEIGHTS_FILE))},
                "folder_bytes": folder_bytes(args.output_dir), "splits": {}}
