@@ -27,8 +27,7 @@ import numpy as np
 from fastformer.cli import UserError, printable
 from fastformer.fileio import atomic_open, file_sha256
 
-from .reader import _join
-from .tables import ROW_PROBLEMS, TableReader, table_format
+from .tables import ROW_PROBLEMS, TableReader, join_text, table_format
 
 __all__ = ["SKIP_REASONS", "Example", "LabelledFileReader", "label_name", "read_label_file", "sort_labels",
            "order_labels", "read_labelled_file", "prepare_labelled_files", "DEFAULT_DEV_SHARE"]
@@ -83,14 +82,6 @@ def label_name(value: object) -> str:
     return name
 
 
-def _text_part(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (dict, list)):
-        raise _Skip("bad_text")
-    return " ".join(str(value).split())
-
-
 class LabelledFileReader:
     """The usable `Example`s of one labelled file, counting what is skipped (`SKIP_REASONS`).
 
@@ -125,11 +116,13 @@ class LabelledFileReader:
         if missing:  # JSON lines: each record names its own fields
             raise UserError(f"{printable(self.path)}, line {line}: no column {printable(missing[0])!r} (the record "
                             f"has {', '.join(printable(k) for k in fields) or 'no fields'})")
-        parts = [part for part in (_text_part(fields[c]) for c in self.text_columns) if part]
-        if not parts:
+        text = join_text(fields, self.text_columns)
+        if text is None:
+            raise _Skip("bad_text")
+        if not text:
             raise _Skip("empty_text")
         label = label_name(fields[self.label_column]) if self.label_column else ""
-        return Example(line, _join(parts), label)
+        return Example(line, text, label)
 
     def __iter__(self) -> Iterator[Example]:
         self._reset()

@@ -11,13 +11,13 @@ import csv
 import io
 import json
 import os
-from typing import Dict, Iterator, List, NamedTuple, Optional
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence
 
 from fastformer.cli import UserError, printable
 
-from .reader import MAX_LINE_BYTES, LongLine, capped_lines, check_input_file, open_binary
+from .reader import MAX_LINE_BYTES, LongLine, _join, capped_lines, check_input_file, open_binary
 
-__all__ = ["TABLE_FORMATS", "EXTENSIONS", "ROW_PROBLEMS", "Row", "TableReader", "table_format"]
+__all__ = ["TABLE_FORMATS", "EXTENSIONS", "ROW_PROBLEMS", "Row", "TableReader", "table_format", "join_text"]
 
 TABLE_FORMATS = ("csv", "tsv", "jsonl")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -152,6 +152,21 @@ class TableReader:
                     yield Row(start, dict(zip(self.columns, fields)), None)
         finally:
             csv.field_size_limit(limit)
+
+
+def join_text(fields: Dict[str, object], columns: Sequence[str]) -> Optional[str]:
+    """The text of `columns` of a record, whitespace collapsed, joined as "first. second" (a period added unless the
+    first ends with punctuation; empty or null ones left out): "" when all are empty, None when one is a list or
+    an object."""
+    parts = []
+    for column in columns:
+        value = fields[column]
+        if isinstance(value, (dict, list)):
+            return None
+        part = "" if value is None else " ".join(str(value).split())
+        if part:
+            parts.append(part)
+    return _join(parts) if parts else ""
 
 
 def _has_surrogate(text: str) -> bool:
