@@ -1,17 +1,9 @@
-"""Official PyTorch Fastformer checkpoint (github.com/wuch15/Fastformer, the notebook's `Model`) -> Paddle model folder.
+"""Official PyTorch Fastformer checkpoint (github.com/wuch15/Fastformer) -> Paddle model folder.
 
     python -m fastformer.convert --torch_checkpoint model.pt --tokenizer_dir TOK --output_dir DIR
-        [--num_attention_heads N] [--layer_norm_eps 1e-12]
 
-The checkpoint may be a raw state dict or a dict holding it under "state_dict" / "model_state_dict" (a
-"module." prefix from DataParallel is dropped). Linear weights are transposed (torch [out, in] -> Paddle
-[in, out]); embeddings and LayerNorm are copied. The config is read from the shapes; only the LayerNorm epsilon
-and dropout are not in the weights (the official values are the defaults). PyTorch is imported only to read a
-`.pt` file or torch tensors: the mapping itself works on numpy arrays.
-
-The `.pt` file is read with `torch.load(weights_only=True)`, which unpickles only tensors and plain containers, never
-arbitrary objects; a file that needs more (e.g. a whole pickled `nn.Module`) is refused unless `--allow_pickle`
-(only for a file from a source you trust). The output folder holds `model.safetensors` (see `fastformer.model_folder`).
+The `.pt` file is read with `torch.load(weights_only=True)` (`--allow_pickle` only for a trusted file); the mapping
+works on numpy arrays (docs/internals.md).
 """
 
 from __future__ import annotations

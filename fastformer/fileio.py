@@ -1,21 +1,7 @@
-"""Atomic file writes: a file is either its old self or complete, never half-written.
+"""Atomic file writes (a file is its old self or complete, never half-written), gzip-or-plain reading, checksums.
 
-Every file the project writes for a user (results, model folders' JSON, prepared data, predictions) goes through
-`atomic_open` / `atomic_write` / `write_json`: the content goes to a temporary file in the same folder, is flushed to
-disk, and replaces the target with `os.replace` only when complete. An interrupted or failed write leaves the target
-untouched and removes the temporary file. `atomic_dir` does the same for a whole folder (model folders, checkpoints).
-A symlink is kept: the file it leads to is replaced. A FIFO, a device (/dev/null, a terminal) or an open descriptor
-(/dev/stdout, /dev/fd/N) is not a file to replace: it is written through, as the shell's `>>` would.
-
-Temporary names are `.<target name>.<host>-<pid>.<random>.tmp`, and the writer holds an `flock` on them. A killed
-writer leaves its temporary file or folder behind; the next write of the same target (`remove_leftovers`) removes
-those whose writer, on this host, is gone and holds no lock. A live writer's temporary file is never touched, nor is
-anything not named in that form.
-
-Plain or gzip files are read with `open_binary` (gzip recognised by its magic bytes).
-
-Weight files are recorded with their SHA-256 (`file_sha256`, `write_checksums` -> `checksums.json`) and checked when
-loaded (`check_checksums`): a damaged or changed file is an error naming it, before anything is read from it.
+`atomic_open` / `atomic_write` / `write_json` / `atomic_dir` write to a flocked temporary beside the target and swap
+it in when complete; links are followed, FIFOs and devices written through. Details: docs/internals.md.
 """
 
 from __future__ import annotations

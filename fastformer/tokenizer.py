@@ -1,13 +1,7 @@
 """Word-level tokenizer of the Fastformer reference code, as a PaddleNLP `PretrainedTokenizer`.
 
-The official code lower-cases the text and splits it with nltk's `word_tokenize`; `TOKEN_PATTERN` approximates it
-without nltk: runs of word characters, single punctuation marks, and the clitics split off the way the Penn
-Treebank does it ("don't" -> "do", "n't"; "it's" -> "it", "'s"). The vocabulary (`vocab.txt`, one token a line,
-id = line number) starts with `[PAD]` (0) and `[UNK]` (1); no special tokens are added around the text.
-
-`encode_batch` is the fast path (one compiled regex and dict lookups); `tokenizer(texts, ...)` goes through
-PaddleNLP's generic per-example code and gives the same ids. Text that happens to contain "[PAD]" or "[UNK]" is
-tokenized as ordinary text, so a review can never produce the padding id.
+Lower-cased text split like nltk's `word_tokenize` (`TOKEN_PATTERN`), vocabulary `[PAD]` 0, `[UNK]` 1, then one token
+a line; `encode_batch` is the fast path and gives the same ids as `tokenizer(texts)` (docs/internals.md).
 """
 
 from __future__ import annotations
@@ -123,6 +117,15 @@ class FastformerTokenizer(PretrainedTokenizer):
         get, unk, tokenize = lookup.get, self.vocab[self.unk_token], self._tokenize
         input_ids = [[get(t, unk) for t in tokenize(text)[:max_length]] for text in texts]
         return {"input_ids": input_ids, "attention_mask": [[1] * len(ids) for ids in input_ids]}
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # a loaded tokenizer's init_kwargs name the local file it came from: kept out of tokenizer_config.json
+        source = self.init_kwargs.pop("special_tokens_map_file", None)
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if source is not None:
+                self.init_kwargs["special_tokens_map_file"] = source
 
     def save_resources(self, save_directory: str) -> None:
         """Write the vocabulary to `vocab.txt` in `save_directory`."""

@@ -15,8 +15,9 @@ class Prediction(BaseModel):
 
     model_config = ConfigDict(extra="allow")  # fields a model or feature adds are passed through
 
-    rating: Optional[int] = Field(None, description="predicted star rating 1-5 (a rating model); null on error")
-    label: Optional[str] = Field(None, description="the predicted class's name (config.json id2label); null on error")
+    rating: Optional[int] = Field(None, description="stars 1-5: only from a rating model (labels \"1\"..\"5\"), absent "
+                                  "for other labels; null on error")
+    label: Optional[str] = Field(None, description="the predicted label's name (config.json id2label); null on error")
     probabilities: Optional[Dict[str, float]] = Field(None, description="probability of each class, by name")
     truncated_tokens: int = Field(0, description="tokens dropped past the model's max length (0: none)")
     unk_share: Optional[float] = Field(None, description="share of the text's tokens unknown to the vocabulary")

@@ -1,7 +1,9 @@
 """pyproject.toml: the wheel holds the packages (`fastformer`, `fastformer_data` from data_process/, `fastformer_cli`
-from the root's scripts), the C++ sources of the CPU kernels and the license; its dependencies are ranges without
-Paddle itself (an extra); and the fastformer-* commands of an installed wheel answer --help."""
+from the root's scripts), the C++ sources of the CPU kernels, the shipped model and the license; its dependencies are
+ranges without Paddle itself (an extra); the fastformer-* commands of an installed wheel answer --help, and
+fastformer-predict rates a review with the wheel's own model."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +15,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGES = {"fastformer": "fastformer", "fastformer/training": "fastformer/training",
             "fastformer/inference": "fastformer/inference", "data_process": "fastformer_data"}  # folder: in the wheel
+SHIPPED = "fastformer-amazon-reviews-rating"  # models/: the model predict.py uses without --model_dir
 SCRIPTS = {"train": "fastformer-train", "evaluate": "fastformer-evaluate", "predict": "fastformer-predict",
            "export_model": "fastformer-export", "serve": "fastformer-serve"}
 
@@ -22,6 +25,8 @@ def package_files():
     files = {f"{name}/{f}" for folder, name in PACKAGES.items()
              for f in os.listdir(os.path.join(ROOT, folder)) if f.endswith(".py")}
     files |= {f"fastformer_cli/{script}.py" for script in SCRIPTS} | {"fastformer/training/train_help.txt"}
+    shipped = os.path.join(ROOT, "models", SHIPPED)
+    files |= {f"fastformer_models/{SHIPPED}/{f}" for f in os.listdir(shipped)}
     return files | {f"fastformer/csrc/{f}" for f in os.listdir(os.path.join(ROOT, "fastformer", "csrc"))}
 
 
@@ -33,7 +38,7 @@ def wheel(tmp_path_factory):
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE", *(f"{s}.py" for s in SCRIPTS)):
         shutil.copy(os.path.join(ROOT, name), src / name)
-    for package in ("fastformer", "data_process", "reproduction"):  # reproduction must stay out of the wheel
+    for package in ("fastformer", "data_process", "models", "reproduction"):  # reproduction stays out of the wheel
         shutil.copytree(os.path.join(ROOT, package), src / package, ignore=shutil.ignore_patterns("__pycache__"))
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                            "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=600)
@@ -83,3 +88,8 @@ def test_installed_commands_answer_help(wheel, tmp_path):
                               cwd=work, timeout=300)
         assert done.returncode == 0, (command, done.stderr[-2000:])
         assert done.stdout.startswith(f"usage: {command}"), (command, done.stdout[:200])
+    done = subprocess.run([str(target / "bin" / "fastformer-predict"), "--format", "jsonl", "--precision", "fp32",
+                           "Great product, works perfectly."], capture_output=True, text=True, env=env, cwd=work,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["rating"] == 5  # the wheel's own model, found without --model_dir
