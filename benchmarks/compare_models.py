@@ -231,7 +231,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     work_dir = args.work_dir or os.path.join(ROOT, "output", "compare", args.name)
     for split in ("train", "dev", "test"):
         if not os.path.isfile(os.path.join(args.data_dir, f"{split}.jsonl")):
-            raise SystemExit(f"--data_dir {args.data_dir!r} lacks {split}.jsonl (prepare it with fastformer_data.prepare)")
+            raise SystemExit(f"--data_dir {args.data_dir!r} lacks {split}.jsonl "
+                             "(prepare it with fastformer_data.prepare)")
     stats_file = os.path.join(args.data_dir, "stats.json")
     data_stats = json.load(open(stats_file, encoding="utf-8")) if os.path.isfile(stats_file) else {}
     results = {}

@@ -55,7 +55,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         seconds = {"train": run(["train.py", "configs/demo.json", "--output_dir", out])}
         seconds["evaluate"] = run(["evaluate.py", "--model_dir", f"{out}/model"])
         seconds["export"] = run(["export_model.py", "--model_dir", f"{out}/model", "--output_dir", f"{out}/export"])
-        run(["evaluate.py", "--model_dir", f"{out}/export", "--precision", "fp32", "--output_dir", f"{out}/eval_export"])
+        run(["evaluate.py", "--model_dir", f"{out}/export", "--precision", "fp32",
+             "--output_dir", f"{out}/eval_export"])
         with open(f"{out}/test_results.json") as f:
             trained = json.load(f)
         with open(f"{out}/eval_test/eval_results.json") as f:

@@ -1,4 +1,5 @@
-"""Fastformer in PaddleNLP's Auto classes: `AutoModel*` and `AutoTokenizer.from_pretrained(model_dir)` (docs/library.md).
+"""Fastformer in PaddleNLP's Auto classes: `AutoModel*` and `AutoTokenizer.from_pretrained(model_dir)`
+(docs/library.md).
 
 PaddleNLP 2.8.1 maps a folder's `architectures` / `tokenizer_class` to a name through mappings in
 `paddlenlp.transformers.auto` and then imports `paddlenlp.transformers.<name>.modeling` (or `.tokenizer`).

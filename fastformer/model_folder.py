@@ -49,8 +49,9 @@ def build_model(
     """A freshly initialised classifier sized to `tokenizer`, with the labels `label_names` in class-id order (default:
     the star ratings).
 
-    `word_vectors`: a vector file (`word v1 v2 ...` a line, e.g. GloVe or `python -m fastformer_data.word_vectors`) whose vectors
-    replace the initial word embeddings of the vocabulary words it holds (the others keep their random init).
+    `word_vectors`: a vector file (`word v1 v2 ...` a line, e.g. GloVe or `python -m fastformer_data.word_vectors`)
+    whose vectors replace the initial word embeddings of the vocabulary words it holds (the others keep their random
+    init).
     """
     id2label, label2id = label_maps(label_names)
     config = FastformerConfig(

@@ -1,5 +1,6 @@
 """`fastformer.pipeline(model_dir)(["text", ...])`: predictions in one line, in the spirit of PaddleNLP's Taskflow and
-Hugging Face's `pipeline` (docs/library.md). A thin wrapper over `loader.load_predictor`; results as `Predictor.predict`.
+Hugging Face's `pipeline` (docs/library.md). A thin wrapper over `loader.load_predictor`; results as
+`Predictor.predict`.
 """
 
 from __future__ import annotations

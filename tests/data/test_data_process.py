@@ -322,7 +322,8 @@ def test_prepare_takes_train_pys_flag_names_and_the_older_ones(tmp_path):
     common = ["--input_file", raw, "--num_samples", "100", "--no_progress"]
     new = prepare_main([*common, "--output_dir", str(tmp_path / "new"), "--data_seed", "7", "--balanced_sample"])
     old = prepare_main([*common, "--output_dir", str(tmp_path / "old"), "--seed", "7", "--balanced"])
-    assert new["args"]["seed"] == old["args"]["seed"] == 7 and new["args"]["balanced"] is old["args"]["balanced"] is True
+    assert new["args"]["seed"] == old["args"]["seed"] == 7
+    assert new["args"]["balanced"] is old["args"]["balanced"] is True
     for split in ("train", "dev", "test"):
         assert (tmp_path / "new" / f"{split}.jsonl").read_bytes() == (tmp_path / "old" / f"{split}.jsonl").read_bytes()
 

@@ -44,8 +44,8 @@ def _skip_only_for_missing_torch(exc: ModuleNotFoundError):
 
 
 def test_the_module_list_is_not_empty():
-    assert {"fastformer.modeling", "fastformer.training.trainer", "fastformer.inference.loader", "fastformer_data.reader",
-            "reproduction.alignment", "train", "export_model"} <= set(repo_modules())
+    assert {"fastformer.modeling", "fastformer.training.trainer", "fastformer.inference.loader",
+            "fastformer_data.reader", "reproduction.alignment", "train", "export_model"} <= set(repo_modules())
 
 
 @pytest.mark.parametrize("name", repo_modules())

@@ -311,8 +311,8 @@ def test_bad_raw_input_is_one_line_naming_the_file(tmp_path, capsys):
 
 def test_a_script_exits_2_with_one_line(tmp_path):
     """A script itself (not only its main()): one line on stderr, exit status 2 (the data pipeline: no paddle to load)."""
-    proc = subprocess.run([sys.executable, "-m", "fastformer_data.prepare", "--input_file", str(tmp_path), "--output_dir",
-                           str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "fastformer_data.prepare", "--input_file", str(tmp_path),
+                           "--output_dir", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == f"prepare.py: error: input file {str(tmp_path)!r} is a folder, not a review file"
 
 
