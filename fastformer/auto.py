@@ -5,17 +5,17 @@ PaddleNLP 2.8.1 maps a folder's `architectures` / `tokenizer_class` to a name th
 `paddlenlp.transformers.auto` and then imports `paddlenlp.transformers.<name>.modeling` (or `.tokenizer`).
 `register()` adds "Fastformer" -> "fastformer" to those mappings and names fastformer's modules under
 `paddlenlp.transformers.fastformer` in `sys.modules`; PaddleNLP's files stay as they are. `import fastformer` calls
-`register_when_loaded()`: now if paddlenlp.transformers is loaded, else right after it loads (an import hook), so
+`register_when_loaded()`: now if paddlenlp.transformers is loaded, else right after it loads (`import_hooks`), so
 `import fastformer` itself does not load paddle.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import sys
 import types
-from typing import Optional
+
+from .import_hooks import after_import
 
 __all__ = ["register", "register_when_loaded", "is_registered"]
 
@@ -64,51 +64,6 @@ def is_registered() -> bool:
     return _registered
 
 
-class _RegisterAfterLoad(importlib.abc.MetaPathFinder):
-    """Finds `paddlenlp.transformers` as the other finders do, and calls `register()` once it has loaded."""
-
-    def find_spec(self, fullname: str, path, target=None):
-        if fullname != TRIGGER:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _ThenRegister(spec.loader)
-                return spec
-        return None
-
-
-class _ThenRegister(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader):
-        self.loader = loader
-
-    def create_module(self, spec) -> Optional[types.ModuleType]:
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        self.loader.exec_module(module)
-        _uninstall()
-        register()
-
-    def __getattr__(self, attr: str):  # get_source, get_filename ... as the wrapped loader's
-        return getattr(self.loader, attr)
-
-
-_finder = _RegisterAfterLoad()
-
-
-def _uninstall() -> None:
-    if _finder in sys.meta_path:
-        sys.meta_path.remove(_finder)
-
-
 def register_when_loaded() -> None:
     """`register()` now if paddlenlp.transformers is loaded, else as soon as it is."""
-    module = sys.modules.get(TRIGGER)
-    if module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False):
-        register()
-    elif _finder not in sys.meta_path and not _registered:
-        sys.meta_path.insert(0, _finder)
+    after_import(TRIGGER, register)

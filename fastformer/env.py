@@ -11,6 +11,8 @@ import logging
 import os
 import warnings
 
+from .import_hooks import after_import
+
 __all__ = ["set_training_threads"]
 
 os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
@@ -28,7 +30,13 @@ if logging.getLogger("datasets").level == logging.NOTSET:
 
 
 def set_training_threads() -> None:
-    """OMP_NUM_THREADS and MKL_NUM_THREADS = the cores, shared among the processes of this machine."""
+    """OMP_NUM_THREADS and MKL_NUM_THREADS = the cores, shared among the processes of this machine.
+
+    OMP_NUM_THREADS is set right after paddle has loaded: paddle prints a warning when it finds it above 1 and sets
+    it to 1 when unset, and the Intel OpenMP runtime of its MKL, like the compiled kernels of `cpu_ops`, reads it
+    only when first used, later."""
     processes_here = max(1, int(os.environ.get("PADDLE_LOCAL_SIZE") or 1))  # set by paddle.distributed.launch
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes_here)))
-    os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // processes_here))
+    os.environ.setdefault("MKL_NUM_THREADS", threads)
+    if "OMP_NUM_THREADS" not in os.environ:
+        after_import("paddle", lambda: os.environ.__setitem__("OMP_NUM_THREADS", threads))

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 # (room, level, module patterns); patterns are dotted module names matched with fnmatch
 ROOMS: List[Tuple[str, int, Tuple[str, ...]]] = [
-    ("utilities", 0, ("fastformer.cli", "fastformer.fileio", "fastformer.env")),
+    ("utilities", 0, ("fastformer.cli", "fastformer.fileio", "fastformer.env", "fastformer.import_hooks")),
     ("metrics", 2, ("fastformer.metrics",)),
     ("training", 3, ("fastformer.training", "fastformer.training.*")),
     ("inference", 3, ("fastformer.inference", "fastformer.inference.*")),

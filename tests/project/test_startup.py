@@ -50,3 +50,24 @@ def test_asks_for_help_reads_argv_as_argparse_does():
     assert stored_help.asks_for_help(["--help"]) and stored_help.asks_for_help(["c.json", "--x", "1", "-h"])
     assert not stored_help.asks_for_help(["c.json", "--output_dir", "out"])
     assert not stored_help.asks_for_help(["--", "--help"])  # after '--' it is a value
+
+
+QUIET_IMPORTS = """
+import ctypes, os
+import fastformer.training  # a training process: sets the thread counts
+import paddle, paddlenlp.transformers, paddlenlp.trainer
+paddle.matmul(paddle.ones([64, 64]), paddle.ones([64, 64]))
+iomp = ctypes.CDLL(os.path.join(os.path.dirname(paddle.__file__), "libs", "libiomp5.so"))
+print(os.environ["OMP_NUM_THREADS"], os.environ["MKL_NUM_THREADS"], iomp.omp_get_max_threads())
+"""
+
+
+def test_a_training_process_loads_paddle_without_third_party_warnings_and_with_its_threads():
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PADDLE_LOCAL_SIZE")}
+    done = subprocess.run([sys.executable, "-c", QUIET_IMPORTS], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for message in ("No ccache found", "distutils", "PyTorch version", "OMP_NUM_THREADS set to", "Warning"):
+        assert message not in done.stderr, done.stderr[-2000:]
+    cores = str(os.cpu_count() or 1)
+    assert done.stdout.split() == [cores, cores, cores]  # paddle alone would leave OpenMP at 1 thread
