@@ -299,8 +299,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("--output", required=True, help="file to write (gzip-compressed if it ends with .gz)")
-    parser.add_argument("--num_reviews", type=int, default=50000, help="number of synthetic reviews (default 50000)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    # --demo_num_reviews and --demo_seed: train.py's names of the same two settings
+    parser.add_argument("--num_reviews", "--demo_num_reviews", dest="num_reviews", type=int, default=50000,
+                        help="number of synthetic reviews (default 50000)")
+    parser.add_argument("--seed", "--demo_seed", dest="seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--format", dest="fmt", choices=FORMATS, default="2014", help="raw layout to imitate (default 2014)")
     parser.add_argument("--bad_records", action="store_true", help="also write one bad line per skip reason (for tests)")
     args = parser.parse_args(argv)

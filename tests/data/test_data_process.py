@@ -310,6 +310,9 @@ def test_clis(tmp_path, capsys):
     raw = str(tmp_path / "Electronics.jsonl")
     summary = demo_main(["--output", raw, "--num_reviews", "120", "--seed", "2", "--format", "2023"])
     assert summary["num_reviews"] == 120
+    again = str(tmp_path / "again.jsonl")  # train.py's flag names give the same file
+    demo_main(["--output", again, "--demo_num_reviews", "120", "--demo_seed", "2", "--format", "2023"])
+    assert open(raw, "rb").read() == open(again, "rb").read()
     stats = prepare_main(["--input_file", raw, "--output_dir", str(tmp_path / "o"), "--num_samples", "100", "--no_progress",
                           "--text_fields", "title", "text"])
     assert stats["source"]["detected_format"] == "2023" and stats["args"]["text_fields"] == ["title", "text"]
