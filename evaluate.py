@@ -19,23 +19,24 @@ written whole or not at all); prints the report and the matrix. A model giving N
 malformed data file or an unusable model folder is a one-line error (exit status 2) and writes nothing.
 """
 
+import fastformer.env  # noqa: F401  (first, before paddle loads: MKL settings)
+
+import argparse
 import os
+import sys
+import time
+from typing import List, Optional, Sequence
 
-import fastformer  # noqa: F401  (before paddle: sets MKL_DEBUG_CPU_TYPE)
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from typing import List, Optional, Sequence  # noqa: E402
-
-import numpy as np  # noqa: E402
-from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support  # noqa: E402
-
-from data_process import read_split  # noqa: E402
-from fastformer.cli import UserError, printable, run_main  # noqa: E402
-from fastformer.fileio import atomic_open, write_json  # noqa: E402
-from fastformer.predictor import NonFiniteOutputError, Predictor, add_predictor_args  # noqa: E402
-from fastformer.training import classification_metrics  # noqa: E402
+from fastformer.cli import UserError, printable, run_main
+from fastformer.fileio import atomic_open, write_json
+from fastformer.inference.args import add_predictor_args
+from fastformer.inference.loader import predictor_from_args
+from fastformer.inference.predictor import NonFiniteOutputError
+from fastformer.metrics import classification_metrics
+from fastformer.splits import read_split
 
 SPLITS = ("test", "dev", "train")
 
@@ -131,7 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UserError(f"--output_dir {output_dir!r} is a file, not a folder")
 
-    predictor = Predictor.from_args(args)
+    predictor = predictor_from_args(args)
     try:
         texts, labels = read_split(data_file)
     except ValueError as exc:  # names the file and the line

@@ -16,11 +16,13 @@ Reduced precision: where this CPU computes bfloat16 (avx512_bf16 / AMX), the exp
 compared with fp32 on the dev split (--precision_data, default: data/dev.jsonl next to the model folder, i.e.
 train.py's <output_dir>/data): the share of identical predicted ratings (at least 99.5 %) and the macro-F1 change
 (at most 0.3 points) are printed and recorded in manifest.json ("quality_gate"); predictors use bf16 only where
-it passed (`fastformer/precision.py`). Where the CPU lacks bf16 the manifest says so and the first predictor on a
+it passed (`fastformer/inference/precision.py`). Where the CPU lacks bf16 the manifest says so and the first predictor on a
 CPU that has it runs the check. `--precision fp32` skips it.
 """
 
 from __future__ import annotations
+
+import fastformer.env  # noqa: F401  (first, before paddle loads: MKL settings)
 
 import argparse
 import json
@@ -28,12 +30,11 @@ import os
 import sys
 from typing import Optional, Sequence
 
-import fastformer  # noqa: F401  (sets MKL_DEBUG_CPU_TYPE before paddle loads)
 from fastformer.cli import printable
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    from fastformer.predictor import add_allow_pickle_arg
+    from fastformer.inference.args import add_allow_pickle_arg
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
@@ -44,7 +45,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "max_length; max_position_embeddings for a folder that does not record one)")
     parser.add_argument("--onnx", action="store_true", help="also write model.onnx through paddle2onnx")
     parser.add_argument("--tolerance", type=float, default=None, help="max abs logits difference allowed (1e-5)")
-    from fastformer.precision import precision_arg
+    from fastformer.inference.precision import precision_arg
 
     parser.add_argument("--precision", type=precision_arg, default="auto", metavar="{auto,fp32,bf16}",
                         help="auto/bf16: check bf16 against fp32 on the dev split where this CPU has bf16 and record "
@@ -58,7 +59,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    from fastformer.export import PARITY_TOLERANCE, ExportParityError, export_model
+    from fastformer.inference.export import PARITY_TOLERANCE, ExportParityError, export_model
 
     if args.precision_data is not None and not os.path.isfile(args.precision_data):
         print(f"error: --precision_data {args.precision_data!r} does not exist", file=sys.stderr)

@@ -24,6 +24,8 @@ be used, or the model gives NaN/Inf (one line on standard error).
 
 from __future__ import annotations
 
+import fastformer.env  # noqa: F401  (first, before paddle loads: MKL settings)
+
 import argparse
 import contextlib
 import io
@@ -34,7 +36,6 @@ import stat
 import sys
 from typing import BinaryIO, Dict, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
-import fastformer  # noqa: F401  (sets MKL_DEBUG_CPU_TYPE before paddle loads)
 from data_process.reader import MAX_LINE_BYTES, LongLine, capped_lines
 from fastformer.cli import UserError, printable, run_main
 from fastformer.fileio import atomic_open
@@ -58,7 +59,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="write here instead of standard output ('-': standard output); not the input file")
     parser.add_argument("--no_progress", action="store_true",
                         help="no progress bar (else shown for input files over 1 MiB or stdin when stderr is a tty)")
-    from fastformer.predictor import add_predictor_args
+    from fastformer.inference.args import add_predictor_args
 
     add_predictor_args(parser)
     args = parser.parse_args(argv)
@@ -239,7 +240,7 @@ def predict_records(predictor, records: Iterable[dict], writer) -> Dict[str, int
     """Predict the records without an error and write every record, in order, a chunk at a time (bounded
     memory); counts of predicted, failed, truncated and mostly-unknown records. Non-finite model outputs are a
     UserError naming the lines (or text arguments)."""
-    from fastformer.predictor import NonFiniteOutputError
+    from fastformer.inference.predictor import NonFiniteOutputError
 
     counts = {"predicted": 0, "errors": 0, "truncated": 0, "unknown": 0}
     for chunk in _chunks(records, CHUNK):
@@ -317,7 +318,7 @@ def check_not_model_folder(output: str, model_dir: str) -> None:
     if os.path.commonpath([target, model]) == model:
         raise UserError(f"--output {output!r} is inside the model folder {model_dir!r}: write the predictions "
                         "elsewhere")
-    from fastformer.predictor import model_folder_marker
+    from fastformer.inference.folders import model_folder_marker
 
     folder = os.path.dirname(target)
     marker = model_folder_marker(folder)
@@ -337,9 +338,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Predict as on the command line; user errors raise `UserError` (one line and status 2 through `run_main`)."""
     args = parse_args(argv)
     check_paths(args)
-    from fastformer.predictor import Predictor
+    from fastformer.inference.loader import predictor_from_args
 
-    predictor = Predictor.from_args(args)
+    predictor = predictor_from_args(args)
     to_file = args.output not in (None, "-")
     bar, info = None, {}
     with contextlib.ExitStack() as stack:

@@ -14,18 +14,20 @@ a "detail" message. A model giving NaN/Inf outputs (damaged weights) answers 500
 made-up rating. `GET /health` says the model is loaded. The interactive docs page (/docs) is off unless --docs is
 given: it loads Swagger UI from a third-party CDN into the browser; /openapi.json is always served.
 
-Concurrent requests are batched (`fastformer.batching.RequestBatcher`): the requests waiting while a forward pass
+Concurrent requests are batched (`fastformer.inference.batching.RequestBatcher`): the requests waiting while a forward pass
 runs go into the next one together, up to --max_batch_texts texts (default: --batch_size), waiting at most
 --batch_wait_ms for more to arrive; every request still gets exactly its own answers. More than --max_queue_texts
 waiting texts: 503. `--max_batch_texts 1` serves one request per forward pass. --precision picks fp32 or bf16
-(`fastformer.precision`).
+(`fastformer.inference.precision`).
 
-Slow clients are bounded (`fastformer.server_limits`): at most --max_connections open connections (lowered to what
+Slow clients are bounded (`fastformer.inference.server_limits`): at most --max_connections open connections (lowered to what
 the open-files limit allows; one more closes the one that has waited longest for its request headers), request
 headers complete within --header_timeout seconds and a body within --body_timeout seconds, else 408.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations (`request: Request`).
+import fastformer.env  # noqa: F401  (first, before paddle loads: MKL settings)
+
 import argparse
 import asyncio
 import contextlib
@@ -34,7 +36,6 @@ import socket
 import sys
 from typing import Optional, Sequence
 
-import fastformer  # noqa: F401  (sets MKL_DEBUG_CPU_TYPE before paddle loads)
 from fastformer.cli import UserError, run_main
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB
@@ -119,7 +120,7 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
                max_batch_texts: Optional[int] = None, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
                max_queue_texts: int = DEFAULT_MAX_QUEUE_TEXTS, docs: bool = False,
                body_timeout: float = DEFAULT_BODY_TIMEOUT):
-    """The FastAPI application serving `predictor` (a `fastformer.predictor.Predictor` or anything with
+    """The FastAPI application serving `predictor` (a `fastformer.inference.predictor.Predictor` or anything with
     `predict(texts)` and `labels`); concurrent requests share forward passes of up to `max_batch_texts` texts
     (default: the predictor's batch_size). `docs`: serve the Swagger UI page at /docs (it loads from a CDN)."""
     if max_body_bytes < 1 or max_texts < 1 or not body_timeout > 0:
@@ -128,8 +129,8 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
-    from fastformer.batching import QueueFull, RequestBatcher
-    from fastformer.predictor import NonFiniteOutputError
+    from fastformer.inference.batching import QueueFull, RequestBatcher
+    from fastformer.inference.predictor import NonFiniteOutputError
 
     batcher = RequestBatcher(predictor.predict, max_batch_texts=max_batch_texts or getattr(predictor, "batch_size", 64),
                              max_wait_s=batch_wait_ms / 1000.0, max_queue_texts=max_queue_texts)
@@ -208,10 +209,10 @@ def listen_socket(host: str, port: int) -> socket.socket:
 def uvicorn_config(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
                    max_connections: int = DEFAULT_MAX_CONNECTIONS, header_timeout: float = DEFAULT_HEADER_TIMEOUT,
                    **kwargs):
-    """uvicorn's Config for `app` with the connection and header-time bounds of `fastformer.server_limits`."""
+    """uvicorn's Config for `app` with the connection and header-time bounds of `fastformer.inference.server_limits`."""
     import uvicorn
 
-    from fastformer.server_limits import ACCEPT_BACKLOG, limited_h11_protocol
+    from fastformer.inference.server_limits import ACCEPT_BACKLOG, limited_h11_protocol
 
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, backlog=ACCEPT_BACKLOG,
                           http=limited_h11_protocol(max_connections, header_timeout),
@@ -242,7 +243,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="how long the first waiting request may wait for others to join its batch")
     parser.add_argument("--max_queue_texts", type=int, default=DEFAULT_MAX_QUEUE_TEXTS,
                         help="texts allowed to wait; requests beyond get 503")
-    from fastformer.predictor import add_predictor_args
+    from fastformer.inference.args import add_predictor_args
 
     add_predictor_args(parser)
     args = parser.parse_args(argv)
@@ -264,7 +265,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Serve as on the command line; user errors (model folder, busy port) raise `UserError`."""
     args = parse_args(argv)
-    from fastformer.server_limits import FD_RESERVE, connection_budget, fd_limit
+    from fastformer.inference.server_limits import FD_RESERVE, connection_budget, fd_limit
 
     budget = connection_budget()
     if budget < 1:
@@ -275,9 +276,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.max_connections = budget
     sock = listen_socket(args.host, args.port)  # before loading the model: a busy port fails at once
     try:
-        from fastformer.predictor import Predictor
+        from fastformer.inference.loader import predictor_from_args
 
-        predictor = Predictor.from_args(args)
+        predictor = predictor_from_args(args)
         import uvicorn
 
         app = create_app(predictor, max_body_bytes=args.max_body_bytes, max_texts=args.max_texts, docs=args.docs,

@@ -7,9 +7,9 @@ Measures, and prints and writes to a JSON file:
   `tokenizer(texts, truncation=True, max_length=...)` on the same texts, in reviews/s, checking the ids agree.
 
 Default size (60,000 synthetic reviews, 40,000 train texts) runs in about a minute on one core:
-    python benchmarks/bench_data.py --output benchmarks/results/data_cpu.json
+    python -m benchmarks.bench_data --output benchmarks/results/data_cpu.json
 Memory on a large file, pipeline only (generating 2M reviews takes ~5 min; --input_file takes an existing file):
-    python benchmarks/bench_data.py --num_reviews 2000000 --skip_tokenizer
+    python -m benchmarks.bench_data --num_reviews 2000000 --skip_tokenizer
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
+
+from benchmarks import common
+from data_process.demo_data import generate_demo_reviews
+from fastformer.splits import read_split
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, ROOT)
-
-import common  # noqa: E402
-from data_process import generate_demo_reviews, read_split  # noqa: E402
 
 # Run in the child: time prepare_dataset alone and report the child's own peak RSS (KiB on Linux).
 CHILD = """
 import json, resource, sys, time
-from data_process import prepare_dataset
+from data_process.prepare import prepare_dataset
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 stats = prepare_dataset(sys.argv[1], sys.argv[2], num_samples=int(sys.argv[3]), show_progress=False, overwrite=True)

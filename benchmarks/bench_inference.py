@@ -1,6 +1,6 @@
-"""Inference throughput (reviews/s) of `fastformer.predictor.Predictor`: Paddle Inference (oneDNN fp32, oneDNN bf16,
+"""Inference throughput (reviews/s) of `fastformer.inference.predictor.Predictor`: Paddle Inference (oneDNN fp32, oneDNN bf16,
 no oneDNN) against Paddle dygraph, and as anchors PyTorch eager (fp32 and bf16 autocast) when
-`fastformer.torch_reference` imports, and ONNX Runtime fp32 on the export's `model.onnx` when onnxruntime is
+`reproduction.torch_reference` imports, and ONNX Runtime fp32 on the export's `model.onnx` when onnxruntime is
 installed (`pip install -r benchmarks/requirements.txt`; not a dependency of the project), on CPU.
 
 Paper-size classifier (hidden 256, 2 layers, 16 heads, intermediate 256) with random weights; the vocabulary is
@@ -11,15 +11,15 @@ column runs the same tokenization, batching and softmax around `torch_reference.
 Batch 1 (one review per call, latency-bound) and batch 64 (throughput). Each case runs in its own child process
 with OMP/MKL threads = --threads and MKL_DEBUG_CPU_TYPE=5.
 
-bf16 rows run only where the CPU computes bfloat16 natively (avx512_bf16 / AMX, `fastformer.precision`); elsewhere
+bf16 rows run only where the CPU computes bfloat16 natively (avx512_bf16 / AMX, `fastformer.inference.precision`); elsewhere
 the row is skipped with the reason (PyTorch's bf16 autocast still runs there, emulated, and says so through the CPU
 flags). There is no int8 row: Paddle 3.3 Inference has no CPU int8 path for this model (`precision.INT8_UNAVAILABLE`,
 stored in the JSON). The JSON records the CPU model, its AVX-512 / bf16 / VNNI / AMX flags and what Paddle's oneDNN
 build detects ("setup" -> "cpu_features").
 
-    python benchmarks/bench_inference.py --output benchmarks/results/inference_cpu.json      # ~1-2 min
-    python benchmarks/bench_inference.py --num_texts 1024 --steps 5 --threads 1
-    python benchmarks/bench_inference.py --cases inference_onednn,inference_bf16,torch,torch_bf16,onnxruntime
+    python -m benchmarks.bench_inference --output benchmarks/results/inference_cpu.json      # ~1-2 min
+    python -m benchmarks.bench_inference --num_texts 1024 --steps 5 --threads 1
+    python -m benchmarks.bench_inference --cases inference_onednn,inference_bf16,torch,torch_bf16,onnxruntime
 
 The figures compare the backends on the same inputs (the children also report the max abs difference of their
 probabilities from the dygraph model's on the first texts). On a machine other processes share they are noisy:
@@ -37,11 +37,10 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
-import common  # noqa: E402
+from benchmarks import common
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 CASES = ("inference_onednn", "inference_bf16", "inference_plain", "dygraph", "torch", "torch_bf16", "onnxruntime")
 CASE_NAMES = {
@@ -86,9 +85,10 @@ def prepare(args) -> dict:
     """Demo corpus -> tokenizer, random paper-size model folder, its export, and the benchmark texts."""
     import paddle
 
-    from data_process import generate_demo_reviews
-    from fastformer import precision, task
-    from fastformer.export import export_model
+    from data_process.demo_data import generate_demo_reviews
+    from fastformer.inference import precision
+    from fastformer import encoding, model_folder
+    from fastformer.inference.export import export_model
     from fastformer.tokenizer import FastformerTokenizer
 
     work = args.work_dir
@@ -98,12 +98,12 @@ def prepare(args) -> dict:
         reviews = [json.loads(line)["reviewText"] for line in f if line.strip()]
     tokenizer = FastformerTokenizer.build_from_corpus(reviews, min_freq=1)
     paddle.seed(args.seed)
-    model = task.build_model(
+    model = model_folder.build_model(
         tokenizer, hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
         num_attention_heads=args.num_heads, intermediate_size=args.intermediate_size,
     )
     model_dir, export_dir = os.path.join(work, "model"), os.path.join(work, "export")
-    task.save_model_dir(model, tokenizer, model_dir)
+    model_folder.save_model_dir(model, tokenizer, model_dir)
     t0 = time.perf_counter()
     wants_onnx = "onnxruntime" in args.cases.split(",")
     manifest = export_model(model_dir, export_dir, max_length=args.seq_len, log=lambda *a: None, onnx=wants_onnx,
@@ -121,9 +121,9 @@ def prepare(args) -> dict:
         texts.append(" ".join(tokens[:target]))
     with open(os.path.join(work, "texts.json"), "w", encoding="utf-8") as f:
         json.dump(texts, f)
-    lengths = [len(ids) for ids in task.encode_texts(tokenizer, texts, args.seq_len)]
+    lengths = [len(ids) for ids in encoding.encode_texts(tokenizer, texts, args.seq_len)]
     t0 = time.perf_counter()
-    task.encode_texts(tokenizer, texts, args.seq_len)
+    encoding.encode_texts(tokenizer, texts, args.seq_len)
     tokenize_s = time.perf_counter() - t0
     return {
         "vocab_size": len(tokenizer),
@@ -144,7 +144,7 @@ class PipelinePredictor:
     `_probs(input_ids, attention_mask)`."""
 
     def __init__(self, tokenizer, max_length: int, batch_size: int, num_labels: int):
-        from fastformer.predictor import PAD_MULTIPLE
+        from fastformer.inference.predictor import PAD_MULTIPLE
 
         self.tokenizer, self.num_labels = tokenizer, num_labels
         self.pad_id, self.pad_multiple = tokenizer.pad_token_id, PAD_MULTIPLE
@@ -153,14 +153,14 @@ class PipelinePredictor:
     def predict_proba(self, texts):
         import numpy as np
 
-        from fastformer import task
+        from fastformer import encoding
 
-        ids = task.encode_texts(self.tokenizer, texts, self.max_length)
+        ids = encoding.encode_texts(self.tokenizer, texts, self.max_length)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            out[rows] = self._probs(*task.pad_batch([ids[i] for i in rows], self.pad_id, self.pad_multiple))
+            out[rows] = self._probs(*encoding.pad_batch([ids[i] for i in rows], self.pad_id, self.pad_multiple))
         return out
 
 
@@ -171,11 +171,12 @@ class TorchPredictor(PipelinePredictor):
         import numpy as np
         import torch
 
-        from fastformer import convert, task
-        from fastformer.torch_reference import Model, TorchFastformerConfig
+        from fastformer import convert
+        from fastformer import model_folder
+        from reproduction.torch_reference import Model, TorchFastformerConfig
 
         torch.set_num_threads(threads)
-        paddle_model, tokenizer = task.load_model_dir(model_dir)
+        paddle_model, tokenizer = model_folder.load_model_dir(model_dir)
         c = paddle_model.config
         self.model = Model(TorchFastformerConfig(
             vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
@@ -207,7 +208,7 @@ class OnnxRuntimePredictor(PipelinePredictor):
     def __init__(self, export_dir: str, max_length: int, batch_size: int, threads: int):
         import onnxruntime as ort
 
-        from fastformer import task
+        from fastformer import model_folder
         from fastformer.configuration import FastformerConfig
 
         options = ort.SessionOptions()
@@ -216,10 +217,10 @@ class OnnxRuntimePredictor(PipelinePredictor):
                                             providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         config = FastformerConfig.from_pretrained(export_dir)
-        super().__init__(task.load_tokenizer(export_dir, config), max_length, batch_size, config.num_labels)
+        super().__init__(model_folder.load_tokenizer(export_dir, config), max_length, batch_size, config.num_labels)
 
     def _probs(self, input_ids, mask):
-        from fastformer.predictor import softmax
+        from fastformer.inference.predictor import softmax
 
         feeds = dict(zip(self.input_names, (input_ids.astype("int64"), mask.astype("int64"))))
         return softmax(self.session.run(None, feeds)[0])
@@ -239,12 +240,12 @@ def run_case(args) -> dict:
             return TorchPredictor(model_dir, args.seq_len, batch_size, threads, bf16=case == "torch_bf16")
         if case == "onnxruntime":
             return OnnxRuntimePredictor(export_dir, args.seq_len, batch_size, threads)
-        from fastformer.predictor import Predictor
+        from fastformer.inference.loader import load_predictor
 
         if case == "dygraph":
-            return Predictor(model_dir, backend="dynamic", batch_size=batch_size, max_length=args.seq_len,
+            return load_predictor(model_dir, backend="dynamic", batch_size=batch_size, max_length=args.seq_len,
                              num_threads=threads)
-        return Predictor(export_dir, backend="inference", batch_size=batch_size, num_threads=threads,
+        return load_predictor(export_dir, backend="inference", batch_size=batch_size, num_threads=threads,
                          enable_mkldnn=case != "inference_plain", precision="bf16" if case == "inference_bf16" else
                          "fp32", quality_gate=False)  # random weights, no dev split: speed only
 
@@ -311,7 +312,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if importlib.util.find_spec("torch") is None:
             missing = "torch is not installed"
         elif not os.path.isfile(os.path.join(common.ROOT, "fastformer", "torch_reference.py")):
-            missing = "fastformer/torch_reference.py is absent"
+            missing = "reproduction/torch_reference.py is absent"
         if missing:
             print(f"skipping the PyTorch rows: {missing}")
             cases = [c for c in cases if c not in TORCH_CASES]

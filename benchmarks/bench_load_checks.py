@@ -9,7 +9,7 @@ of `--rounds` (one thread, in this process after a warm-up):
 * `check_export_files`: the export's config.json against the manifest and the params' shapes (read from
   `model.pdiparams`), every tensor finite; `Predictor`: all of opening the export, checks included.
 
-    python benchmarks/bench_load_checks.py --output_dir benchmarks/results    # ~1 min
+    python -m benchmarks.bench_load_checks --output_dir benchmarks/results    # ~1 min
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ import sys
 import tempfile
 from typing import Optional, Sequence
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
-import common  # noqa: E402
+from benchmarks import common
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 os.environ.update(common.cpu_env(1))
 
@@ -43,31 +42,34 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     header = common.result_header("load_checks", __file__, args, argv)
     import paddle
 
-    from fastformer import precision, task, weight_files
-    from fastformer.export import export_model
-    from fastformer.predictor import MANIFEST_FILE, Predictor, find_model_files
+    from fastformer import weight_files
+    from fastformer.inference import precision
+    from fastformer import model_folder
+    from fastformer.inference.export import export_model
+    from fastformer.inference.folders import MANIFEST_FILE, find_model_files
+    from fastformer.inference.loader import load_predictor
     from fastformer.tokenizer import FastformerTokenizer
 
     with tempfile.TemporaryDirectory() as work:
         words = [f"w{i}" for i in range(args.vocab_size - 2)]  # + [PAD], [UNK]
         tokenizer = FastformerTokenizer.build_from_corpus([" ".join(words)], min_freq=1)
         paddle.seed(0)
-        model = task.build_model(tokenizer, hidden_size=256, num_hidden_layers=2, num_attention_heads=16,
+        model = model_folder.build_model(tokenizer, hidden_size=256, num_hidden_layers=2, num_attention_heads=16,
                                  intermediate_size=256, max_position_embeddings=512)
         model_dir, export_dir = os.path.join(work, "model"), os.path.join(work, "export")
-        task.save_model_dir(model, tokenizer, model_dir, max_length=512)
+        model_folder.save_model_dir(model, tokenizer, model_dir, max_length=512)
         export_model(model_dir, export_dir, log=lambda *a: None, precision="fp32", parity_texts=["w1 w2 w3"])
         with open(os.path.join(export_dir, MANIFEST_FILE), encoding="utf-8") as f:
             manifest = json.load(f)
         model_file, params_file = find_model_files(export_dir, manifest)
         cases = {
-            "check_model_files": lambda: weight_files.check_model_files(model_dir, task.WEIGHTS_FILE),
-            "load_model_dir": lambda: task.load_model_dir(model_dir),
+            "check_model_files": lambda: weight_files.check_model_files(model_dir, model_folder.WEIGHTS_FILE),
+            "load_model_dir": lambda: model_folder.load_model_dir(model_dir),
             "check_export_files": lambda: weight_files.check_export_files(export_dir, model_file, params_file,
                                                                           manifest),
-            "Predictor(export)": lambda: Predictor(export_dir, precision="fp32", num_threads=1),
+            "Predictor(export)": lambda: load_predictor(export_dir, precision="fp32", num_threads=1),
         }
-        sizes = {"model.safetensors": os.path.getsize(os.path.join(model_dir, task.WEIGHTS_FILE)),
+        sizes = {"model.safetensors": os.path.getsize(os.path.join(model_dir, model_folder.WEIGHTS_FILE)),
                  params_file: os.path.getsize(os.path.join(export_dir, params_file))}
         rows = []
         for name, fn in cases.items():

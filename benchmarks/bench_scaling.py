@@ -9,9 +9,9 @@ above what was resident before it: on CPU the peak resident set (VmHWM, reset pe
 read), on GPU `paddle.device.cuda.max_memory_allocated`. Fastformer should grow x2 per doubling of L (linear),
 the Transformer towards x4 (quadratic attention).
 
-    python benchmarks/bench_scaling.py --output benchmarks/results/scaling_cpu.json             # ~1-2 min
-    python benchmarks/bench_scaling.py --full --output benchmarks/results/scaling_cpu_full.json  # 128..16384
-    python benchmarks/bench_scaling.py --lengths 512,1024 --batch_size 4 --steps 3
+    python -m benchmarks.bench_scaling --output benchmarks/results/scaling_cpu.json             # ~1-2 min
+    python -m benchmarks.bench_scaling --full --output benchmarks/results/scaling_cpu_full.json  # 128..16384
+    python -m benchmarks.bench_scaling --lengths 512,1024 --batch_size 4 --steps 3
 
 The Transformer is skipped at lengths whose attention tensors alone (scores, softmax, dropout mask and output:
 about 4 x batch x heads x L^2 x 4 bytes per layer) would pass --max_transformer_gib.
@@ -26,11 +26,10 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
-import common  # noqa: E402
+from benchmarks import common
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 DEFAULT_LENGTHS = "128,256,512,1024,2048,4096,8192"
 FULL_LENGTHS = "128,256,512,1024,2048,4096,8192,16384"

@@ -11,9 +11,9 @@ from the pool. Everything is bounded: the number of requests, a per-request time
 the server to come up; servers are stopped at the end. The clients share the CPU with the server, as a client on
 the same host would; on a machine other processes share, the figures are noisy (`load_average_1_5_15min`).
 
-    python benchmarks/bench_serve.py --output benchmarks/results/serve_cpu.json                 # 8 clients x 40
-    python benchmarks/bench_serve.py --clients 8 --requests 50 --texts_per_request 1-16 --precision bf16
-    python benchmarks/bench_serve.py --model_dir output/demo/export --texts_file output/demo/data/dev.jsonl
+    python -m benchmarks.bench_serve --output benchmarks/results/serve_cpu.json                 # 8 clients x 40
+    python -m benchmarks.bench_serve --clients 8 --requests 50 --texts_per_request 1-16 --precision bf16
+    python -m benchmarks.bench_serve --model_dir output/demo/export --texts_file output/demo/data/dev.jsonl
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ import threading
 import time
 from typing import List, Optional, Sequence
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
-import common  # noqa: E402
+from benchmarks import common
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 MODES = ("batched", "per_request")
 WARMUP_REQUESTS = 2
@@ -92,15 +91,15 @@ def reference_case(args) -> dict:
     """The predictor's own reviews/s at --batch_size on the pool texts (the target's denominator)."""
     import warnings
 
-    from fastformer import precision
-    from fastformer.predictor import Predictor
+    from fastformer.inference import precision
+    from fastformer.inference.loader import load_predictor
 
     with open(os.path.join(args.work_dir, "pool.json"), encoding="utf-8") as f:
         texts = json.load(f)[:args.reference_texts]
     threads = args.threads or os.cpu_count() or 1
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        predictor = Predictor(args.model_dir, batch_size=args.batch_size, num_threads=threads, precision=args.precision)
+        predictor = load_predictor(args.model_dir, batch_size=args.batch_size, num_threads=threads, precision=args.precision)
     timing = common.time_calls(lambda: predictor.predict_proba(texts), steps=3, warmup=1)
     return {"precision": predictor.precision, "precision_note": predictor.precision_note, "num_texts": len(texts),
             "batch_size": args.batch_size, "texts_per_s_best": len(texts) / timing["min_s"],

@@ -7,7 +7,7 @@ own peak memory), and the figures are tokens/s and reviews/s of the fastest and 
 
 Cases (`--cases`, comma separated, or `all`). Unless named otherwise a case runs with MKL_DEBUG_CPU_TYPE=5 and
 OMP_NUM_THREADS = MKL_NUM_THREADS = torch threads = --threads (default: every core).
-  torch               the PyTorch reference (`fastformer.torch_reference.Model`), eager
+  torch               the PyTorch reference (`reproduction.torch_reference.Model`), eager
   torch_1thread       `torch` on one thread
   paddle_untuned      the starting point: `paddle_stock` with Paddle's default threading, no MKL_DEBUG_CPU_TYPE
   paddle_stock        the original op sequence, for the ablation: per-head [B, N, L, D] transposes in the
@@ -31,10 +31,10 @@ Padding study (the `paddle` case, `--padding_study`, on by default): review leng
 padded dynamically to their longest review (random batches) or length-bucketed and padded dynamically; the
 timed batches are drawn at random from each strategy's batches and the figure is reviews/s.
 
-    python benchmarks/bench_train.py --output benchmarks/results/train_cpu.json                 # ~2 min
-    python benchmarks/bench_train.py --cases all --steps 5 --output benchmarks/results/train_cpu_ablation.json
-    python benchmarks/bench_train.py --seq_len 512 --output benchmarks/results/train_cpu_512.json
-    python benchmarks/bench_train.py --cases paddle,torch --profile     # top ops of both, per step
+    python -m benchmarks.bench_train --output benchmarks/results/train_cpu.json                 # ~2 min
+    python -m benchmarks.bench_train --cases all --steps 5 --output benchmarks/results/train_cpu_ablation.json
+    python -m benchmarks.bench_train --seq_len 512 --output benchmarks/results/train_cpu_512.json
+    python -m benchmarks.bench_train --cases paddle,torch --profile     # top ops of both, per step
 """
 
 from __future__ import annotations
@@ -46,11 +46,10 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
-import common  # noqa: E402
+from benchmarks import common
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 BASE_ENV = {"MKL_DEBUG_CPU_TYPE": "5", "BENCH_THREADS": "all"}
 CASES = {
@@ -135,12 +134,12 @@ def _stock_attention(modeling):
 
 def apply_variant(variant: str) -> None:
     """Patch `fastformer.modeling` for the ablation variants (in this child process only)."""
-    from fastformer import modeling
+    from fastformer import cpu_layers, modeling
 
     if variant not in ("stock", "pool", "pool_expand"):
         return
     pool, forward_broadcast = _stock_attention(modeling)
-    modeling._custom_grad = lambda *args, **kwargs: False  # Paddle's own Linear / LayerNorm backward
+    cpu_layers.custom_grad = lambda *args, **kwargs: False  # Paddle's own Linear / LayerNorm backward
     if variant == "stock":
         modeling.FastSelfAttention._pool = pool
     if variant in ("stock", "pool"):
@@ -309,7 +308,7 @@ def padding_study(args, make_step, sync) -> List[dict]:
 def torch_case(args) -> dict:
     import torch
 
-    from fastformer.torch_reference import Model, TorchFastformerConfig
+    from reproduction.torch_reference import Model, TorchFastformerConfig
 
     if os.environ.get("BENCH_TORCH_THREADS"):
         torch.set_num_threads(int(os.environ["BENCH_TORCH_THREADS"]))

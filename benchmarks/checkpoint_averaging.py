@@ -1,7 +1,7 @@
 """Which weights to keep from a training run: one epoch's checkpoint, or the mean of all of them (train.py
 --average_checkpoints), compared on the finished runs of a compare_models.py row.
 
-    python benchmarks/checkpoint_averaging.py --name pool_random --runs output/compare/pool_random/fastformer
+    python -m benchmarks.checkpoint_averaging --name pool_random --runs output/compare/pool_random/fastformer
 
 For every seed<S> folder under --runs (a train.py output folder with its checkpoint-<step> folders and prepared
 data): the dev and test logits of each checkpoint and of the mean of their weights; for each, the logit adjustment's
@@ -10,7 +10,7 @@ train.py follows without averaging (the checkpoint with the best adjusted dev ma
 over the seeds. A choice between candidates is to be made on the dev column; test is reported beside it.
 
 Checkpoints hold pickle-format weights: this reads them as the Trainer does when it resumes, so only for runs of your
-own (each is checked against its checksums.json first, see `fastformer.training.checkpoint_problem`).
+own (each is checked against its checksums.json first, see `fastformer.training.resume.checkpoint_problem`).
 
 Writes benchmarks/results/checkpoint_averaging_<name>.json (every seed's figures) and .md (the table).
 """
@@ -25,27 +25,22 @@ import statistics
 import sys
 from typing import Dict, List, Optional, Sequence
 
+
+from benchmarks.common import result_header, write_results
+
+import numpy as np
+
+import fastformer  # noqa: F401  (before paddle)
+from fastformer.splits import read_split
+from fastformer import encoding
+from fastformer.modeling import FastformerForSequenceClassification
+from fastformer.inference.runners import DynamicRunner
+from fastformer.tokenizer import FastformerTokenizer
+from fastformer.metrics import classification_metrics, fit_logit_adjustment, log_prior
+from fastformer.training.checkpoints import average_weights
+from fastformer.training.resume import checkpoint_problem, existing_checkpoints
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
-
-from common import result_header, write_results  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-import fastformer  # noqa: E402,F401  (before paddle)
-from data_process import read_split  # noqa: E402
-from fastformer import task  # noqa: E402
-from fastformer.modeling import FastformerForSequenceClassification  # noqa: E402
-from fastformer.predictor import DynamicRunner  # noqa: E402
-from fastformer.tokenizer import FastformerTokenizer  # noqa: E402
-from fastformer.training import (  # noqa: E402
-    average_weights,
-    checkpoint_problem,
-    classification_metrics,
-    existing_checkpoints,
-    fit_logit_adjustment,
-    log_prior,
-)
 
 MEAN = "mean of the epoch checkpoints"
 BEST = "best epoch by adjusted dev macro-F1"
@@ -79,7 +74,7 @@ def logits_of(runner: DynamicRunner, ids: List[List[int]], batch_size: int, num_
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        out[rows] = runner.run(*task.pad_batch([ids[i] for i in rows], 0, 8))
+        out[rows] = runner.run(*encoding.pad_batch([ids[i] for i in rows], 0, 8))
     return out
 
 
@@ -95,7 +90,7 @@ def evaluate_run(run_dir: str, batch_size: int) -> Dict[str, dict]:
     runner = DynamicRunner(model)
     num_labels = model.config.num_labels
     prior = log_prior(splits["train"][1], num_labels)
-    ids = {name: task.encode_texts(tokenizer, splits[name][0], data_args["max_length"]) for name in ("dev", "test")}
+    ids = {name: encoding.encode_texts(tokenizer, splits[name][0], data_args["max_length"]) for name in ("dev", "test")}
     candidates = {f"epoch {i + 1} ({os.path.basename(p)})": [p] for i, p in enumerate(paths)}
     candidates[MEAN] = paths
     results = {}

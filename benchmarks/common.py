@@ -223,7 +223,7 @@ def make_batches(lengths: Sequence[int], batch_size: int, strategy: str, seed: i
     """Group review indices into batches and give each batch its padded length.
 
     strategy: "pad_max" (random batches, every batch padded to max_len), "dynamic" (random batches padded to
-    their longest review, rounded up to `multiple_of`: `fastformer.task.DataCollator`), "bucketed" (shuffle,
+    their longest review, rounded up to `multiple_of`: `fastformer.encoding.DataCollator`), "bucketed" (shuffle,
     then sort by length inside pools of `pool_batches` batches, cut into batches, shuffle the batches; dynamic
     padding as above).
     """
@@ -279,8 +279,8 @@ def result_header(benchmark: str, script: str, args, argv: Optional[Sequence[str
     """The first keys of every result JSON: what ran (the command line), with which settings, on which machine and
     package versions. Installed versions that differ from the requirements' pins are printed as a warning and listed
     under "packages" / "mismatches": such figures are not those of the pinned set."""
-    command = " ".join(["python", os.path.relpath(os.path.abspath(script), ROOT),
-                        *(sys.argv[1:] if argv is None else argv)])
+    module = os.path.splitext(os.path.relpath(os.path.abspath(script), ROOT))[0].replace(os.sep, ".")
+    command = " ".join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
     settings = {k: v for k, v in vars(args).items() if not k.startswith("child") and k != "work_dir"}
     packages = package_versions()
     if packages["mismatches"]:

@@ -4,10 +4,10 @@ Transformer and TF-IDF + logistic regression, on the same splits, over several s
     # prepare the split once (random or grouped by product), then compare (3 seeds by default)
     python -m data_process.prepare --input_file REVIEWS.json.gz --output_dir output/compare/random/data \\
         --num_samples 33000 --split_sizes 28000 2500 2500
-    python benchmarks/compare_models.py --name random --data_dir output/compare/random/data
+    python -m benchmarks.compare_models --name random --data_dir output/compare/random/data
 
     # ablation rows: each row is train.py flags on top of the config (see benchmarks/ablation_rows.json)
-    python benchmarks/compare_models.py --name ablation --data_dir output/compare/random/data \\
+    python -m benchmarks.compare_models --name ablation --data_dir output/compare/random/data \\
         --rows benchmarks/ablation_rows.json --seeds 42
 
 Every neural row runs `train.py CONFIG --input_file "" --data_dir DATA_DIR --seed S --output_dir
@@ -36,12 +36,12 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
+
+from benchmarks.common import ROOT, result_header, write_results
+
+from fastformer.fileio import write_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
-
-from common import ROOT, result_header, write_results  # noqa: E402
-
-from fastformer.fileio import write_json  # noqa: E402
 
 DEFAULT_ROWS = {
     "Fastformer": {"kind": "train", "args": []},
@@ -143,8 +143,8 @@ def run_tfidf(data_dir: str, logit_adjustment: str = "none") -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from data_process import read_split
-    from fastformer.training import classification_metrics, fit_logit_adjustment, log_prior
+    from fastformer.splits import read_split
+    from fastformer.metrics import classification_metrics, fit_logit_adjustment, log_prior
 
     splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl")) for name in ("train", "dev", "test")}
     start = time.perf_counter()
@@ -169,7 +169,7 @@ def run_tfidf(data_dir: str, logit_adjustment: str = "none") -> dict:
 def vocabulary_coverage(data_dir: str, min_freqs: Sequence[int] = (1, 2, 3, 5)) -> Dict[str, dict]:
     """Per vocab_min_freq: vocabulary size (built from train.jsonl as train.py does) and the share of dev/test tokens
     that are [UNK]; and the test texts' length in tokens (median, share longer than 128/256/512)."""
-    from data_process import read_split
+    from fastformer.splits import read_split
     from fastformer.tokenizer import FastformerTokenizer
 
     texts = {name: read_split(os.path.join(data_dir, f"{name}.jsonl"))[0] for name in ("train", "dev", "test")}

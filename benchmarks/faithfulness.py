@@ -1,4 +1,4 @@
-"""Faithfulness of the token-importance methods (`fastformer.explain`): delete words, watch the prediction.
+"""Faithfulness of the token-importance methods (`fastformer.inference.explain`): delete words, watch the prediction.
 
 For each review of a dev split, the words the model read are ranked by each method; the top k % (k = 1, 3, 5, 10,
 at least one word, at least one word left) are deleted from the token sequence and the model is run again. Reported
@@ -43,7 +43,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--model_dir", required=True, help="a trained model folder (train.py's model/)")
     p.add_argument("--data", required=True, help="a split file, JSON lines {text, label}")
     p.add_argument("--limit", type=_count(0), default=1000, help="reviews drawn from the split (seeded; 0: all)")
-    p.add_argument("--methods", nargs="+", default=None, help="default: every method of fastformer.explain")
+    p.add_argument("--methods", nargs="+", default=None, help="default: every method of fastformer.inference.explain")
     p.add_argument("--percents", type=_count(1), nargs="+", default=list(PERCENTS))
     p.add_argument("--random_draws", type=_count(1), default=3, help="random deletions averaged per review and k")
     p.add_argument("--ig_steps", type=_count(1), default=None, help="integrated-gradients steps (default: explain's)")
@@ -68,7 +68,7 @@ class Review:
     """A review as the model reads it: its token ids and, per word, the positions of its read tokens."""
 
     def __init__(self, tokenizer, text: str, max_length: int):
-        from fastformer.explain import split_words
+        from fastformer.inference.explain import split_words
 
         words, tokens = split_words(tokenizer, text)
         self.ids = tokenizer.convert_tokens_to_ids(tokens[:max_length])
@@ -89,14 +89,14 @@ def probabilities(model, tokenizer, ids: Sequence[Sequence[int]], batch_size: in
     """Softmax [N, C] of id lists (batched by length, dygraph, no gradient)."""
     import paddle
 
-    from fastformer import task
-    from fastformer.predictor import softmax
+    from fastformer.encoding import pad_batch
+    from fastformer.inference.predictor import softmax
 
     out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        input_ids, mask = task.pad_batch([ids[i] for i in rows], tokenizer.pad_token_id)
+        input_ids, mask = pad_batch([ids[i] for i in rows], tokenizer.pad_token_id)
         with paddle.no_grad():
             logits = model(paddle.to_tensor(input_ids), paddle.to_tensor(mask), return_dict=True).logits
         out[rows] = softmax(logits.numpy())
@@ -213,14 +213,15 @@ def _comparison(results: dict) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     header = common.result_header("faithfulness", __file__, args, argv)
-    from fastformer import explain, task
+    from fastformer.inference import explain
+    from fastformer.model_folder import load_model_dir
     from fastformer.cli import UserError
 
     methods = args.methods or list(explain.METHODS)
     unknown = sorted(set(methods) - set(explain.METHODS))
     if unknown:
         raise UserError(f"--methods: unknown {unknown}; the methods are {list(explain.METHODS)}")
-    model, tokenizer = task.load_model_dir(args.model_dir)
+    model, tokenizer = load_model_dir(args.model_dir)
     max_length = tokenizer.model_max_length
     texts = read_texts(args.data, args.limit, args.seed)
     reviews = [r for r in (Review(tokenizer, t, max_length) for t in texts) if len(r.words) >= 2]

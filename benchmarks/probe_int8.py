@@ -1,4 +1,4 @@
-"""Can Paddle Inference run this model in int8 on CPU? The probes behind `fastformer.precision.INT8_UNAVAILABLE`.
+"""Can Paddle Inference run this model in int8 on CPU? The probes behind `fastformer.inference.precision.INT8_UNAVAILABLE`.
 
 Each probe runs in its own child process (one of them changes a Paddle flag that must be set before import) on a
 small random Fastformer and its `paddle.jit.save` export (PIR: model.json + model.pdiparams):
@@ -14,7 +14,7 @@ small random Fastformer and its `paddle.jit.save` export (PIR: model.json + mode
    export run by Paddle Inference with oneDNN and `enable_mkldnn_int8()`, against the fp32 export (0 means the
    quantize/dequantize ops were dropped), and the dygraph quantized model against fp32 (what int8 rounding does).
 
-    python benchmarks/probe_int8.py --output benchmarks/results/int8_probe_cpu.json    # ~1 min
+    python -m benchmarks.probe_int8 --output benchmarks/results/int8_probe_cpu.json    # ~1 min
 
 Nothing here is timed: the answers do not depend on how busy the machine is.
 """
@@ -30,11 +30,10 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
-import common  # noqa: E402
+from benchmarks import common
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 PROBES = ("inference_int8_flag", "static_ptq", "legacy_program_export", "dygraph_ptq")
 BATCH, LENGTH = 8, 32
@@ -69,7 +68,7 @@ def _inputs():
 
 
 def _run(model_file: str, params_file: str, int8: bool):
-    from fastformer.predictor import InferenceRunner
+    from fastformer.inference.runners import InferenceRunner
 
     if int8:  # InferenceRunner has no int8 switch: the same config with it
         from paddle import inference
@@ -96,8 +95,8 @@ def _build(work: str):
     """A random tiny model folder and its fp32 export in `work` (once; later probes reuse them)."""
     import paddle
 
-    from fastformer import task
-    from fastformer.export import export_model
+    from fastformer import model_folder
+    from fastformer.inference.export import export_model
     from fastformer.tokenizer import FastformerTokenizer
 
     model_dir, export_dir = os.path.join(work, "model"), os.path.join(work, "export")
@@ -105,9 +104,9 @@ def _build(work: str):
         corpus = [" ".join(f"w{(i * 7 + j) % 60}" for j in range(12)) for i in range(40)]
         tokenizer = FastformerTokenizer.build_from_corpus(corpus, min_freq=1)
         paddle.seed(0)
-        model = task.build_model(tokenizer, hidden_size=32, num_attention_heads=4, intermediate_size=32,
+        model = model_folder.build_model(tokenizer, hidden_size=32, num_attention_heads=4, intermediate_size=32,
                                  num_hidden_layers=1, max_position_embeddings=64)
-        task.save_model_dir(model, tokenizer, model_dir)
+        model_folder.save_model_dir(model, tokenizer, model_dir)
         export_model(model_dir, export_dir, max_length=LENGTH, log=lambda *a: None, precision="fp32")
     return model_dir, export_dir
 
@@ -116,15 +115,15 @@ def probe(case: str, work: str) -> dict:
     import numpy as np
     import paddle
 
-    from fastformer.export import LogitsModel
-    from fastformer.predictor import INPUT_NAMES
+    from fastformer.inference.export import LogitsModel
+    from fastformer.inference.folders import INPUT_NAMES
 
     model_dir, export_dir = _build(work)
     model_file, params_file = os.path.join(export_dir, "model.json"), os.path.join(export_dir, "model.pdiparams")
     out = {"probe": case, "paddle": paddle.__version__,
            "pir_api": bool(paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"])}
     if case == "inference_int8_flag":
-        from fastformer import precision
+        from fastformer.inference import precision
 
         fp32, int8 = _run(model_file, params_file, False), _run(model_file, params_file, True)
         out["max_abs_logits_diff_vs_fp32"] = float(np.abs(fp32 - int8).max())
@@ -150,9 +149,9 @@ def probe(case: str, work: str) -> dict:
             out["result"] = "failed"
             out["error"] = _error(exc)
         return out
-    from fastformer import task
+    from fastformer import model_folder
 
-    model, tokenizer = task.load_model_dir(model_dir)
+    model, tokenizer = model_folder.load_model_dir(model_dir)
     model.eval()
     if case == "legacy_program_export":
         spec = [paddle.static.InputSpec(shape=[None, None], dtype="int64", name=n) for n in INPUT_NAMES]

@@ -1,6 +1,6 @@
 """Install and smoke-run the project on each Python: the figures of docs/python_versions.md.
 
-    python benchmarks/python_versions.py --output benchmarks/results/python_versions.json
+    python -m benchmarks.python_versions --output benchmarks/results/python_versions.json
 
 For each Python (default: pyenv's 3.10 to 3.13 where present) into a new venv: `make install` (timed, with an empty
 pip cache unless --warm_cache), `make smoke` (tiny train, export, predict, evaluate; timed), `export_model.py
@@ -23,8 +23,7 @@ import tempfile
 import time
 from typing import List, Optional, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import ROOT, machine_info  # noqa: E402
+from benchmarks.common import ROOT, machine_info
 
 PYENV = os.path.expanduser("~/.pyenv/versions")
 FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")

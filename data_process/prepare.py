@@ -37,18 +37,19 @@ import numpy as np
 from fastformer.cli import UserError, printable
 from fastformer.fileio import atomic_open
 
-from .reader import RATINGS, ReviewReader, check_input_file, check_text_fields, is_gzip
+from fastformer.fileio import is_gzip
+from fastformer.labels import LABEL_NAMES, RATINGS
+from fastformer.splits import SPLIT_BY, SPLITS, check_sample_args, read_split
+
+from .reader import ReviewReader, check_input_file, check_text_fields
 
 __all__ = ["LABEL_NAMES", "SPLITS", "SPLIT_BY", "OUTPUT_FILES", "check_sample_args", "prepare_dataset", "read_split",
            "main"]
 
 logger = logging.getLogger(__name__)
 
-LABEL_NAMES = [str(stars) for stars in RATINGS]
-SPLITS = ("train", "dev", "test")
 OUTPUT_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl", "label.txt", "stats.json")
 DEFAULT_WEIGHTS = (8, 1, 1)  # train/dev/test 80/10/10
-SPLIT_BY = ("random", "group")
 MAX_GROUP_SHARE = 0.1  # split_by "group": the largest share of dev or test one group (product, source) may take
 FORMAT_VERSION = 2  # 2: HTML character references unescaped (reader.normalize_text)
 _NO_LIMIT = 1 << 64
@@ -122,22 +123,6 @@ def _split_stats(rows: List[Tuple[str, int]]) -> dict:
         "words": _length_stats([len(text.split()) for text, _ in rows]),
         "chars": _length_stats([len(text) for text, _ in rows]),
     }
-
-
-def check_sample_args(num_samples: int, split_sizes: Optional[Sequence[int]], seed: int) -> Optional[List[int]]:
-    """The split sizes as a list (None: the default split), or a `UserError` naming the argument that is wrong."""
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise UserError(f"num_samples must be a positive integer, got {num_samples!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise UserError(f"seed must be an integer, got {seed!r}")
-    if split_sizes is None:
-        return None
-    sizes = list(split_sizes)
-    if len(sizes) != len(SPLITS) or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in sizes) or sizes[0] < 1:
-        raise UserError(f"split_sizes must be 3 non-negative integers (train, dev, test) with train >= 1, got {split_sizes!r}")
-    if sum(sizes) != num_samples:
-        raise UserError(f"split_sizes {tuple(sizes)} must add up to num_samples ({num_samples})")
-    return sizes
 
 
 def _reusable(output_dir: str, args: dict, overwrite: bool) -> Optional[dict]:
@@ -364,39 +349,6 @@ def prepare_dataset(
     }
     _write(output_dir, splits, stats)
     return stats
-
-
-def read_split(path: str) -> Tuple[List[str], List[int]]:
-    """(texts, labels) of a split file written by `prepare_dataset`; ValueError naming file and line on a bad line.
-
-    Every line must be a JSON object with 'text' and 'label': a blank, non-UTF-8 or malformed line means a damaged
-    file and is an error, never skipped.
-    """
-    texts: List[str] = []
-    labels: List[int] = []
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            where = f"{path}, line {line_no}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise UserError(f"{where}: not valid UTF-8") from None
-            if not line.strip():  # prepare_dataset never writes one: the file is damaged (truncated, edited)
-                raise UserError(f"{where}: blank line (a split file holds one JSON object a line)")
-            try:
-                row = json.loads(line)
-            except ValueError as err:
-                raise UserError(f"{where}: not valid JSON ({err})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{where}: expected a JSON object with 'text' and 'label'")
-            text, label = row.get("text"), row.get("label")
-            if not isinstance(text, str) or not text.strip():
-                raise UserError(f"{where}: 'text' must be a non-empty string, got {text!r}")
-            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(LABEL_NAMES):
-                raise UserError(f"{where}: 'label' must be an integer 0..{len(LABEL_NAMES) - 1}, got {label!r}")
-            texts.append(text)
-            labels.append(label)
-    return texts, labels
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:

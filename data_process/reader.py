@@ -34,12 +34,13 @@ import sys
 import warnings
 import zlib
 from collections import Counter
-from contextlib import contextmanager
 from typing import BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 from tqdm import tqdm
 
 from fastformer.cli import UserError
+from fastformer.fileio import decompressed, is_gzip, open_binary
+from fastformer.labels import RATINGS
 
 __all__ = [
     "RATINGS",
@@ -57,8 +58,6 @@ __all__ = [
     "group_key",
     "check_input_file",
 ]
-
-RATINGS = (1, 2, 3, 4, 5)
 
 # Logical text field -> its name in the 2014/2018 releases and in the 2023 release.
 TEXT_FIELDS: Dict[str, Dict[str, str]] = {
@@ -84,7 +83,6 @@ SKIP_REASONS = {
 }
 FIRST_LINES_KEPT = 5
 MAX_LINE_BYTES = 1 << 20  # longest line read, newline not counted; a longer one is skipped as too_long
-GZIP_MAGIC = b"\x1f\x8b"
 
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _decode_json = json.JSONDecoder().decode
@@ -137,24 +135,6 @@ class _Skip(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-
-
-def is_gzip(path: str) -> bool:
-    """Whether the file starts with the gzip magic bytes."""
-    with open(path, "rb") as f:
-        return f.read(2) == GZIP_MAGIC
-
-
-def _decompressed(raw: BinaryIO) -> BinaryIO:
-    """`raw` itself, or a gzip reader over it when it starts with the gzip magic bytes."""
-    return gzip.GzipFile(fileobj=raw, mode="rb") if raw.peek(2)[:2] == GZIP_MAGIC else raw  # type: ignore[attr-defined]
-
-
-@contextmanager
-def open_binary(path: str) -> Iterator[BinaryIO]:
-    """Open a plain or gzip file for binary reading (gzip recognised by its magic bytes)."""
-    with open(path, "rb") as raw, _decompressed(raw) as stream:
-        yield stream
 
 
 def check_input_file(path: str) -> None:
@@ -338,7 +318,7 @@ class ReviewReader:
             disable=not self.show_progress,
             mininterval=0.5 if sys.stderr.isatty() else 5.0,
         )
-        with open(self.path, "rb") as raw, _decompressed(raw) as stream, progress:
+        with open(self.path, "rb") as raw, decompressed(raw) as stream, progress:
             done = 0
             try:
                 for line_no, line in enumerate(self._lines(stream), start=1):

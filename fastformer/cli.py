@@ -1,22 +1,7 @@
-"""How the scripts end on a user's mistake: one line on stderr and exit status 2, never a traceback.
+"""How the scripts end on a user's mistake: one line on stderr (`<prog>: error: ...`), exit status 2, no traceback.
 
-    from fastformer.cli import UserError, run_main
-
-    def main(argv=None):
-        ...
-        raise UserError(f"config file {path!r} is not valid JSON: ...")
-
-    if __name__ == "__main__":
-        sys.exit(run_main(main))
-
-`UserError` is a mistake in what the user gave (an argument, a config file, an input file or model folder); it is a
-`ValueError`, so code that catches ValueError keeps working. `run_main` prints `<prog>: error: <message>` (argparse's
-form) for it and for an `OSError` (missing file, permission, a folder where a file is expected, a full disk): those
-name a path and are about the machine, not the code. Everything else is a bug and keeps its traceback. When standard
-output is closed early (`script ... | head -1`), the script stops quietly with status 1, as Unix tools do. Messages
-and summary lines that name a user's path or text pass it through `printable`, so a file name holding an escape
-sequence cannot act on the terminal. This module imports nothing heavy (no paddle), so the data pipeline can raise
-`UserError` too.
+`UserError` (a ValueError) is a mistake in what the user gave; `run_main(main)` turns it and OSError into that line,
+and `printable` escapes user paths and text before they are printed. No heavy imports. More in docs/internals.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
-"""Official PyTorch Fastformer checkpoint (github.com/wuch15/Fastformer, the notebook's `Model`) -> Paddle model folder.
+"""Official PyTorch Fastformer checkpoint (github.com/wuch15/Fastformer) -> Paddle model folder.
 
     python -m fastformer.convert --torch_checkpoint model.pt --tokenizer_dir TOK --output_dir DIR
-        [--num_attention_heads N] [--layer_norm_eps 1e-12]
 
-The checkpoint may be a raw state dict or a dict holding it under "state_dict" / "model_state_dict" (a
-"module." prefix from DataParallel is dropped). Linear weights are transposed (torch [out, in] -> Paddle
-[in, out]); embeddings and LayerNorm are copied. The config is read from the shapes; only the LayerNorm epsilon
-and dropout are not in the weights (the official values are the defaults). PyTorch is imported only to read a
-`.pt` file or torch tensors: the mapping itself works on numpy arrays.
-
-The `.pt` file is read with `torch.load(weights_only=True)`, which unpickles only tensors and plain containers, never
-arbitrary objects; a file that needs more (e.g. a whole pickled `nn.Module`) is refused unless `--allow_pickle`
-(only for a file from a source you trust). The output folder holds `model.safetensors` (see `fastformer.task`).
+The `.pt` file is read with `torch.load(weights_only=True)` (`--allow_pickle` only for a trusted file); the mapping
+works on numpy arrays (docs/internals.md).
 """
 
 from __future__ import annotations
@@ -345,9 +337,9 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     args = _parse_args(argv)
     if not os.path.isfile(args.torch_checkpoint):
         raise FileNotFoundError(f"{args.torch_checkpoint!r} does not exist")
-    # The output is a complete model folder (task.check_model_dir): weights, config with the star-rating labels,
+    # The output is a complete model folder (model_folder.check_model_dir): weights, config with the star-rating labels,
     # and the tokenizer whose vocabulary the checkpoint was trained with.
-    from . import task
+    from . import labels, model_folder
     from .tokenizer import FastformerTokenizer
 
     vocab_name = FastformerTokenizer.resource_files_names["vocab_file"]
@@ -363,7 +355,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         )
     torch_sd = load_torch_state_dict(args.torch_checkpoint, allow_pickle=args.allow_pickle)
     tokenizer = FastformerTokenizer.from_pretrained(args.tokenizer_dir)
-    id2label, label2id = task.label_maps()
+    id2label, label2id = labels.label_maps()
     model = convert_checkpoint(
         torch_sd,
         args.num_attention_heads,
@@ -376,8 +368,8 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens, the checkpoint {model.config.vocab_size}")
     if tokenizer.pad_token_id != 0:
         raise ValueError(f"the official model pads with id 0, the tokenizer with {tokenizer.pad_token_id}")
-    task.save_model_dir(model, tokenizer, args.output_dir)
-    task.check_model_dir(args.output_dir)
+    model_folder.save_model_dir(model, tokenizer, args.output_dir)
+    model_folder.check_model_dir(args.output_dir)
     c = model.config
     print(
         f"converted {args.torch_checkpoint} -> {args.output_dir}: vocab {c.vocab_size}, hidden {c.hidden_size}, "

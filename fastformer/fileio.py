@@ -1,24 +1,13 @@
-"""Atomic file writes: a file is either its old self or complete, never half-written.
+"""Atomic file writes (a file is its old self or complete, never half-written), gzip-or-plain reading, checksums.
 
-Every file the project writes for a user (results, model folders' JSON, prepared data, predictions) goes through
-`atomic_open` / `atomic_write` / `write_json`: the content goes to a temporary file in the same folder, is flushed to
-disk, and replaces the target with `os.replace` only when complete. An interrupted or failed write leaves the target
-untouched and removes the temporary file. `atomic_dir` does the same for a whole folder (model folders, checkpoints).
-A symlink is kept: the file it leads to is replaced. A FIFO, a device (/dev/null, a terminal) or an open descriptor
-(/dev/stdout, /dev/fd/N) is not a file to replace: it is written through, as the shell's `>>` would.
-
-Temporary names are `.<target name>.<host>-<pid>.<random>.tmp`, and the writer holds an `flock` on them. A killed
-writer leaves its temporary file or folder behind; the next write of the same target (`remove_leftovers`) removes
-those whose writer, on this host, is gone and holds no lock. A live writer's temporary file is never touched, nor is
-anything not named in that form.
-
-Weight files are recorded with their SHA-256 (`file_sha256`, `write_checksums` -> `checksums.json`) and checked when
-loaded (`check_checksums`): a damaged or changed file is an error naming it, before anything is read from it.
+`atomic_open` / `atomic_write` / `write_json` / `atomic_dir` write to a flocked temporary beside the target and swap
+it in when complete; links are followed, FIFOs and devices written through. Details: docs/internals.md.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import json
 import os
@@ -29,7 +18,7 @@ import stat
 import tempfile
 import time
 from contextlib import contextmanager
-from typing import IO, Iterator, List, Mapping, Optional, Pattern, Sequence, Union
+from typing import IO, BinaryIO, Iterator, List, Mapping, Optional, Pattern, Sequence, Union
 
 from .cli import UserError
 
@@ -52,8 +41,11 @@ __all__ = [
     "read_checksums",
     "check_checksums",
     "ChecksumError",
+    "is_gzip",
+    "open_binary",
 ]
 
+GZIP_MAGIC = b"\x1f\x8b"
 CHECKSUMS_FILE = "checksums.json"  # {"sha256": {file name: hex digest}} of a folder's weight files
 
 
@@ -344,3 +336,22 @@ def check_checksums(folder: Union[str, os.PathLike], digests: Mapping[str, str],
                 f"{path}: SHA-256 {actual[:16]}... differs from the {expected[:16]}... recorded in {source}: the file "
                 "is damaged or was changed after it was written"
             )
+
+
+# ------------------------------------------------------------------------------------------- plain or gzip
+def is_gzip(path: str) -> bool:
+    """Whether the file starts with the gzip magic bytes."""
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def decompressed(raw: BinaryIO) -> BinaryIO:
+    """`raw` itself, or a gzip reader over it when it starts with the gzip magic bytes."""
+    return gzip.GzipFile(fileobj=raw, mode="rb") if raw.peek(2)[:2] == GZIP_MAGIC else raw  # type: ignore[attr-defined]
+
+
+@contextmanager
+def open_binary(path: str) -> Iterator[BinaryIO]:
+    """Open a plain or gzip file for binary reading (gzip recognised by its magic bytes)."""
+    with open(path, "rb") as raw, decompressed(raw) as stream:
+        yield stream

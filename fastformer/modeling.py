@@ -14,21 +14,13 @@ from typing import Optional, Tuple, Union
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
-from paddle.autograd import PyLayer
 from paddlenlp.transformers import PretrainedModel, register_base_model
 from paddlenlp.transformers.activations import ACT2FN
 
-from . import cpu_ops
+from . import cpu_layers as cpu
 from .configuration import FastformerConfig
+from .cpu_layers import GELU, Dropout, LayerNorm, Linear
 from .outputs import FastformerClassifierOutput, FastformerModelOutput, attention_fields
-
-try:
-    from paddle.base.dygraph.base import in_sot_simulation_mode
-except ImportError:  # a Paddle without SOT
-
-    def in_sot_simulation_mode() -> bool:
-        return False
-
 
 __all__ = [
     "FastformerPretrainedModel",
@@ -53,142 +45,6 @@ def additive_mask(attention_mask: paddle.Tensor, dtype) -> paddle.Tensor:
     return (1.0 - attention_mask.astype(dtype).unsqueeze(1)) * MASK_VALUE
 
 
-# CPU training speed. Paddle's CPU backward of a bias add (a column reduce) and of layer_norm are slow
-# single-threaded loops (benchmarks/README.md). `Linear` and `LayerNorm` below keep the parameters of
-# `nn.Linear` / `nn.LayerNorm` and Paddle's own forward kernels (bit-identical outputs) and compute the same
-# gradients faster: Linear's from matmuls (the bias gradient as a GEMV), LayerNorm's in a compiled multi-threaded
-# kernel (`cpu_ops`, which also has GELU's backward and dropout). Used only in dynamic mode on CPU (Linear,
-# LayerNorm and GELU only when a gradient is needed, dropout only in training): export, inference, to_static and GPU
-# run Paddle's own layers.
-
-
-def _dygraph_cpu(x: paddle.Tensor) -> bool:
-    return (
-        paddle.in_dynamic_mode()
-        and not in_sot_simulation_mode()  # to_static's SOT tracing (the Trainer's `to_static`): Paddle's layers
-        and x.place.is_cpu_place()
-    )
-
-
-def _custom_grad(x: paddle.Tensor, *params: paddle.Tensor) -> bool:
-    return (
-        _dygraph_cpu(x)
-        and not x.stop_gradient
-        and all(p is not None and not p.stop_gradient for p in params)
-    )
-
-
-def _kernels_for(x: paddle.Tensor) -> bool:
-    """The compiled CPU kernels (`cpu_ops`) take float32 tensors in CPU dygraph, where they could be built."""
-    return x.dtype == paddle.float32 and _dygraph_cpu(x) and cpu_ops.available()
-
-
-def _expand(x: paddle.Tensor, like: paddle.Tensor) -> paddle.Tensor:
-    """`x` expanded to `like`'s shape in CPU dygraph (a same-shape multiply is fast there, a broadcast one and its
-    backward reduce are slow), else left to broadcasting (exported graphs stay ONNX-friendly)."""
-    return x.expand_as(like) if _dygraph_cpu(like) else x
-
-
-def _column_sum(x: paddle.Tensor) -> paddle.Tensor:
-    """[M, K] -> [K] as ones[1, M] @ x (a GEMV: many times faster than Paddle's CPU sum over axis 0)."""
-    return paddle.matmul(paddle.ones([1, x.shape[0]], dtype=x.dtype), x).reshape([-1])
-
-
-class _LinearFunction(PyLayer):
-    @staticmethod
-    def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        out = paddle.addmm(bias, x.reshape([-1, x.shape[-1]]), weight)  # b + x W, bias added by the GEMM (beta 1)
-        return out.reshape(x.shape[:-1] + weight.shape[-1:])
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensor()
-        grad_2d = grad.reshape([-1, grad.shape[-1]])  # [M, out]
-        grad_x = paddle.matmul(grad, weight, transpose_y=True)  # g W^T
-        grad_w = paddle.matmul(x.reshape([-1, x.shape[-1]]), grad_2d, transpose_x=True)  # x^T g
-        return grad_x, grad_w, _column_sum(grad_2d)  # db = sum over rows of g
-
-
-class _LayerNormFunction(PyLayer):
-    @staticmethod
-    def forward(ctx, x, weight, bias, epsilon):
-        ctx.save_for_backward(x, weight)
-        ctx.epsilon = epsilon
-        return F.layer_norm(x, x.shape[-1:], weight, bias, epsilon)  # x_hat * w + b
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensor()
-        return cpu_ops.layer_norm_backward(x, weight, grad, ctx.epsilon)  # compiled, multi-threaded
-
-
-class _GeluFunction(PyLayer):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return F.gelu(x)  # exact (erf) GELU
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensor()
-        return cpu_ops.gelu_backward(x, grad)  # compiled, multi-threaded
-
-
-class _DropoutFunction(PyLayer):
-    @staticmethod
-    def forward(ctx, x, p):
-        out, mask = cpu_ops.dropout(x, p)  # compiled, multi-threaded
-        ctx.save_for_backward(mask)
-        ctx.p = p
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        (mask,) = ctx.saved_tensor()
-        return cpu_ops.dropout_backward(mask, grad, ctx.p)
-
-
-class Linear(nn.Linear):
-    """`nn.Linear` (same parameters, same output) with the fast CPU backward."""
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if _custom_grad(x, self.weight, self.bias):
-            return _LinearFunction.apply(x, self.weight, self.bias)
-        return super().forward(x)
-
-
-class LayerNorm(nn.LayerNorm):
-    """`nn.LayerNorm` over the last axis (same parameters, same output) with the compiled CPU backward
-    (`cpu_ops`; Paddle's own where it could not be built)."""
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if len(self._normalized_shape) == 1 and _custom_grad(x, self.weight, self.bias) and _kernels_for(x):
-            return _LayerNormFunction.apply(x, self.weight, self.bias, self._epsilon)
-        return super().forward(x)
-
-
-class GELU(nn.Layer):
-    """Exact GELU (`F.gelu`, PaddleNLP's "gelu") with the compiled CPU backward."""
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if _custom_grad(x) and _kernels_for(x):
-            return _GeluFunction.apply(x)
-        return F.gelu(x)
-
-
-class Dropout(nn.Dropout):
-    """`nn.Dropout` that is no op at all outside training (eval-mode `nn.Dropout` still puts a dropout op, a full
-    copy of its input, into exported graphs), with the compiled kernel in CPU dygraph training."""
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        if self.mode == "upscale_in_train" and self.axis is None and _kernels_for(x):
-            return _DropoutFunction.apply(x, self.p)
-        return super().forward(x)
-
-
 class FastformerEmbeddings(nn.Layer):
     """Word + learned position embeddings, LayerNorm, dropout."""
 
@@ -202,7 +58,7 @@ class FastformerEmbeddings(nn.Layer):
     def forward(self, input_ids: paddle.Tensor) -> paddle.Tensor:
         # CPU dygraph: [B, L] position ids (not [1, L] broadcast): a same-shape add, whose backward is not a slow reduce
         position_ids = paddle.arange(paddle.shape(input_ids)[1], dtype="int64").unsqueeze(0)  # [1, L]
-        if _dygraph_cpu(input_ids):
+        if cpu.dygraph_cpu(input_ids):
             position_ids = position_ids.expand_as(input_ids)  # [B, L]
         x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)  # [B, L, H]
         return self.dropout(self.layer_norm(x))
@@ -231,7 +87,7 @@ class FastSelfAttention(nn.Layer):
         weights = weights * (mask == 0).astype(weights.dtype)  # exact 0 on padding
         if keep is not None:
             keep.append(weights)
-        if _dygraph_cpu(x):
+        if cpu.dygraph_cpu(x):
             # Every head's weights against all H columns, then head n's own D columns (the block diagonal): one
             # batched matmul on x as it lies, no [B, N, L, D] transpose (a slow strided copy in CPU dygraph); N x
             # the FLOPs of the per-head product, still tiny next to the projections.
@@ -250,13 +106,13 @@ class FastSelfAttention(nn.Layer):
         # eq. 3-4: alpha_i = softmax(w_q . q_i / sqrt(d)); global query q = sum_i alpha_i q_i
         global_query = self._pool(self.query_att(q), mask, q, weights)  # [B, 1, H]
         # eq. 5: p_i = q * k_i
-        p = k * _expand(global_query, k)  # [B, L, H]
+        p = k * cpu.expand(global_query, k)  # [B, L, H]
         # eq. 6-7: beta_i = softmax(w_k . p_i / sqrt(d)); global key k = sum_i beta_i p_i
         global_key = self._pool(self.key_att(p), mask, p, weights)  # [B, 1, H]
         # eq. 8: u_i = k * v_i, value = query unless a value projection is asked for
         v = q if self.value is None else self.value(hidden_states)
         # output r_i = transform(u_i) + q_i
-        out = self.transform(_expand(global_key, v) * v) + q  # [B, L, H]
+        out = self.transform(cpu.expand(global_key, v) * v) + q  # [B, L, H]
         return (out, tuple(weights)) if output_attentions else out
 
 

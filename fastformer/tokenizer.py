@@ -1,13 +1,7 @@
 """Word-level tokenizer of the Fastformer reference code, as a PaddleNLP `PretrainedTokenizer`.
 
-The official code lower-cases the text and splits it with nltk's `word_tokenize`; `TOKEN_PATTERN` approximates it
-without nltk: runs of word characters, single punctuation marks, and the clitics split off the way the Penn
-Treebank does it ("don't" -> "do", "n't"; "it's" -> "it", "'s"). The vocabulary (`vocab.txt`, one token a line,
-id = line number) starts with `[PAD]` (0) and `[UNK]` (1); no special tokens are added around the text.
-
-`encode_batch` is the fast path (one compiled regex and dict lookups); `tokenizer(texts, ...)` goes through
-PaddleNLP's generic per-example code and gives the same ids. Text that happens to contain "[PAD]" or "[UNK]" is
-tokenized as ordinary text, so a review can never produce the padding id.
+Lower-cased text split like nltk's `word_tokenize` (`TOKEN_PATTERN`), vocabulary `[PAD]` 0, `[UNK]` 1, then one token
+a line; `encode_batch` is the fast path and gives the same ids as `tokenizer(texts)` (docs/internals.md).
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
 """Weight files read without running code or loading them whole, and the checks of a received folder before use.
 
-* `safetensors_tensors(path)`: name, dtype, shape and byte range of every tensor, from the header alone (8-byte
-  length + JSON).
-* `pdiparams_tensors(path)`: the same for a Paddle `.pdiparams` file (per tensor: uint32 version, LoD, uint32
-  version, int32 size + TensorDesc protobuf, raw data), named from the program file when it lists them.
-* `check_finite(path, tensors)`: every float tensor finite (NaN/Inf: a one-line error naming the file and tensor).
-* `check_model_files(path, weights)` / `check_export_files(path, model_file, params_file, manifest)`: a model or
-  export folder's `config.json` against the allowed values (`configuration.check_config_values`) and the weights'
-  shapes, and the weights finite; a `UserError` naming the file and field or tensor, before anything is built.
+Tensor records come from the safetensors header or the `.pdiparams` records; a folder's config.json, weight shapes
+and finiteness are checked before anything is built (docs/internals.md).
 """
 
 from __future__ import annotations

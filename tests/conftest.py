@@ -1,5 +1,5 @@
 """The CPU the suite sees: `pytest --fake_cpu avx2` (or `avx512`: AVX-512 without avx512_bf16) runs every test with
-`fastformer.precision`'s CPU report replaced by such a CPU's, so a machine with avx512_bf16 runs the suite as an
+`fastformer.inference.precision`'s CPU report replaced by such a CPU's, so a machine with avx512_bf16 runs the suite as an
 AVX2 machine does (`ONEDNN_MAX_CPU_ISA=AVX2` also limits oneDNN's own kernels). `bf16_cpu`: a test's CPU has bf16,
 with a stand-in bf16 runner (tests/fake_cpu.py), on any machine.
 """
@@ -13,12 +13,12 @@ FAKE_CPUS = ("avx2", "avx512")
 
 def pytest_addoption(parser):
     parser.addoption("--fake_cpu", choices=FAKE_CPUS, default=None,
-                     help="run as on a CPU without avx512_bf16: fastformer.precision sees an AVX2 or AVX-512 CPU")
+                     help="run as on a CPU without avx512_bf16: fastformer.inference.precision sees an AVX2 or AVX-512 CPU")
 
 
 def pytest_report_header(config):
     kind = config.getoption("--fake_cpu")
-    return f"fastformer.precision CPU report: {'faked as ' + kind if kind else 'this CPU'}"
+    return f"fastformer.inference.precision CPU report: {'faked as ' + kind if kind else 'this CPU'}"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,7 +28,7 @@ def _fake_cpu_for_the_run(request):
         yield
         return
     import fake_cpu
-    from fastformer import precision
+    from fastformer.inference import precision
 
     cpu = f"{precision.cpu_features()['cpu']} (reported as {kind} by --fake_cpu)"
     with pytest.MonkeyPatch.context() as patch:
@@ -40,8 +40,8 @@ def _fake_cpu_for_the_run(request):
 def bf16_cpu(monkeypatch):
     """A CPU that has bf16, and a bf16 runner whose logits the test controls (`bf16_cpu.perturb = ...`)."""
     import fake_cpu
-    from fastformer import precision
-    from fastformer import predictor as predictor_module
+    from fastformer.inference import precision
+    from fastformer.inference import predictor as predictor_module
 
     monkeypatch.setattr(precision, "cpu_features", lambda: fake_cpu.report("bf16"))
     monkeypatch.setattr(predictor_module, "InferenceRunner", fake_cpu.PerturbingRunner)

@@ -1,4 +1,4 @@
-"""CPU reports for `fastformer.precision` (which bf16 path a CPU offers) and a bf16 runner whose logits a test sets.
+"""CPU reports for `fastformer.inference.precision` (which bf16 path a CPU offers) and a bf16 runner whose logits a test sets.
 
 With them a test means the same on an AVX2 machine and on one with avx512_bf16: `report("bf16")` makes the CPU look
 bf16-capable, and `PerturbingRunner` stands in for oneDNN bf16 (fp32 logits changed by the test's `perturb`), since a
@@ -8,7 +8,7 @@ tiny model.
 
 from __future__ import annotations
 
-from fastformer import predictor as predictor_module
+from fastformer.inference import predictor as predictor_module
 
 KINDS = {
     # an AVX2 machine: no AVX-512, no bfloat16 in oneDNN
@@ -23,7 +23,7 @@ KINDS = {
 
 
 def report(kind: str, cpu: str = "test CPU") -> dict:
-    """What `fastformer.precision.cpu_features()` returns on a CPU of `kind` (one of `KINDS`)."""
+    """What `fastformer.inference.precision.cpu_features()` returns on a CPU of `kind` (one of `KINDS`)."""
     flags, paddle_says = KINDS[kind]
     return {"cpu": cpu, "flags": list(flags), "paddle": dict(paddle_says), "onednn_max_cpu_isa": None}
 

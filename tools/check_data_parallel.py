@@ -1,6 +1,6 @@
 """Data-parallel training (Paddle's collective engine) against one process: same batches, steps, weights, metrics.
 
-    python tools/check_data_parallel.py [--processes 2] [--per_device_train_batch_size 32] [--output FILE] \
+    python -m tools.check_data_parallel [--processes 2] [--per_device_train_batch_size 32] [--output FILE] \
         [-- train.py flags, e.g. --hidden_size 64]
 
 Trains `train.py configs/tiny.json` (synthetic reviews, dropout off) twice: P processes started by
@@ -13,10 +13,10 @@ process takes a GPU), then one process at P x B. The P-process run goes first an
     noise only, see `fastformer.modeling.SHIFT_INVARIANT_BIASES`), and of the final models' dev logits;
   * dev/test metrics of both runs (equal), the processes' dropout seeds (distinct), and each run's wall time
     (whole command) and training time.
-Exit status 1 when a check fails. `tests/test_distributed.py` runs this on the tiny config; the figures in the
+Exit status 1 when a check fails. `tests/training/test_distributed.py` runs this on the tiny config; the figures in the
 README's "Several GPUs or machines" come from `--output benchmarks/results/data_parallel_cpu.json`.
 
-`tools/check_data_parallel.py --worker RECORD_DIR [train.py arguments]` is what each launched process runs:
+`python -m tools.check_data_parallel --worker RECORD_DIR [train.py arguments]` is what each launched process runs:
 `train.main`, recording the batches the training sampler gave it and the results.
 """
 
@@ -42,10 +42,9 @@ TOLERANCE = 1e-5  # weights and logits (float32 rounding, amplified a little by 
 # ----------------------------------------------------------------------------------------------- worker side
 def worker(record_dir: str, train_argv: Sequence[str]) -> None:
     """train.main(train_argv), writing RECORD_DIR/pid.<rank> first and RECORD_DIR/rank<rank>.json at the end."""
-    sys.path.insert(0, ROOT)
     import train  # before paddle: thread settings
 
-    from fastformer.training import EpochBatchSampler
+    from fastformer.training.sampler import EpochBatchSampler
 
     rank = int(os.environ.get("PADDLE_TRAINER_ID", "0"))
     os.makedirs(record_dir, exist_ok=True)
@@ -104,6 +103,7 @@ def run_training(processes: int, train_argv: Sequence[str], work_dir: str, name:
         cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(processes),
                "--log_dir", log_dir, *script]
     child_env = dict(os.environ, GLOG_minloglevel="2", **(env or {}))
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, child_env.get("PYTHONPATH")]))  # train.py, benchmarks
     log_path = os.path.join(log_dir, "launch.log")
     start = time.perf_counter()
     with open(log_path, "w") as log:
@@ -170,7 +170,7 @@ def compare_batches(one: Dict[str, List[List[int]]], ranks: Sequence[Dict[str, L
 
 def _weights(folder: str) -> Dict[str, "object"]:
     """The weights of a checkpoint (model_state.pdparams) or of a model folder (model.safetensors), as numpy."""
-    from fastformer.task import WEIGHTS_FILE, load_model_dir  # before paddle: MKL settings
+    from fastformer.model_folder import WEIGHTS_FILE, load_model_dir
 
     import paddle
 
@@ -207,12 +207,13 @@ def dropout_seeds(checkpoint: str, processes: int) -> List[int]:
 
 def compare_logits(model_a: str, model_b: str, data_dir: str, batch_size: int = 64) -> float:
     """Largest abs difference of the two model folders' logits on the dev split."""
-    from fastformer.task import DataCollator, encode_texts, load_model_dir  # before paddle: MKL settings
+    from fastformer.encoding import DataCollator, encode_texts
+    from fastformer.model_folder import load_model_dir
 
     import numpy as np
     import paddle
 
-    from data_process import read_split
+    from fastformer.splits import read_split
 
     texts, _ = read_split(os.path.join(data_dir, "dev.jsonl"))
     worst = 0.0
@@ -236,7 +237,6 @@ def run_check(processes: int = 2, per_device: int = 32, work_dir: Optional[str] 
               resume: bool = False) -> dict:
     """The whole comparison (see the module doc) in `work_dir` (a new temporary folder when None). `resume`: also
     restart the P processes from the P-process run's first checkpoint and compare the last checkpoints' weights."""
-    sys.path.insert(0, ROOT)
     work_dir = work_dir or tempfile.mkdtemp(prefix="data_parallel_")
     raw = os.path.join(work_dir, "raw", "reviews.json.gz")  # made by the first of the P processes
     common = [TINY, "--input_file", raw, "--hidden_dropout_prob", "0", "--split_sizes", "300", "51", "49",
@@ -378,8 +378,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     report = run_check(args.processes, args.per_device_train_batch_size, args.work_dir, train_args, args.timeout,
                        resume=args.resume)
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    from common import result_header
+    from benchmarks.common import result_header
 
     report = {**result_header("data_parallel", __file__, args, argv + (["--", *train_args] if train_args else [])),
               "cpu_flags": _cpu_flags(), **report}

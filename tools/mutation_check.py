@@ -1,7 +1,7 @@
 """Mutation check of the test suite: put one realistic porting bug at a time into a temporary copy of the repository
 and run the tests that should catch it.
 
-    python tools/mutation_check.py [--rev REV] [--only ID ...] [--output FILE] [--list]
+    python -m tools.mutation_check [--rev REV] [--only ID ...] [--output FILE] [--list]
 
 Each mutation (`MUTATIONS` below) replaces one exact piece of source text (it must occur; the n-th occurrence when
 several do) and names the test files that should fail. The copy's unmutated tests must pass first (the baseline);
@@ -30,9 +30,9 @@ from typing import List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-MODEL_TESTS = ("tests/test_reference_numpy.py", "tests/test_modeling.py", "tests/test_alignment.py",
-               "tests/test_export_predict.py")
-TRAIN_TESTS = ("tests/test_train.py",)
+MODEL_TESTS = ("tests/model/test_reference_numpy.py", "tests/model/test_modeling.py",
+               "tests/reproduction/test_alignment.py", "tests/inference/test_export_predict.py")
+TRAIN_TESTS = ("tests/training/test_train.py",)
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Mutation:
 
 MUTATIONS: List[Mutation] = [
     # ---- the bugs issue 13 lists
-    Mutation("gelu_tanh_eval", "tanh-approximate GELU on the eval/export path", "fastformer/modeling.py",
+    Mutation("gelu_tanh_eval", "tanh-approximate GELU on the eval/export path", "fastformer/cpu_layers.py",
              "        return F.gelu(x)\n", "        return F.gelu(x, approximate=True)\n", MODEL_TESTS, listed=True),
     Mutation("ln_eps_embeddings", "embedding LayerNorm with Paddle's default epsilon 1e-5, not the config's",
              "fastformer/modeling.py", "LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)",
@@ -62,31 +62,31 @@ MUTATIONS: List[Mutation] = [
     Mutation("head_split_per_head", "hidden split as [D, N] instead of [N, D] on the per-head (export/GPU) path",
              "fastformer/modeling.py", "heads = x.reshape([0, 0, n, d]).transpose([0, 2, 1, 3])",
              "heads = x.reshape([0, 0, d, n]).transpose([0, 3, 1, 2])", MODEL_TESTS, listed=True),
-    Mutation("sampling_always_balanced", "Trainer ignores --sampling: always class-balanced", "fastformer/training.py",
+    Mutation("sampling_always_balanced", "Trainer ignores --sampling: always class-balanced", "fastformer/training/trainer.py",
              'balanced=self.args.sampling == "balanced",', "balanced=True,", TRAIN_TESTS, listed=True),
-    Mutation("sampling_never_balanced", "Trainer ignores --sampling: never class-balanced", "fastformer/training.py",
+    Mutation("sampling_never_balanced", "Trainer ignores --sampling: never class-balanced", "fastformer/training/trainer.py",
              'balanced=self.args.sampling == "balanced",', "balanced=False,", TRAIN_TESTS, listed=True),
     Mutation("no_epoch_sampler", "Trainer does not use EpochBatchSampler (PaddleNLP's default sampler)",
-             "fastformer/training.py", "def _get_train_sampler(self):", "def _unused_train_sampler(self):",
+             "fastformer/training/trainer.py", "def _get_train_sampler(self):", "def _unused_train_sampler(self):",
              TRAIN_TESTS, listed=True),
     Mutation("no_remainder_rotation", "the sampler's n % C extra draws always go to the same classes",
-             "fastformer/training.py", "extra = (np.arange(c) - epoch) % c < n % c", "extra = np.arange(c) < n % c",
+             "fastformer/training/sampler.py", "extra = (np.arange(c) - epoch) % c < n % c", "extra = np.arange(c) < n % c",
              TRAIN_TESTS, listed=True),
-    Mutation("parity_always_zero", "export parity computed as zero whatever the outputs", "fastformer/export.py",
+    Mutation("parity_always_zero", "export parity computed as zero whatever the outputs", "fastformer/inference/export.py",
              "worst = max(worst, float(np.abs(out - ref).max()))",
-             "worst = max(worst, float(np.abs(ref - ref).max()))", ("tests/test_export_predict.py",), listed=True),
-    Mutation("import_error_export_script", "an import error in export_model.py (tests/test_evaluate.py alone)",
+             "worst = max(worst, float(np.abs(ref - ref).max()))", ("tests/inference/test_export_predict.py",), listed=True),
+    Mutation("import_error_export_script", "an import error in export_model.py (tests/inference/test_evaluate.py alone)",
              "export_model.py", "from typing import Optional, Sequence\n",
              "from typing import Optional, Sequence\nfrom fastformer.tokenizer import FastformerTokeniser\n",
-             ("tests/test_evaluate.py",), listed=True),
+             ("tests/inference/test_evaluate.py",), listed=True),
     # ---- further realistic bugs (caught by the suite of then too: they must stay caught)
-    Mutation("gelu_tanh_train", "tanh-approximate GELU on the training path", "fastformer/modeling.py",
+    Mutation("gelu_tanh_train", "tanh-approximate GELU on the training path", "fastformer/cpu_layers.py",
              "return F.gelu(x)  # exact (erf) GELU", "return F.gelu(x, approximate=True)", MODEL_TESTS),
     Mutation("mask_inverted", "additive mask built from the mask, not 1 - mask", "fastformer/modeling.py",
              "return (1.0 - attention_mask.astype(dtype).unsqueeze(1)) * MASK_VALUE",
              "return attention_mask.astype(dtype).unsqueeze(1) * MASK_VALUE", MODEL_TESTS),
     Mutation("no_query_residual", "attention output without the + q residual", "fastformer/modeling.py",
-             "return self.transform(_expand(global_key, v) * v) + q", "return self.transform(_expand(global_key, v) * v)",
+             "return self.transform(cpu.expand(global_key, v) * v) + q", "return self.transform(cpu.expand(global_key, v) * v)",
              MODEL_TESTS),
     Mutation("global_key_from_k", "global key pooled from k instead of p = q * k", "fastformer/modeling.py",
              "global_key = self._pool(self.key_att(p), mask, p)", "global_key = self._pool(self.key_att(p), mask, k)",
@@ -102,12 +102,12 @@ MUTATIONS: List[Mutation] = [
     Mutation("block_diagonal_order", "block-diagonal pooling (CPU dygraph path) returns [D, N] column order",
              "fastformer/modeling.py", "return paddle.diagonal(pooled, axis1=1, axis2=2).transpose([0, 2, 1])",
              "return paddle.diagonal(pooled, axis1=1, axis2=2)", MODEL_TESTS),
-    Mutation("dropout_in_eval", "dropout still active in eval mode", "fastformer/modeling.py",
+    Mutation("dropout_in_eval", "dropout still active in eval mode", "fastformer/cpu_layers.py",
              "if not self.training or self.p == 0:", "if self.p == 0:", MODEL_TESTS),
     Mutation("weighted_loss_unweighted", "--sampling weighted_loss trains with the plain loss",
-             "fastformer/training.py", "if self.loss_weights is None or not model.training:",
+             "fastformer/training/trainer.py", "if self.loss_weights is None or not model.training:",
              "if True:", TRAIN_TESTS),
-    Mutation("sampler_ignores_epoch", "the sampler's shuffle ignores the epoch", "fastformer/training.py",
+    Mutation("sampler_ignores_epoch", "the sampler's shuffle ignores the epoch", "fastformer/training/sampler.py",
              "rng = np.random.default_rng([self.seed, 0, epoch])", "rng = np.random.default_rng([self.seed, 0])",
              TRAIN_TESTS),
 ]
@@ -227,7 +227,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                "caught": sum(r["caught"] for r in results), "total": len(results), "mutations": results}
     print(f"caught {payload['caught']} of {payload['total']} (baseline rc {baseline['rc']})")
     if args.output:
-        sys.path.insert(0, ROOT)
         from fastformer.fileio import write_json
 
         write_json(args.output, payload)

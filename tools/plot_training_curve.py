@@ -1,6 +1,6 @@
 """Draw the training curve of a finished run from its trainer_state.json (the Trainer's log history).
 
-    python tools/plot_training_curve.py --trainer_state output/demo/trainer_state.json --output curve.png
+    python -m tools.plot_training_curve --trainer_state output/demo/trainer_state.json --output curve.png
 """
 
 from __future__ import annotations

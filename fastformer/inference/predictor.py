@@ -1,0 +1,261 @@
+"""`Predictor`: review texts -> star-rating probabilities, behind predict.py, evaluate.py and serve.py.
+
+It runs an export (Paddle Inference) or a trained model folder (dygraph) in a fixed precision, checking the weight
+files before loading them; texts are batched by length and results come back in input order (docs/inference.md).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..configuration import FastformerConfig
+from ..encoding import check_max_length, count_truncated, encode_texts, pad_batch
+from ..labels import label_to_stars
+from ..model_folder import check_model_dir, load_model_dir, load_tokenizer
+from ..weight_files import check_export_files
+from .folders import BACKENDS, MANIFEST_FILE, check_manifest_checksums, detect_backend, find_model_files, read_manifest
+from .runners import DynamicRunner, InferenceRunner, check_device
+
+__all__ = ["Predictor", "NonFiniteOutputError", "FIXED_PRECISIONS", "PAD_MULTIPLE", "bucket_rows", "softmax"]
+
+FIXED_PRECISIONS = ("fp32", "bf16")
+# Paddle Inference with oneDNN keeps kernels for every input shape it has run: lengths are padded to a multiple of 16
+# and batches to a power of two rows (`bucket_rows`), so few shapes ever occur (docs/inference.md, "Batching").
+PAD_MULTIPLE = 16
+MOSTLY_UNKNOWN = 0.5  # a result warns when more than this share of its tokens is [UNK]
+
+
+class NonFiniteOutputError(RuntimeError):
+    """The model gave NaN or infinite logits: its weights are damaged (or it diverged in training).
+
+    `indices`: the positions, in the texts given, of the texts whose logits are not finite."""
+
+    def __init__(self, model_dir: str, indices: Sequence[int], total: int):
+        self.indices = list(indices)
+        shown = ", ".join(map(str, self.indices[:10])) + (" ..." if len(self.indices) > 10 else "")
+        super().__init__(
+            f"the model in {model_dir!r} gave non-finite logits (NaN or Inf) for {len(self.indices)} of {total} "
+            f"text(s) (indices {shown}): its weights are damaged or the model diverged; no rating was given"
+        )
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, float32."""
+    logits = np.asarray(logits, dtype=np.float32)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def bucket_rows(n: int, batch_size: int) -> int:
+    """Rows a batch of `n` texts is padded to: the next power of two, at most `batch_size`."""
+    return min(batch_size, 1 << (n - 1).bit_length()) if n > 0 else 0
+
+
+class Predictor:
+    """Star-rating predictions from raw review texts, in the precision it is given (`loader.load_predictor` decides
+    "auto" and runs the bf16 quality gate).
+
+    Args:
+        model_dir: an export folder (export_model.py) or a trained model folder (train.py).
+        backend: "inference", "dynamic" or "auto" (from the folder's contents).
+        device: "cpu" or "gpu" (a clear error when Paddle has no CUDA or no GPU is visible).
+        num_threads: CPU math threads (default: every core).
+        batch_size: texts per forward pass.
+        max_length: tokens kept per text (default: the folder's truncation length); longer texts say so.
+        enable_mkldnn: oneDNN for Paddle Inference on CPU.
+        allow_pickle: also load a trained model folder with pickle-format weights (`model_folder.ALLOW_PICKLE_HELP`).
+        precision: "fp32" or "bf16" (oneDNN on CPU, an export only); `precision_note` says why, when given.
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        backend: str = "auto",
+        device: str = "cpu",
+        num_threads: Optional[int] = None,
+        batch_size: int = 64,
+        max_length: Optional[int] = None,
+        enable_mkldnn: bool = True,
+        allow_pickle: bool = False,
+        precision: str = "fp32",
+        precision_note: Optional[str] = None,
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if precision not in FIXED_PRECISIONS:
+            raise ValueError(f"Predictor runs a fixed precision {FIXED_PRECISIONS}, got {precision!r} "
+                             "(fastformer.inference.loader.load_predictor chooses one for 'auto')")
+        check_device(device)
+        if backend == "auto":
+            backend = detect_backend(model_dir)
+        if precision == "bf16" and not (backend == "inference" and device == "cpu" and enable_mkldnn):
+            raise ValueError("bf16 runs an export on CPU with oneDNN (backend inference, device cpu, oneDNN on)")
+        self.model_dir = model_dir
+        self.backend = backend
+        self.device = device
+        self.batch_size = int(batch_size)
+        self._lock = threading.Lock()  # Paddle Inference predictors are not thread-safe (serve.py's thread pool)
+        self.precision, self.precision_note = precision, precision_note
+        if backend == "inference":
+            self.manifest = read_manifest(model_dir) if os.path.isdir(model_dir) else None
+            model_file, params_file = find_model_files(model_dir, self.manifest)
+            check_model_dir(model_dir, required=(MANIFEST_FILE, "config.json", model_file, params_file))
+            check_manifest_checksums(model_dir, self.manifest)
+            check_export_files(model_dir, model_file, params_file, self.manifest)  # config values, finite weights
+            config = FastformerConfig.from_pretrained(model_dir)
+            self.tokenizer = load_tokenizer(model_dir, config)
+            self._runner = InferenceRunner(
+                os.path.join(model_dir, model_file), os.path.join(model_dir, params_file),
+                device=device, num_threads=num_threads, enable_mkldnn=enable_mkldnn, precision=precision,
+            )
+            default_length = int(self.manifest.get("max_length") or self.tokenizer.model_max_length)
+        else:
+            self.manifest = None
+            model, self.tokenizer = load_model_dir(model_dir, allow_pickle=allow_pickle)
+            config = model.config
+            self._runner = DynamicRunner(model, device=device, num_threads=num_threads)
+            default_length = self.tokenizer.model_max_length
+        self.config = config
+        self.enable_mkldnn = getattr(self._runner, "enable_mkldnn", False)
+        self.max_length = check_max_length(max_length or default_length, config)
+        self._labels = [str(config.id2label[i]) for i in range(config.num_labels)]
+        if self.manifest and self.manifest.get("labels") and list(self.manifest["labels"]) != self._labels:
+            raise ValueError(f"{model_dir!r}: the labels of {MANIFEST_FILE} ({self.manifest['labels']}) and "
+                             f"config.json ({self._labels}) differ")
+        self._ratings = label_to_stars(self._labels)
+
+    # ------------------------------------------------------------------------------------------------ properties
+    @property
+    def labels(self) -> List[str]:
+        """Label names in class-id order ("1" .. "5": star ratings)."""
+        return list(self._labels)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self._labels)
+
+    def info(self) -> Dict[str, object]:
+        return {
+            "backend": self.backend,
+            "device": self.device,
+            "onednn": self.enable_mkldnn,
+            "precision": self.precision,
+            "precision_note": self.precision_note,
+            "max_length": self.max_length,
+            "batch_size": self.batch_size,
+            "labels": self.labels,
+        }
+
+    # ------------------------------------------------------------------------------------------------ internals
+    def _encode(self, texts: Sequence[str]) -> Tuple[List[List[int]], List[int]]:
+        """Token ids truncated to max_length, and the number of tokens dropped from each text."""
+        ids = encode_texts(self.tokenizer, texts, self.max_length)
+        truncated = [0] * len(ids)
+        for i, seq in enumerate(ids):
+            if len(seq) >= self.max_length:  # only a text at the limit can have lost tokens
+                truncated[i] = count_truncated(self.tokenizer, texts[i], self.max_length) or 0
+        return ids, truncated
+
+    def _finite(self, logits: np.ndarray, positions: Sequence[int]) -> np.ndarray:
+        """`logits`, or NonFiniteOutputError naming the `positions` (input indices) of rows that are not finite."""
+        bad = np.flatnonzero(~np.isfinite(logits).all(axis=-1))
+        if bad.size:
+            positions = list(positions)
+            raise NonFiniteOutputError(self.model_dir, [positions[i] for i in bad], len(positions))
+        return logits
+
+    def _logits(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Logits [N, C] of id lists, batched by length (sorted), in input order. Batches are padded to few shapes
+        (lengths: a multiple of PAD_MULTIPLE; rows: `bucket_rows`, copies of the last text, their logits dropped)."""
+        out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        pad_id = self.tokenizer.pad_token_id
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            batch = [ids[i] for i in rows]
+            batch += batch[-1:] * (bucket_rows(len(batch), self.batch_size) - len(batch))
+            input_ids, attention_mask = pad_batch(batch, pad_id, PAD_MULTIPLE)
+            with self._lock:
+                logits = self._runner.run(input_ids, attention_mask)
+            out[rows] = logits[: len(rows)]
+        return out
+
+    # -------------------------------------------------------------------------------------------------- public
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Softmax probabilities, float32 [len(texts), num_labels], in input order.
+
+        Every text must be a non-blank string (ValueError naming the first bad ones otherwise); `predict` reports
+        bad texts per item instead.
+        """
+        texts = list(texts)
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            raise ValueError(f"{len(bad)} text(s) are empty, blank or not strings (indices {bad[:10]}"
+                             f"{' ...' if len(bad) > 10 else ''})")
+        if not texts:
+            return np.zeros((0, self.num_labels), dtype=np.float32)
+        ids, _ = self._encode(texts)
+        return softmax(self._finite(self._logits(ids), range(len(texts))))
+
+    def predict(self, texts: Sequence[str]) -> List[Dict[str, object]]:
+        """One result per text, in input order:
+
+        {"rating": stars (int), "label": name, "probabilities": {label: p}, "truncated_tokens": tokens dropped
+        (0 when none), "unk_share": share of the tokens read that are [UNK] (0..1), "warning": None, or a message
+        when more than half of them are [UNK], "error": None}; a text that is not a string, empty, blank or without
+        any token gets {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0,
+        "unk_share": None, "warning": None, "error": message} and the others are still predicted. Non-finite
+        logits raise `NonFiniteOutputError` (no result is made up from them).
+        """
+        texts = list(texts)
+        results: List[Optional[Dict[str, object]]] = [None] * len(texts)
+        good = []
+        for i, text in enumerate(texts):
+            error = None
+            if not isinstance(text, str):
+                error = f"text must be a string, got {type(text).__name__}"
+            elif not text.strip():
+                error = "empty text" if not text else "text is only whitespace"
+            if error:
+                results[i] = self._error(error)
+            else:
+                good.append(i)
+        if good:
+            ids, truncated = self._encode([texts[i] for i in good])
+            empty = {k for k, seq in enumerate(ids) if not seq}
+            for k in empty:  # e.g. only characters the tokenizer drops
+                results[good[k]] = self._error("text has no tokens")
+            keep = [k for k in range(len(good)) if k not in empty]
+            logits = self._logits([ids[k] for k in keep]) if keep else np.zeros((0, self.num_labels))
+            probs = softmax(self._finite(logits, [good[k] for k in keep]))
+            unk = self.tokenizer.unk_token_id
+            for row, k in enumerate(keep):
+                p = probs[row]
+                best = int(p.argmax())
+                unk_share = sum(i == unk for i in ids[k]) / len(ids[k])
+                results[good[k]] = {
+                    "rating": self._ratings[best],
+                    "label": self._labels[best],
+                    "probabilities": {name: float(p[c]) for c, name in enumerate(self._labels)},
+                    "truncated_tokens": int(truncated[k]),
+                    "unk_share": round(unk_share, 4),
+                    "warning": (f"{unk_share:.0%} of the tokens are unknown to the model's vocabulary: the rating "
+                                "is unreliable" if unk_share > MOSTLY_UNKNOWN else None),
+                    "error": None,
+                }
+        return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _error(message: str) -> Dict[str, object]:
+        return {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0, "unk_share": None,
+                "warning": None, "error": message}
+
+    def __repr__(self) -> str:
+        return (f"Predictor({self.model_dir!r}, backend={self.backend!r}, device={self.device!r}, "
+                f"precision={self.precision!r}, max_length={self.max_length}, batch_size={self.batch_size})")
