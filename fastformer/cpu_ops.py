@@ -12,8 +12,10 @@ the model falls back to Paddle's own kernels: slower on CPU, the same results.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 import threading
 import warnings
 from typing import Optional, Tuple
@@ -48,8 +50,9 @@ def _build():
 
     path = build_dir()
     os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, ".lock"), "w") as lock:  # one compiler at a time per build folder
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # Paddle's loader prints its "Compiling ..." line to stdout: to stderr, so a script's output (JSON lines) stays clean
+    with open(os.path.join(path, ".lock"), "w") as lock, contextlib.redirect_stdout(sys.stderr):
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one compiler at a time per build folder
         return load(name=MODULE_NAME, sources=SOURCES, extra_cxx_cflags=CXX_FLAGS,
                     extra_ldflags=["-pthread"], build_directory=path, verbose=False)
 
