@@ -20,6 +20,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from ..cli import UserError
 from ..encoding import check_max_length, pad_batch, truncation_length
 from ..model_folder import load_model_dir
 
@@ -34,6 +35,9 @@ __all__ = [
     "token_importance",
     "split_words",
     "word_scores",
+    "bare_word",
+    "explainer_for",
+    "explain_predictions",
 ]
 
 METHODS = ("pooling", "rollout", "gradient", "integrated_gradients")
@@ -154,10 +158,10 @@ def _normalise(scores: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
 
 def token_importance(
     model, input_ids: np.ndarray, attention_mask: np.ndarray, method: str = DEFAULT_METHOD,
-    ig_steps: int = IG_STEPS,
+    ig_steps: int = IG_STEPS, target: Optional[np.ndarray] = None,
 ) -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]:
     """([B, L] scores with sum(|score|) = 1 over real tokens and 0 on padding, [B, C] logits, the model's weights
-    (`model_weights`; empty for the gradient methods)) for the predicted class."""
+    (`model_weights`; empty for the gradient methods)) for the class `target` of each row (default: predicted)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method in ("pooling", "rollout"):
@@ -165,7 +169,7 @@ def token_importance(
         scores = weights["pooling"] if method == "pooling" else rollout(weights)
         return _normalise(scores, attention_mask), weights["logits"], weights
     steps = ig_steps if method == "integrated_gradients" else 0
-    scores, logits = gradient_importance(model, input_ids, attention_mask, steps=steps)
+    scores, logits = gradient_importance(model, input_ids, attention_mask, target, steps=steps)
     return _normalise(scores, attention_mask), logits, {}
 
 
@@ -182,7 +186,7 @@ def split_words(tokenizer, text: str) -> Tuple[List[Word], List[str]]:
     return words, tokens
 
 
-def _bare(word: str) -> str:
+def bare_word(word: str) -> str:
     """`word` without the punctuation and symbols around it (itself when it is only those)."""
     start, end = 0, len(word)
     while start < end and unicodedata.category(word[start])[0] in "PS":
@@ -205,7 +209,8 @@ class Explainer:
     words with theirs and the `top_k` words that most support the prediction."""
 
     def __init__(self, model, tokenizer, max_length: Optional[int] = None, method: str = DEFAULT_METHOD,
-                 batch_size: int = 16, top_k: int = 5, ig_steps: int = IG_STEPS, with_weights: bool = False):
+                 batch_size: int = 16, top_k: int = 5, ig_steps: int = IG_STEPS, with_weights: bool = False,
+                 lock: Optional[threading.Lock] = None):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         model.eval()
@@ -213,7 +218,7 @@ class Explainer:
         self.max_length = check_max_length(max_length or truncation_length(model.config, tokenizer), model.config)
         self.batch_size, self.top_k, self.ig_steps = int(batch_size), int(top_k), int(ig_steps)
         self.with_weights = with_weights  # also give the model's alpha / beta / pooling weights per token
-        self._lock = threading.Lock()  # one explanation at a time (hooks on the shared model)
+        self._lock = lock or threading.Lock()  # one pass at a time: the hooks would reach a concurrent forward
         config = model.config
         self.labels = [str(config.id2label[i]) for i in range(config.num_labels)]
 
@@ -222,8 +227,10 @@ class Explainer:
         model, tokenizer = load_model_dir(path, allow_pickle=allow_pickle)
         return cls(model, tokenizer, **kwargs)
 
-    def scores(self, ids: Sequence[Sequence[int]]) -> Tuple[List[np.ndarray], np.ndarray, List[dict]]:
-        """Per id list (non-empty): its token scores, the logits [N, C], and its model weights (when asked)."""
+    def scores(self, ids: Sequence[Sequence[int]], targets: Optional[Sequence[int]] = None
+               ) -> Tuple[List[np.ndarray], np.ndarray, List[dict]]:
+        """Per id list (non-empty): its token scores for its class in `targets` (default: the predicted one), the
+        logits [N, C], and its model weights (when asked)."""
         out_scores: List[np.ndarray] = [np.zeros(0)] * len(ids)
         logits = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         extra: List[dict] = [{} for _ in ids]
@@ -231,9 +238,10 @@ class Explainer:
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
             input_ids, mask = pad_batch([ids[i] for i in rows], self.tokenizer.pad_token_id)
+            target = None if targets is None else np.asarray([targets[i] for i in rows])
             with self._lock:
                 scores, batch_logits, weights = token_importance(self.model, input_ids, mask, self.method,
-                                                                 self.ig_steps)
+                                                                 self.ig_steps, target)
                 if self.with_weights and not weights:
                     weights = model_weights(self.model, input_ids, mask)
             for row, i in enumerate(rows):
@@ -244,12 +252,14 @@ class Explainer:
                                 if name in weights}
         return out_scores, logits, extra
 
-    def explain(self, texts: Sequence[str]) -> List[Dict[str, object]]:
-        """One explanation per text (a text without tokens gets {"error": ...})."""
+    def explain(self, texts: Sequence[str], targets: Optional[Sequence[int]] = None) -> List[Dict[str, object]]:
+        """One explanation per text, of its class in `targets` (default: the one this model predicts); a text
+        without tokens gets {"error": ...}."""
         split = [split_words(self.tokenizer, text) for text in texts]
         ids = [self.tokenizer.convert_tokens_to_ids(tokens[: self.max_length]) for _, tokens in split]
         keep = [i for i, seq in enumerate(ids) if seq]
-        scores, logits, extra = self.scores([ids[i] for i in keep]) if keep else ([], None, [])
+        chosen = None if targets is None else [targets[i] for i in keep]
+        scores, logits, extra = self.scores([ids[i] for i in keep], chosen) if keep else ([], None, [])
         results: List[Dict[str, object]] = [{"error": "text has no tokens"} for _ in texts]
         for row, i in enumerate(keep):
             words, tokens = split[i]
@@ -260,12 +270,13 @@ class Explainer:
             ranked = sorted((k for k, s in enumerate(per_word) if s is not None and s > 0), key=lambda k: -per_word[k])
             top: List[str] = []
             for k in ranked:  # the words themselves, without the punctuation around them, each once
-                word = _bare(words[k].text)
+                word = bare_word(words[k].text)
                 if word.lower() not in {t.lower() for t in top}:
                     top.append(word)
+            explained = int(probs.argmax()) if targets is None else int(targets[i])
             result = {
                 "method": self.method,
-                "label": self.labels[int(probs.argmax())],
+                "label": self.labels[explained],
                 "probabilities": {name: float(p) for name, p in zip(self.labels, probs)},
                 "tokens": tokens[:read],
                 "token_scores": [round(float(s), 5) for s in scores[row]],
@@ -278,3 +289,28 @@ class Explainer:
                 result["model_weights"] = {name: np.round(w, 5).tolist() for name, w in extra[row].items()}
             results[i] = result
         return results
+
+
+def explainer_for(predictor, method: str = DEFAULT_METHOD, **kwargs) -> Explainer:
+    """An `Explainer` of the dygraph model a `Predictor` runs, sharing its lock (so a forward pass of one never meets
+    the other's hooks) and its max_length; a `UserError` for an export (it holds no dygraph model)."""
+    model = predictor.dynamic_model
+    if model is None:
+        raise UserError(f"{predictor.model_dir!r} is an export: explanations take gradients through the trained "
+                        "model, which an export does not hold; give the trained model folder (train.py's model/)")
+    return Explainer(model, predictor.tokenizer, predictor.max_length, method, lock=predictor.lock, **kwargs)
+
+
+def explain_predictions(predictor, explainer: Explainer, texts: Sequence[str]) -> List[Dict[str, object]]:
+    """`predictor.predict(texts)`, each result with an "explanation" of its predicted class (None for a text that
+    could not be predicted)."""
+    results = predictor.predict(texts)
+    good = [i for i, r in enumerate(results) if r.get("error") is None]
+    labels = list(predictor.labels)
+    explanations = explainer.explain([texts[i] for i in good], [labels.index(results[i]["label"]) for i in good])
+    for result in results:
+        result["explanation"] = None
+    for i, explanation in zip(good, explanations):
+        explanation.pop("probabilities", None)  # the prediction's own are in the result
+        results[i]["explanation"] = explanation
+    return results

@@ -30,6 +30,7 @@ h1 { font-size: 1.4em; margin-bottom: .2em; }
 .unread { color: #999; }
 table.probs { border-collapse: collapse; font-size: .85em; margin-top: .6em; }
 table.probs td { padding: 0 .5em 0 0; vertical-align: middle; }
+table.probs td.b { width: 205px; }
 .bar { display: inline-block; height: .7em; background: #7a8ba6; }
 .bar.top { background: #d48806; }
 .top { color: #555; font-size: .9em; margin-top: .3em; }
@@ -75,7 +76,7 @@ def _probabilities(probabilities: Mapping[str, float], best: Optional[str]) -> s
     rows = []
     for name, p in probabilities.items():
         top = " top" if name == best else ""
-        rows.append(f'<tr><td>{html.escape(str(name))}</td><td><span class="bar{top}" '
+        rows.append(f'<tr><td>{html.escape(str(name))}</td><td class="b"><span class="bar{top}" '
                     f'style="width: {max(1, round(float(p) * 200))}px"></span></td><td>{float(p):.3f}</td></tr>')
     return '<table class="probs">' + "".join(rows) + "</table>"
 
@@ -104,7 +105,9 @@ def _review(item: Mapping, index: int) -> str:
     if explanation.get("top_words"):
         words = ", ".join(html.escape(w) for w in explanation["top_words"])
         parts.append(f'<div class="top">top words: {words}</div>')
-    if explanation.get("error"):
+    if prediction.get("error"):
+        parts.append(f'<div class="top">not predicted: {html.escape(str(prediction["error"]))}</div>')
+    elif explanation.get("error"):
         parts.append(f'<div class="top">no explanation: {html.escape(str(explanation["error"]))}</div>')
     if prediction.get("probabilities"):
         parts.append(_probabilities(prediction["probabilities"], label))
