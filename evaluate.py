@@ -15,11 +15,9 @@ manifest) unless --max_length is given.
 
 Writes to --output_dir (default: eval_<split> next to the model folder): eval_results.json (accuracy, macro-F1,
 per-class precision/recall/F1/support, confusion matrix, the classification report, calibration errors),
-confusion_matrix.png, reliability_diagram.png (per class: observed share against predicted probability), and the
-misclassified examples worst first (-log p(true)) as misclassified.jsonl and misclassified.html, the worst
---misclassified_explained of them with the top words of the wrong prediction (a trained model folder; an export
-gives none) (each file written whole or not at all); prints the report and the matrix. A model giving NaN/Inf outputs, a missing or
-malformed data file or an unusable model folder is a one-line error (exit status 2) and writes nothing.
+confusion_matrix.png, reliability_diagram.png, and misclassified.jsonl / .html (worst first, with top words:
+docs/explanations.md), each whole or not at all; prints the report and the matrix. A model giving NaN/Inf outputs,
+a missing or malformed data file or an unusable model folder is a one-line error (exit status 2) and writes nothing.
 """
 
 import fastformer.env  # noqa: F401  (first, before paddle loads: MKL settings)

@@ -404,7 +404,7 @@ def write_page(path: str, records: Sequence[dict], predictor, method: str, count
               "note": f"line {r['line']}" if "line" in r else None} for r in records]
     total = counts["predicted"] + counts["errors"]
     shown = f"the first {len(items)} of {total} reviews" if total > len(items) else f"{total} review(s)"
-    subtitle = (f"{shown}; model {os.path.abspath(predictor.model_dir)}; token importance: "
+    subtitle = (f"{shown}; model {predictor.model_dir}; token importance: "
                 f"{method.replace('_', ' ')}")
     with atomic_open(path) as f:
         f.write(render_page(items, "Explained predictions", subtitle))

@@ -50,7 +50,7 @@ def _build():
 
     path = build_dir()
     os.makedirs(path, exist_ok=True)
-    # Paddle's loader prints its "Compiling ..." line to stdout: to stderr, so a script's output (JSON lines) stays clean
+    # Paddle's loader prints "Compiling ..." to stdout: sent to stderr, a script's output (JSON lines) stays clean
     with open(os.path.join(path, ".lock"), "w") as lock, contextlib.redirect_stdout(sys.stderr):
         fcntl.flock(lock, fcntl.LOCK_EX)  # one compiler at a time per build folder
         return load(name=MODULE_NAME, sources=SOURCES, extra_cxx_cflags=CXX_FLAGS,

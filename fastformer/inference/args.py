@@ -66,6 +66,6 @@ def add_explain_args(parser: argparse.ArgumentParser, html: bool = True) -> argp
                        "and head")
     if html:
         group.add_argument("--explain_html", default=None, metavar="FILE",
-                           help="also write one self-contained HTML page of the explained reviews (the first 1,000; implies "
-                           "--explain)")
+                           help="also write one self-contained HTML page of the explained reviews (the first "
+                           "1,000; implies --explain)")
     return parser
