@@ -1,5 +1,6 @@
-"""A minimal HTTP endpoint for star-rating predictions (FastAPI + uvicorn).
+"""A minimal HTTP endpoint for predictions: labels, and star ratings for a rating model (FastAPI + uvicorn).
 
+    python serve.py --host 127.0.0.1 --port 8000          # the model that comes with the repository
     python serve.py --model_dir output/demo/export --host 127.0.0.1 --port 8000
     curl -s localhost:8000/health
     curl -s -X POST localhost:8000/predict -H 'content-type: application/json' \
@@ -241,7 +242,9 @@ def uvicorn_config(app, host: str = "127.0.0.1", port: int = 8000, log_level: st
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
-    parser.add_argument("--model_dir", required=True, help="export folder (export_model.py) or trained model folder")
+    parser.add_argument("--model_dir", default=None,
+                        help="export folder (export_model.py) or trained model folder; default: the model that comes "
+                        "with the repository, models/fastformer-amazon-reviews-rating (1-5 stars, real Amazon reviews)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=_port, default=8000)
     parser.add_argument("--docs", action="store_true",
@@ -281,6 +284,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f"--batch_wait_ms must be 0 or more, got {args.batch_wait_ms}")
     if args.max_queue_texts < 1:
         parser.error(f"--max_queue_texts must be at least 1, got {args.max_queue_texts}")
+    if args.model_dir is None:
+        from fastformer.inference.folders import shipped_model_dir
+
+        args.model_dir = shipped_model_dir()
     return args
 
 

@@ -1,8 +1,10 @@
-"""Train a Fastformer review-rating classifier with the PaddleNLP Trainer.
+"""Train a Fastformer text classifier (a review-rating one on Amazon reviews) with the PaddleNLP Trainer.
 
     python train.py configs/amazon_electronics.json                        # the paper setting
     python train.py configs/demo.json --output_dir output/demo             # SYNTHETIC demo data, a few minutes on CPU
     python train.py configs/amazon_electronics.json --learning_rate 5e-4   # any flag overrides the config
+    python train.py configs/amazon_electronics.json --train_file mine.csv --test_file test.csv \
+        --text_column text --label_column label --output_dir output/mine  # your own labelled data (docs/own_data.md)
 
 Steps: prepare the data, build the vocabulary and the model, train, keep the best checkpoint (or their average), fit
 the logit adjustment, save <output_dir>/model and report dev and test metrics. The output folder, resuming and
@@ -21,15 +23,15 @@ import paddle
 from paddlenlp.trainer import set_seed
 
 from data_process.demo_data import generate_demo_reviews
+from data_process.labelled_files import prepare_labelled_files
 from data_process.prepare import prepare_dataset
 from data_process.word_vectors import train_word_vectors, write_word_vectors
 from fastformer import cpu_ops
 from fastformer.cli import UserError, run_main
 from fastformer.encoding import DataCollator, encode_texts
-from fastformer.labels import label_maps
 from fastformer.metrics import AdjustedMetrics, compute_metrics, log_prior
 from fastformer.model_folder import build_model, init_encoder, save_model_dir
-from fastformer.splits import read_split
+from fastformer.splits import read_label_names, read_split
 from fastformer.tokenizer import FastformerTokenizer
 from fastformer.training.arguments import (
     RESOLVED_ARGS, RESOLVED_ARGS_HISTORY, append_history, parse_args, resolved_args, write_json_record,
@@ -48,6 +50,16 @@ logger = logging.getLogger("train")
 def prepare_data(data_args, output_dir: str, show_progress: bool) -> str:
     """Prepare (or reuse) the dataset folder and return its path."""
     data_dir = data_args.data_dir or os.path.join(output_dir, "data")
+    if data_args.train_file:  # your own labelled files (the Amazon sampling settings do not apply)
+        stats = prepare_labelled_files(
+            data_args.train_file, data_dir, dev_file=data_args.dev_file or None,
+            test_file=data_args.test_file or None, text_columns=data_args.text_column,
+            label_column=data_args.label_column, label_file=data_args.label_file or None,
+            dev_share=data_args.dev_share, seed=data_args.data_seed,
+        )
+        logger.info("dataset in %s: %s; labels %s", data_dir, {k: v["size"] for k, v in stats["splits"].items()},
+                    stats["label_names"])
+        return data_dir
     if not data_args.input_file:
         missing = [s for s in ("train.jsonl", "dev.jsonl", "test.jsonl") if not os.path.isfile(os.path.join(data_dir, s))]
         if missing:
@@ -94,18 +106,21 @@ def load_tokenizer(train_texts: List[str], data_args, checkpoint: Optional[str])
 
 
 def load_data(data_args, model_args, training_args, checkpoint: Optional[str]):
-    """(data_dir, tokenizer, {split: EncodedDataset}, word vectors file or None): the dataset prepared (or reused)
-    and encoded; with --word_vectors train, the vectors learnt from the training split (made once, kept in data_dir)."""
+    """(data_dir, label names, tokenizer, {split: EncodedDataset}, word vectors file or None): the dataset prepared
+    (or reused) and encoded; with --word_vectors train, the vectors learnt from the training split (made once, kept in
+    data_dir)."""
     data_dir = prepare_data(data_args, training_args.output_dir, show_progress=not training_args.disable_tqdm)
-    splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl")) for name in ("train", "dev", "test")}
+    label_names = read_label_names(data_dir)
+    splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl"), len(label_names))
+              for name in ("train", "dev", "test")}
     tokenizer = load_tokenizer(splits["train"][0], data_args, checkpoint)
     logger.info("vocabulary: %d tokens (min_freq %d)", len(tokenizer), data_args.vocab_min_freq)
     datasets = {
         name: EncodedDataset(encode_texts(tokenizer, texts, data_args.max_length), labels)
         for name, (texts, labels) in splits.items()
     }
-    return data_dir, tokenizer, datasets, word_vectors_file(data_args, model_args, data_dir, tokenizer,
-                                                            splits["train"][0])
+    return data_dir, label_names, tokenizer, datasets, word_vectors_file(data_args, model_args, data_dir, tokenizer,
+                                                                         splits["train"][0])
 
 
 def word_vectors_file(data_args, model_args, data_dir: str, tokenizer, train_texts: List[str]) -> Optional[str]:
@@ -152,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
         cpu_ops.load_ops()  # compiled now, not inside the first gradient all-reduce (gloo gives up after 30 s)
 
     # ---- data and vocabulary: made by the first process only and sent to the others
-    data_dir, tokenizer, datasets, word_vectors = from_first_process(
+    data_dir, label_names, tokenizer, datasets, word_vectors = from_first_process(
         training_args, lambda: load_data(data_args, model_args, training_args, checkpoint)
     )
     if word_vectors and training_args.process_index > 0 and not os.path.isfile(word_vectors):
@@ -166,7 +181,8 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     with paddle.utils.unique_name.guard():
         # ---- model and trainer
         set_seed(training_args.seed)
-        model = build_model(tokenizer, word_vectors=word_vectors, **model_args.config_kwargs(data_args.max_length))
+        model = build_model(tokenizer, word_vectors=word_vectors, label_names=label_names,
+                            **model_args.config_kwargs(data_args.max_length))
         if data_args.init_from:
             init_encoder(model, data_args.init_from)
         if checkpoint:  # its weights must fit this model (checked again when the Trainer loads them)
@@ -174,7 +190,7 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
         if writer:  # only now: a run refused above leaves the folder as it was
             write_json_record(os.path.join(output_dir, RESOLVED_ARGS), all_args)
             append_history(os.path.join(output_dir, RESOLVED_ARGS_HISTORY), all_args, argv, checkpoint)
-        num_labels = len(label_maps()[0])
+        num_labels = len(label_names)
         prior = log_prior(datasets["train"].labels, num_labels)
         trainer = FastformerTrainer(
             model=model,

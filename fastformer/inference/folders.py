@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 from ..fileio import CHECKSUMS_FILE, check_checksums
 from ..model_folder import MODEL_FILES, PICKLE_WEIGHTS_FILE, WEIGHTS_FILE
 
-__all__ = ["MANIFEST_FILE", "MODEL_PREFIX", "INPUT_NAMES", "BACKENDS", "read_manifest", "find_model_files",
+__all__ = ["SHIPPED_MODEL_DIR", "shipped_model_dir", "MANIFEST_FILE", "MODEL_PREFIX", "INPUT_NAMES", "BACKENDS", "read_manifest", "find_model_files",
            "model_folder_marker", "detect_backend", "check_manifest_checksums"]
 
 logger = logging.getLogger(__name__)
@@ -19,6 +19,17 @@ MANIFEST_FILE = "manifest.json"
 MODEL_PREFIX = "model"
 INPUT_NAMES = ("input_ids", "attention_mask")
 BACKENDS = ("auto", "inference", "dynamic")
+# the trained model that comes with the repository (models/*/README.md is its card)
+SHIPPED_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                 "models", "fastformer-amazon-reviews-rating")
+
+
+def shipped_model_dir() -> str:
+    """`SHIPPED_MODEL_DIR`, or a FileNotFoundError saying to pass --model_dir when it is not there."""
+    if not os.path.isdir(SHIPPED_MODEL_DIR):
+        raise FileNotFoundError(f"no --model_dir given, and the model that comes with the repository "
+                                f"({SHIPPED_MODEL_DIR}) is not there: pass --model_dir FOLDER")
+    return SHIPPED_MODEL_DIR
 
 
 def read_manifest(path: str) -> Optional[dict]:

@@ -93,6 +93,22 @@ class DataArguments:
         default_factory=lambda: ["text"],
         metadata={"help": "Review fields joined into the text: text (the review), or title text ('title. text')."},
     )
+    train_file: str = field(
+        default="",
+        metadata={"help": "Your own labelled texts (CSV/TSV with a header row, or JSON lines) instead of input_file; "
+                  "docs/own_data.md."},
+    )
+    dev_file: str = field(default="", metadata={"help": "Labelled dev file; empty: dev_share of train_file."})
+    test_file: str = field(default="", metadata={"help": "Labelled test file; empty: no test metrics."})
+    text_column: List[str] = field(
+        default_factory=lambda: ["text"],
+        metadata={"help": "Column(s) of the labelled files holding the text; several are joined as 'first. second'."},
+    )
+    label_column: str = field(default="label", metadata={"help": "Column of the labelled files holding the label."})
+    label_file: str = field(
+        default="", metadata={"help": "Label names, one a line, in class order; empty: the labels found, sorted."}
+    )
+    dev_share: float = field(default=0.1, metadata={"help": "Share of train_file kept for dev when no dev_file."})
     max_length: int = field(default=512, metadata={"help": "Tokens kept per review (longer ones are truncated)."})
     vocab_min_freq: int = field(
         default=2, metadata={"help": "Words seen fewer times in the training split map to [UNK]."}
@@ -302,6 +318,7 @@ _BOUNDS = (
     ("data", "num_samples", lambda v: v >= 1, "a positive integer"),
     ("data", "demo_num_reviews", lambda v: v >= 1, "a positive integer"),
     ("data", "max_length", lambda v: v >= 1, "a positive integer"),
+    ("data", "dev_share", lambda v: 0 < v < 1, "in (0, 1)"),
     ("data", "vocab_min_freq", lambda v: v >= 1, "a positive integer"),
     ("data", "vocab_max_size", lambda v: v == 0 or v >= 2, "0 (no limit) or >= 2"),
     ("model", "hidden_size", lambda v: v >= 1, "a positive integer"),
@@ -353,6 +370,9 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
                         "other than no")
     if model_args.attention_type not in ATTENTION_TYPES:
         raise UserError(f"--attention_type must be one of {ATTENTION_TYPES}, got {model_args.attention_type!r}")
+    own = [f"--{name}" for name in ("dev_file", "test_file", "label_file") if getattr(data_args, name)]
+    if own and not data_args.train_file:
+        raise UserError(f"{', '.join(own)} go(es) with --train_file (your own labelled training file)")
     if data_args.split_by not in SPLIT_BY:
         raise UserError(f"--split_by must be one of {SPLIT_BY}, got {data_args.split_by!r}")
     if training_args.sampling not in SAMPLING_MODES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from types import SimpleNamespace
@@ -109,3 +110,12 @@ def test_an_export_cannot_be_explained():
     export = SimpleNamespace(dynamic_model=None, model_dir="out/export")
     with pytest.raises(UserError, match="is an export: .*trained model folder"):
         explainer_for(export)
+
+
+def test_csv_output_gets_a_top_words_column(model_dir, tmp_path):
+    out = tmp_path / "out.csv"
+    assert predict_script.main(["--model_dir", model_dir, "--explain", "--explain_method", "pooling",
+                                "--output", str(out), *TEXTS[:2]]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 and all(json.loads(r["top_words"]) for r in rows)
+    assert rows[0]["label"] and rows[0]["top_words"].startswith("[")
