@@ -42,6 +42,7 @@ import fastformer.env  # noqa: F401  (first, before paddle loads: MKL settings)
 import argparse
 import contextlib
 import csv
+import functools
 import io
 import itertools
 import json
@@ -398,18 +399,18 @@ def predict_records(predictor, records: Iterable[dict], writer, explainer=None, 
     memory); counts of predicted, failed, truncated and mostly-unknown records. Non-finite model outputs are a
     UserError naming the lines (or text arguments). With an `explainer`, each result gets its "explanation"; `page`
     collects the first HTML_MAX_REVIEWS records for the HTML page."""
-    from fastformer.inference.explain import explain_predictions
     from fastformer.inference.predictor import NonFiniteOutputError
 
+    predict = predictor.predict
+    if explainer is not None:
+        from fastformer.inference.explain import explain_predictions
+
+        predict = functools.partial(explain_predictions, predictor, explainer)
     counts = {"predicted": 0, "errors": 0, "truncated": 0, "unknown": 0}
     for chunk in _chunks(records, CHUNK):
         todo = [r for r in chunk if r["error"] is None]
-        texts = [r["text"] for r in todo]
         try:
-            if not todo:
-                results = []
-            else:
-                results = explain_predictions(predictor, explainer, texts) if explainer else predictor.predict(texts)
+            results = predict([r["text"] for r in todo]) if todo else []
         except NonFiniteOutputError as exc:
             where = [todo[i].get("line", todo[i].get("index")) for i in exc.indices]
             what = "line(s)" if "line" in todo[0] else "text argument(s) #"

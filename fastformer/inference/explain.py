@@ -1,8 +1,8 @@
 """Token importance for a classifier's prediction, by two kinds of method, and its word-level aggregation.
 
 From the model's own weights: "pooling" (the classifier pooler's token weights) and "rollout" (the pooling weights
-carried back through each layer's alpha/beta). From gradients on the word embeddings, for the predicted class's
-log-probability: "gradient" (gradient x input) and "integrated_gradients" (from an all-zero word embedding).
+carried back through each layer's alpha/beta). From gradients on the word embeddings, for the log-probability of
+the predicted (or a given) class: "gradient" (gradient x input) and "integrated_gradients" (from a zero embedding).
 Scores are normalised to sum(|score|) = 1 over the real tokens; negative ones speak against the prediction.
 Runs on the dygraph model (the graph in an export has no gradients). See docs/explanations.md.
 """
