@@ -17,9 +17,10 @@ max_length (recorded in the model folder by train.py: tokenizer_config.json's mo
 manifest) unless --max_length is given.
 
 Writes to --output_dir (default: eval_<split> next to the model folder): eval_results.json (accuracy, macro-F1,
-per-class precision/recall/F1/support, confusion matrix, the classification report), confusion_matrix.png (each
-written whole or not at all); prints the report and the matrix. A model giving NaN/Inf outputs, a missing or
-malformed data file or an unusable model folder is a one-line error (exit status 2) and writes nothing.
+per-class precision/recall/F1/support, confusion matrix, the classification report, calibration errors),
+confusion_matrix.png, reliability_diagram.png, and misclassified.jsonl / .html (worst first, with top words:
+docs/explanations.md), each whole or not at all; prints the report and the matrix. A model giving NaN/Inf outputs,
+a missing or malformed data file or an unusable model folder is a one-line error (exit status 2) and writes nothing.
 """
 
 import fastformer.env  # noqa: F401  (first, before paddle loads: MKL settings)
@@ -34,7 +35,10 @@ import numpy as np
 
 from fastformer.cli import UserError, printable, run_main
 from fastformer.fileio import atomic_open, write_json
+from fastformer.plots import plot_reliability
+from fastformer.calibration import calibration_summary
 from fastformer.inference.args import add_predictor_args
+from fastformer.inference.explain_methods import DEFAULT_METHOD, METHODS
 from fastformer.splits import LABEL_FILE, read_label_names, read_split
 
 SPLITS = ("test", "dev", "train")
@@ -58,8 +62,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", default=None,
                         help="where eval_results.json and confusion_matrix.png go (default: eval_<split> next to "
                         "the model folder)")
+    parser.add_argument("--misclassified_explained", type=int, default=200,
+                        help="explain the N worst misclassified examples (their top words; 0: none)")
+    parser.add_argument("--explain_method", choices=METHODS, default=DEFAULT_METHOD,
+                        help="token importance for them (docs/explanations.md)")
     add_predictor_args(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.misclassified_explained < 0:
+        parser.error(f"--misclassified_explained must be 0 or more, got {args.misclassified_explained}")
+    return args
 
 
 def _parent(model_dir: str) -> str:
@@ -139,6 +150,8 @@ def labelled_file(args) -> bool:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """Run the evaluation as on the command line (`argv` without the program name); returns the results."""
     args = parse_args(argv)
+    from fastformer.inference.bad_cases import misclassified_records, write_misclassified
+    from fastformer.inference.explain import explainer_for
     from fastformer.inference.loader import predictor_from_args  # after the flags: --help does not load paddle
     from fastformer.inference.predictor import NonFiniteOutputError
 
@@ -209,6 +222,24 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         axis="rating (stars)" if predictor.rating_model else "label",
     )
     results["confusion_matrix_png"] = os.path.abspath(png)
+    calibration = calibration_summary(probabilities, labels, names)
+    reliability = os.path.join(output_dir, "reliability_diagram.png")
+    plot_reliability(calibration, reliability, f"{name}: reliability per class (n={len(texts)})")
+    results["calibration"] = calibration
+    results["reliability_diagram_png"] = os.path.abspath(reliability)
+
+    explainer = None
+    if args.misclassified_explained and predictor.dynamic_model is not None:
+        explainer = explainer_for(predictor, args.explain_method)
+    bad = misclassified_records(texts, labels, probabilities, names, explainer, args.misclassified_explained)
+    explained = sum(r["top_words"] is not None for r in bad)
+    why = f"top words by {args.explain_method.replace('_', ' ')} for the {explained} worst" if explained else (
+        "no top words (an export holds no gradients: evaluate the model folder)" if explainer is None and
+        args.misclassified_explained else "no top words")
+    paths = write_misclassified(output_dir, bad, f"Misclassified: {name}",
+                                f"{len(bad)} of {len(texts)} reviews, worst first (by -log p(true class)); {why}")
+    results["misclassified"] = {"count": len(bad), "explained": explained, "method": args.explain_method,
+                                **{k: os.path.abspath(v) for k, v in paths.items()}}
     write_json(os.path.join(output_dir, "eval_results.json"), results)
 
     print(f"{printable(results['model_dir'])} ({predictor.backend}, {predictor.precision}) on {printable(data_file)}: "
@@ -218,7 +249,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     what = "rating" if predictor.rating_model else "label"
     print(f"confusion matrix (rows: true {what}, columns: predicted {what})")
     print(format_matrix(results["confusion_matrix"], names, stars=predictor.rating_model))
-    print(f"\nwrote {printable(os.path.join(output_dir, 'eval_results.json'))} and {printable(png)}")
+    print(f"\ntop-label calibration error {calibration['top_label_ece']:.4f}; {len(bad)} misclassified ({why})")
+    written = [os.path.join(output_dir, "eval_results.json"), png, reliability, paths["jsonl"], paths["html"]]
+    print("wrote " + ", ".join(printable(path) for path in written))
     sys.stdout.flush()
     return results
 

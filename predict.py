@@ -4,6 +4,7 @@
     python predict.py --model_dir output/demo/export --input_file reviews.txt --format jsonl --output preds.jsonl
     python predict.py --model_dir output/mine/model --input_file new.csv --text_column title body --output out.csv
     cat reviews.jsonl | python predict.py --model_dir output/demo/export -
+    python predict.py --model_dir output/demo/model --explain --explain_html why.html "Great product."
 
 Model: --model_dir, else models/fastformer-amazon-reviews-rating (1-5 stars, trained on real Amazon reviews; its
 README.md is the model card). Each result gives the label name, `rating` (stars) for a rating model (labels 1..5),
@@ -25,6 +26,10 @@ standard output or --output FILE (a file is written whole or not at all, through
 or device such as /dev/stdout is written to; never the input file nor a file in the model folder or another model
 or export folder). docs/own_data.md describes the CSV/TSV columns.
 
+--explain adds each review's top words to the table (highlighted on a terminal) and an "explanation" (token and
+word scores, docs/explanations.md) to JSON lines; --explain_html FILE writes one self-contained HTML page of them.
+Explanations need a trained model folder.
+
 Exit status: 0 when every input was predicted; 1 when any input failed (the results of all the other inputs are
 still written first); 2 when the arguments, the input file (missing, or empty: no line at all) or the model cannot
 be used, or the model gives NaN/Inf (one line on standard error).
@@ -37,6 +42,7 @@ import fastformer.env  # noqa: F401  (first, before paddle loads: MKL settings)
 import argparse
 import contextlib
 import csv
+import functools
 import io
 import itertools
 import json
@@ -51,6 +57,7 @@ from fastformer.cli import UserError, printable, run_main
 from fastformer.fileio import atomic_open
 
 CHUNK = 2048  # lines read, predicted and written at a time (bounded memory on large files)
+HTML_MAX_REVIEWS = 1000  # reviews on an --explain_html page
 INPUT_FORMATS = ("auto", "text", "jsonl", "csv", "tsv")
 OUTPUT_FORMATS = ("table", "jsonl", "csv", "tsv")
 MAX_SKIP_BYTES = 1 << 28  # a line over MAX_LINE_BYTES with no end within 256 MiB (/dev/zero) ends the input
@@ -77,9 +84,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="write here instead of standard output ('-': standard output); not the input file")
     parser.add_argument("--no_progress", action="store_true",
                         help="no progress bar (else shown for input files over 1 MiB or stdin when stderr is a tty)")
-    from fastformer.inference.args import add_predictor_args
+    from fastformer.inference.args import add_explain_args, add_predictor_args
 
     add_predictor_args(parser)
+    add_explain_args(parser)
     args = parser.parse_args(argv)
     if args.input_file is None and args.texts == ["-"]:
         args.input_file, args.texts = "-", []
@@ -248,18 +256,54 @@ def parse_records(lines: Sequence[Line], jsonl: Optional[bool] = None) -> Tuple[
 
 
 # ------------------------------------------------------------------------------------------------------ writing
-def _preview(text: Optional[str], width: int = 60) -> str:
-    text = printable(" ".join((text or "").split()))
-    return text if len(text) <= width else text[: width - 3] + "..."
+HIGHLIGHT, PLAIN = "\x1b[1;33m", "\x1b[0m"  # bold yellow on a terminal
+
+
+def _preview(text: Optional[str], width: int = 60, marked: Sequence[int] = ()) -> str:
+    """The text on one line, printable, cut to `width` characters; the words at the `marked` positions (of
+    text.split()) highlighted."""
+    words = [printable(w) for w in (text or "").split()]
+    plain = " ".join(words)
+    cut = len(plain) > width
+    limit = width - 3 if cut else len(plain)
+    if not marked:
+        return plain[:limit] + ("..." if cut else "")
+    flags = []  # per character of `plain`: inside a marked word
+    for i, word in enumerate(words):
+        flags += ([False] if i else []) + [i in marked] * len(word)
+    out, inside = [], False
+    for char, flag in zip(plain[:limit], flags):
+        if flag != inside:
+            out.append(HIGHLIGHT if flag else PLAIN)
+            inside = flag
+        out.append(char)
+    return "".join(out) + (PLAIN if inside else "") + ("..." if cut else "")
+
+
+def top_word_positions(explanation: dict) -> List[int]:
+    """Positions (in text.split()) of the words that are among the explanation's top words and support the rating."""
+    from fastformer.inference.explain import bare_word
+
+    top = {w.lower() for w in explanation.get("top_words") or ()}
+    return [i for i, w in enumerate(explanation.get("words") or ())
+            if (w.get("score") or 0) > 0 and bare_word(w["word"]).lower() in top]
+
+
+def use_colour(out: TextIO) -> bool:
+    """Highlight on a terminal, unless NO_COLOR is set or TERM is dumb."""
+    isatty = getattr(out, "isatty", None)
+    return bool(isatty and isatty()) and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
 class TableWriter:
     """Fixed-width rows: where, rating (a rating model) or label, confidence, truncated tokens, unknown-token share,
-    the text (or the error), printable (see `printable`)."""
+    the text (or the error), printable (see `printable`); with explanations, a line of top words under each row
+    (highlighted in the text on a terminal)."""
 
     def __init__(self, out: TextIO, key: str, labels: Sequence[str] = (), rating: bool = True,
                  columns: Optional[Sequence[str]] = None, text_columns: Sequence[str] = ()):
         self.out, self.key = out, key
+        self.colour = use_colour(out)
         self.field = "rating" if rating else "label"
         self.width = 6 if rating else max(6, min(20, max(map(len, labels), default=6)))
         out.write(f"{key:>6}  {self.field:>{self.width}}  {'conf':>5}  {'trunc':>5}  {'unk':>4}  text\n")
@@ -272,8 +316,13 @@ class TableWriter:
             return
         conf = max(record["probabilities"].values())
         flag = "[mostly unknown words] " if record.get("warning") else ""
+        explanation = record.get("explanation")
+        marked = top_word_positions(explanation) if explanation and self.colour else ()
         self.out.write(f"{where:>6}  {printable(record[self.field]):>{w}}  {conf:>5.2f}  {record['truncated_tokens']:>5}  "
-                       f"{record['unk_share']:>4.0%}  {flag}{_preview(record['text'])}\n")
+                       f"{record['unk_share']:>4.0%}  {flag}{_preview(record['text'], marked=marked)}\n")
+        if explanation:
+            words = ", ".join(printable(t) for t in explanation.get("top_words") or ()) or "(none)"
+            self.out.write(f"{'':>6}  {'':>{w}}  top words ({explanation['method']}): {words}\n")
 
 
 class JsonlWriter:
@@ -288,6 +337,7 @@ class JsonlWriter:
 
     def write(self, record: dict) -> None:
         keys = [k for k in ("line", "index", "id") if k in record] + self.fields
+        keys += ["explanation"] if "explanation" in record else []
         out = {k: record.get(k) for k in keys}
         if "columns" in record:
             out["columns"] = {k: v for k, v in record["columns"].items() if k not in self.text_columns}
@@ -298,15 +348,18 @@ class JsonlWriter:
 class CsvWriter:
     """A header row, then one row a result: the input's columns (a CSV/TSV input's own, else where it came from and
     the text), then label, rating (a rating model), confidence, prob_<label> for every label, truncated tokens,
-    unknown-token share, warning and error. An input column named like one of these is written as input_<name>."""
+    unknown-token share, warning and error (and top_words, a JSON list, with `explain`). An input column named like
+    one of these is written as input_<name>."""
 
     def __init__(self, out: TextIO, key: str, labels: Sequence[str] = (), rating: bool = True,
-                 columns: Optional[Sequence[str]] = None, text_columns: Sequence[str] = (), delimiter: str = ","):
+                 columns: Optional[Sequence[str]] = None, text_columns: Sequence[str] = (), delimiter: str = ",",
+                 explain: bool = False):
         self.writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
         self.labels = list(labels)
         self.predicted = (["label"] + (["rating"] if rating else []) + ["confidence"]
                           + [f"prob_{name}" for name in self.labels] + ["truncated_tokens", "unk_share", "warning",
-                                                                         "error"])
+                                                                         "error"]
+                          + (["top_words"] if explain else []))
         self.columns = list(columns) if columns is not None else [key if key != "#" else "index"] + (
             ["id"] if key == "line" else []) + ["text"]
         self.writer.writerow([f"input_{c}" if c in self.predicted else c for c in self.columns] + self.predicted)
@@ -318,7 +371,8 @@ class CsvWriter:
                   "confidence": f"{max(probabilities.values()):.4f}" if probabilities else None,
                   **{f"prob_{n}": f"{probabilities[n]:.4f}" if probabilities else None for n in self.labels},
                   "truncated_tokens": record.get("truncated_tokens"), "unk_share": record.get("unk_share"),
-                  "warning": record.get("warning"), "error": record.get("error")}
+                  "warning": record.get("warning"), "error": record.get("error"),
+                  "top_words": (record.get("explanation") or {}).get("top_words")}
         row = [given.get(c) for c in self.columns] + [values[c] for c in self.predicted]
         self.writer.writerow(["" if v is None else v if isinstance(v, (str, int, float)) else json.dumps(v)
                               for v in row])
@@ -339,17 +393,24 @@ def _chunks(items: Iterable[dict], size: int) -> Iterator[List[dict]]:
         yield chunk
 
 
-def predict_records(predictor, records: Iterable[dict], writer) -> Dict[str, int]:
+def predict_records(predictor, records: Iterable[dict], writer, explainer=None, page: Optional[list] = None
+                    ) -> Dict[str, int]:
     """Predict the records without an error and write every record, in order, a chunk at a time (bounded
     memory); counts of predicted, failed, truncated and mostly-unknown records. Non-finite model outputs are a
-    UserError naming the lines (or text arguments)."""
+    UserError naming the lines (or text arguments). With an `explainer`, each result gets its "explanation"; `page`
+    collects the first HTML_MAX_REVIEWS records for the HTML page."""
     from fastformer.inference.predictor import NonFiniteOutputError
 
+    predict = predictor.predict
+    if explainer is not None:
+        from fastformer.inference.explain import explain_predictions
+
+        predict = functools.partial(explain_predictions, predictor, explainer)
     counts = {"predicted": 0, "errors": 0, "truncated": 0, "unknown": 0}
     for chunk in _chunks(records, CHUNK):
         todo = [r for r in chunk if r["error"] is None]
         try:
-            results = predictor.predict([r["text"] for r in todo]) if todo else []
+            results = predict([r["text"] for r in todo]) if todo else []
         except NonFiniteOutputError as exc:
             where = [todo[i].get("line", todo[i].get("index")) for i in exc.indices]
             what = "line(s)" if "line" in todo[0] else "text argument(s) #"
@@ -372,6 +433,8 @@ def predict_records(predictor, records: Iterable[dict], writer) -> Dict[str, int
                 counts["truncated"] += bool(record["truncated_tokens"])
                 counts["unknown"] += bool(record.get("warning"))
             writer.write(record)
+            if page is not None and len(page) < HTML_MAX_REVIEWS:
+                page.append(record)
     return counts
 
 
@@ -395,16 +458,13 @@ def check_paths(args) -> None:
         inp = os.stat(args.input_file)
         if stat.S_ISREG(inp.st_mode) and inp.st_size == 0:
             raise UserError(f"--input_file {args.input_file!r} is empty: no line to predict")
+    html = getattr(args, "explain_html", None)
+    if html is not None:
+        _check_output_file("--explain_html", html, args, inp)
+        if args.output not in (None, "-") and os.path.abspath(args.output) == os.path.abspath(html):
+            raise UserError(f"--explain_html {html!r} is also --output: give the page a file of its own")
     if args.output not in (None, "-"):
-        if os.path.isdir(args.output):
-            raise UserError(f"--output {args.output!r} is a directory; give a file name")
-        folder = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(folder):
-            raise UserError(f"--output {args.output!r}: folder {folder!r} does not exist")
-        check_not_model_folder(args.output, args.model_dir)
-        if inp is not None and os.path.exists(args.output) and _same_file(os.stat(args.output), inp):
-            raise UserError(f"--output {args.output!r} is the input file ({args.input_file!r}): it would be "
-                            "overwritten; write the predictions to another file")
+        _check_output_file("--output", args.output, args, inp)
     elif inp is not None and stat.S_ISREG(inp.st_mode):
         same = False
         with contextlib.suppress(OSError, ValueError, AttributeError):  # stdout may be no real file (tests)
@@ -414,21 +474,49 @@ def check_paths(args) -> None:
                                 "another file")
 
 
-def check_not_model_folder(output: str, model_dir: str) -> None:
+def _check_output_file(flag: str, path: str, args, inp: Optional[os.stat_result]) -> None:
+    """UserError for an output file `path` (of option `flag`) that is a directory, in a missing folder, in a model
+    folder or the input file."""
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path!r} is a directory; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"{flag} {path!r}: folder {folder!r} does not exist")
+    check_not_model_folder(path, args.model_dir, flag)
+    if inp is not None and os.path.exists(path) and _same_file(os.stat(path), inp):
+        raise UserError(f"{flag} {path!r} is the input file ({args.input_file!r}): it would be overwritten; write "
+                        "the predictions to another file")
+
+
+def check_not_model_folder(output: str, model_dir: str, flag: str = "--output") -> None:
     """UserError for an `output` (symlinks followed) inside `model_dir` or in a model, checkpoint or export folder:
     predictions written there would replace or sit among the files a model is loaded from."""
     target = os.path.realpath(output)
     model = os.path.realpath(model_dir)
     if os.path.commonpath([target, model]) == model:
-        raise UserError(f"--output {output!r} is inside the model folder {model_dir!r}: write the predictions "
+        raise UserError(f"{flag} {output!r} is inside the model folder {model_dir!r}: write the predictions "
                         "elsewhere")
     from fastformer.inference.folders import model_folder_marker
 
     folder = os.path.dirname(target)
     marker = model_folder_marker(folder)
     if marker:
-        raise UserError(f"--output {output!r} is in a model or export folder ({folder!r} holds {marker}): write the "
+        raise UserError(f"{flag} {output!r} is in a model or export folder ({folder!r} holds {marker}): write the "
                         "predictions elsewhere")
+
+
+def write_page(path: str, records: Sequence[dict], predictor, method: str, counts: Dict[str, int]) -> None:
+    """The HTML page of the explained `records` (atomically)."""
+    from fastformer.inference.explain_html import render_page
+
+    items = [{"text": r.get("text") or "", "prediction": r, "explanation": r.get("explanation") or {},
+              "note": f"line {r['line']}" if "line" in r else None} for r in records]
+    total = counts["predicted"] + counts["errors"]
+    shown = f"the first {len(items)} of {total} reviews" if total > len(items) else f"{total} review(s)"
+    subtitle = (f"{shown}; model {predictor.model_dir}; token importance: "
+                f"{method.replace('_', ' ')}")
+    with atomic_open(path) as f:
+        f.write(render_page(items, "Explained predictions", subtitle))
 
 
 def _open_input(args) -> Tuple[BinaryIO, str, Optional[int]]:
@@ -445,6 +533,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from fastformer.inference.loader import predictor_from_args
 
     predictor = predictor_from_args(args)
+    explainer = None
+    if args.explain or args.explain_html:
+        from fastformer.inference.explain import explainer_for
+
+        explainer = explainer_for(predictor, args.explain_method, with_weights=args.explain_attention)
+    page = [] if args.explain_html else None
     to_file = args.output not in (None, "-")
     bar, info, table = None, {}, None
     with contextlib.ExitStack() as stack:
@@ -480,8 +574,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         out = stack.enter_context(atomic_open(args.output)) if to_file else sys.stdout
         key = "line" if args.input_file is not None else "#"
         writer = WRITERS[args.format](out, key, labels=predictor.labels, rating=predictor.rating_model,
-                                      columns=table.columns if table else None, text_columns=args.text_column)
-        counts = predict_records(predictor, records, writer)
+                                      columns=table.columns if table else None, text_columns=args.text_column,
+                                      **({"explain": True} if explainer and args.format in ("csv", "tsv") else {}))
+        counts = predict_records(predictor, records, writer, explainer, page)
+        if page is not None:
+            write_page(args.explain_html, page, predictor, args.explain_method, counts)
         if not to_file:
             out.flush()
     if table is not None:
@@ -491,7 +588,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{source}: {counts['predicted']} predicted, {counts['errors']} with errors, {counts['truncated']} "
           f"truncated to {predictor.max_length} tokens, {counts['unknown']} mostly unknown words "
           f"({predictor.backend} backend{', oneDNN' if predictor.enable_mkldnn else ''}, {predictor.precision}, "
-          f"{predictor.device})" + (f"; wrote {printable(args.output)}" if to_file else ""), file=sys.stderr)
+          f"{predictor.device})" + (f"; wrote {printable(args.output)}" if to_file else "")
+          + (f"; wrote {printable(args.explain_html)}" if args.explain_html else ""), file=sys.stderr)
     return 1 if counts["errors"] else 0  # every good result is written above; failed inputs make the status 1
 
 

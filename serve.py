@@ -7,7 +7,9 @@
          -d '{"texts": ["Great sound, works perfectly.", "Broke after a week."]}'
 
 `POST /predict` takes `{"texts": [str, ...]}` and answers `{"predictions": [...]}`, one entry per text in order, as
-`Predictor.predict` (an empty or blank text gets its own "error"; the others are still predicted). Requests are
+`Predictor.predict` (an empty or blank text gets its own "error"; the others are still predicted). `POST /explain`
+takes the same body, within the same limits, and answers `{"predictions": [...]}` with an "explanation" in each
+(docs/explanations.md); it needs a trained model folder (an export answers 501). Requests are
 bounded: a body over --max_body_bytes is refused with 413 (from Content-Length, and while the body is read, so a
 chunked upload cannot get past it), more than --max_texts texts with 413; a body that is not `application/json`
 gets 415, one that is not JSON (or nested too deeply to parse) 400, JSON of the wrong shape or types 422, each with
@@ -32,10 +34,11 @@ import fastformer.env  # noqa: F401  (first, before paddle loads: MKL settings)
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import socket
 import sys
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from fastformer.cli import UserError, run_main
 
@@ -120,10 +123,11 @@ def _parse_texts(body: bytes, max_texts: int) -> list:
 def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_texts: int = DEFAULT_MAX_TEXTS,
                max_batch_texts: Optional[int] = None, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
                max_queue_texts: int = DEFAULT_MAX_QUEUE_TEXTS, docs: bool = False,
-               body_timeout: float = DEFAULT_BODY_TIMEOUT):
+               body_timeout: float = DEFAULT_BODY_TIMEOUT, explain_fn: Optional[Callable] = None):
     """The FastAPI application serving `predictor` (a `fastformer.inference.predictor.Predictor` or anything with
     `predict(texts)` and `labels`); concurrent requests share forward passes of up to `max_batch_texts` texts
-    (default: the predictor's batch_size). `docs`: serve the Swagger UI page at /docs (it loads from a CDN)."""
+    (default: the predictor's batch_size). `docs`: serve the Swagger UI page at /docs (it loads from a CDN).
+    `explain_fn(texts)`: results with explanations, for POST /explain (None: it answers 501)."""
     if max_body_bytes < 1 or max_texts < 1 or not body_timeout > 0:
         raise ValueError(f"need max_body_bytes >= 1, max_texts >= 1 and body_timeout > 0, got {max_body_bytes}, "
                          f"{max_texts}, {body_timeout}")
@@ -132,15 +136,20 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
 
     from fastformer.inference.batching import QueueFull, RequestBatcher
     from fastformer.inference.predictor import NonFiniteOutputError
-    from fastformer.inference.schemas import RESPONSES, HealthResponse
+    from fastformer.inference.schemas import EXPLAIN_RESPONSES, RESPONSES, HealthResponse
 
-    batcher = RequestBatcher(predictor.predict, max_batch_texts=max_batch_texts or getattr(predictor, "batch_size", 64),
-                             max_wait_s=batch_wait_ms / 1000.0, max_queue_texts=max_queue_texts)
+    batch_texts = max_batch_texts or getattr(predictor, "batch_size", 64)
+    batcher = RequestBatcher(predictor.predict, max_batch_texts=batch_texts, max_wait_s=batch_wait_ms / 1000.0,
+                             max_queue_texts=max_queue_texts)
+    explainer = None if explain_fn is None else RequestBatcher(
+        explain_fn, max_batch_texts=batch_texts, max_wait_s=batch_wait_ms / 1000.0, max_queue_texts=max_queue_texts)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
         batcher.close()  # answers what is queued
+        if explainer is not None:
+            explainer.close()
 
     app = FastAPI(title="Fastformer review ratings", version="1.0", docs_url="/docs" if docs else None,
                   redoc_url=None, lifespan=lifespan)
@@ -163,26 +172,34 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
     def health():
         info = predictor.info() if hasattr(predictor, "info") else {"labels": list(predictor.labels)}
         return {"status": "ok", **info, "max_body_bytes": max_body_bytes, "max_texts": max_texts,
-                "batching": batcher.info()}
+                "batching": batcher.info(), "explain": explainer is not None}
 
-    @app.post(
-        "/predict",
-        response_model=None,
-        responses=RESPONSES,
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["texts"],
-            "properties": {"texts": {"type": "array", "items": {"type": "string"}, "maxItems": max_texts}},
-        }}}}},
-    )
-    async def predict(request: Request):
+    texts_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["texts"],
+        "properties": {"texts": {"type": "array", "items": {"type": "string"}, "maxItems": max_texts}},
+    }}}}}
+
+    async def answer(request: Request, queue) -> dict:
+        """The checks and limits of every texts endpoint, then the answers of `queue` (a RequestBatcher)."""
         _check_content_type(request)
         body = await _read_body(request, max_body_bytes, body_timeout)
         texts = _parse_texts(body, max_texts)
         try:
-            future = batcher.submit(texts)
+            future = queue.submit(texts)
         except QueueFull as exc:
             raise RequestError(503, f"server busy: {exc}; retry later") from None
         return {"predictions": await asyncio.wrap_future(future)}
+
+    @app.post("/predict", response_model=None, responses=RESPONSES, openapi_extra=texts_body)
+    async def predict(request: Request):
+        return await answer(request, batcher)
+
+    @app.post("/explain", response_model=None, responses=EXPLAIN_RESPONSES, openapi_extra=texts_body)
+    async def explain(request: Request):
+        if explainer is None:
+            raise RequestError(501, "explanations need a trained model folder (train.py's model/): this server "
+                                    "runs an export, which holds no gradients")
+        return await answer(request, explainer)
 
     return app
 
@@ -250,8 +267,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max_queue_texts", type=int, default=DEFAULT_MAX_QUEUE_TEXTS,
                         help="texts allowed to wait; requests beyond get 503")
     from fastformer.inference.args import add_predictor_args
+    from fastformer.inference.explain_methods import DEFAULT_METHOD, METHODS
 
     add_predictor_args(parser)
+    parser.add_argument("--explain_method", choices=METHODS, default=DEFAULT_METHOD,
+                        help="token importance of POST /explain (docs/explanations.md)")
     args = parser.parse_args(argv)
     for name in ("max_body_bytes", "max_texts", "max_connections"):
         if getattr(args, name) < 1:
@@ -291,11 +311,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         predictor = predictor_from_args(args)
         import uvicorn
 
+        from fastformer.inference.explain import explain_predictions, explainer_for
+
+        explain_fn = None
+        if predictor.dynamic_model is not None:
+            explainer = explainer_for(predictor, args.explain_method)
+            explain_fn = functools.partial(explain_predictions, predictor, explainer)
         app = create_app(predictor, max_body_bytes=args.max_body_bytes, max_texts=args.max_texts, docs=args.docs,
                          max_batch_texts=args.max_batch_texts, batch_wait_ms=args.batch_wait_ms,
-                         max_queue_texts=args.max_queue_texts, body_timeout=args.body_timeout)
-        print(f"serving {predictor!r} on http://{args.host}:{args.port} (POST /predict, GET /health)",
-              file=sys.stderr)
+                         max_queue_texts=args.max_queue_texts, body_timeout=args.body_timeout, explain_fn=explain_fn)
+        endpoints = "POST /predict, POST /explain, GET /health" if explain_fn else "POST /predict, GET /health"
+        print(f"serving {predictor!r} on http://{args.host}:{args.port} ({endpoints})", file=sys.stderr)
         config = uvicorn_config(app, args.host, args.port, args.log_level, args.max_connections, args.header_timeout)
         uvicorn.Server(config).run(sockets=[sock])
     finally:

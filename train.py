@@ -155,6 +155,7 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
         RESOLVED_ARGS, RESOLVED_ARGS_HISTORY, append_history, parse_args, resolved_args, write_json_record,
     )
     from fastformer.training.checkpoints import average_saved_checkpoints
+    from fastformer.training.curve import TrainingCurveCallback
     from fastformer.training.distributed import close_processes, from_first_process
     from fastformer.training.logit_adjustment import adjust_logits_on_dev
     from fastformer.training.resume import check_checkpoint_weights, check_resume, find_checkpoint
@@ -215,7 +216,7 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
             tokenizer=tokenizer,
             compute_metrics=AdjustedMetrics(prior) if training_args.logit_adjustment == "dev" else compute_metrics,
             num_labels=num_labels,
-            callbacks=callbacks,
+            callbacks=[TrainingCurveCallback(), *(callbacks or [])],  # training_curve.png in the output folder
         )
 
         # ---- train

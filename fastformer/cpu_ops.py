@@ -14,8 +14,10 @@ the model falls back to Paddle's own kernels: slower on CPU, the same results.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 import threading
 import warnings
 from typing import Optional, Tuple
@@ -52,8 +54,9 @@ def _build():
 
     path = build_dir()
     os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, ".lock"), "w") as lock:  # one compiler at a time per build folder
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # Paddle's loader prints "Compiling ..." to stdout: sent to stderr, a script's output (JSON lines) stays clean
+    with open(os.path.join(path, ".lock"), "w") as lock, contextlib.redirect_stdout(sys.stderr):
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one compiler at a time per build folder
         if os.path.isfile(os.path.join(path, BUILT)):  # built before: load it (Paddle's `load` runs a build step)
             try:
                 from paddle.utils.cpp_extension.extension_utils import _import_module_from_library

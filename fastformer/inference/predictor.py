@@ -146,6 +146,16 @@ class Predictor:
     def num_labels(self) -> int:
         return len(self._labels)
 
+    @property
+    def dynamic_model(self):
+        """The dygraph model of a trained model folder (None for an export)."""
+        return getattr(self._runner, "model", None) if self.backend == "dynamic" else None
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held during each forward pass: whoever else runs the same model takes it too."""
+        return self._lock
+
     def info(self) -> Dict[str, object]:
         return {
             "backend": self.backend,

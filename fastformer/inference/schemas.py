@@ -7,13 +7,13 @@ from typing import Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Prediction", "PredictResponse", "HealthResponse", "ErrorResponse", "RESPONSES"]
+__all__ = ["Prediction", "PredictResponse", "HealthResponse", "ErrorResponse", "RESPONSES", "EXPLAIN_RESPONSES"]
 
 
 class Prediction(BaseModel):
     """One text's result, in the order of the request's texts."""
 
-    model_config = ConfigDict(extra="allow")  # fields a model or feature adds are passed through
+    model_config = ConfigDict(extra="allow")  # fields a feature adds (POST /explain: "explanation") pass through
 
     rating: Optional[int] = Field(None, description="stars 1-5: only from a rating model (labels \"1\"..\"5\"), absent "
                                   "for other labels; null on error")
@@ -55,3 +55,7 @@ RESPONSES = {
     500: {**_ERROR, "description": "the model gave non-finite outputs, or an internal error"},
     503: {**_ERROR, "description": "too many texts waiting: retry later"},
 }
+# POST /explain: the same answers, each prediction with its "explanation"; 501 where the server runs an export
+EXPLAIN_RESPONSES = {**RESPONSES, 200: {"model": PredictResponse, "description": "one prediction per text, in order, "
+                                        "each with its explanation"},
+                     501: {**_ERROR, "description": "explanations need a trained model folder, not an export"}}

@@ -239,6 +239,8 @@ def test_training_writes_a_complete_output_folder(one_epoch):
     assert all(os.path.isfile(out / "data" / f) for f in ("train.jsonl", "dev.jsonl", "test.jsonl", "stats.json"))
     logs = [f for _, _, files in os.walk(out / "runs") for f in files]
     assert any("vdlrecords" in f for f in logs)
+    # the training curve, drawn from the log history
+    assert (out / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_run(one_epoch, raw_file, tmp_path):
