@@ -1,7 +1,6 @@
-"""Issue 9, part A: faults in what training writes and reads (model folders, checkpoints, configs, raw data).
-
-One test per item of the issue: 2 (no code from model files), 3 (damaged weight files), 4 (checkpoints), 6 (one-line
-user errors) and 10 (atomic demo data, capped line length). A tiny random-weight model, no training.
+"""Faults in what training writes and reads (model folders, checkpoints, configs, raw data): no code run from
+model files, damaged weight files, checkpoints, one-line user errors, atomic demo data and capped line length.
+A tiny random-weight model, no training.
 """
 
 from __future__ import annotations
