@@ -4,7 +4,7 @@ no oneDNN) against Paddle dygraph, and as anchors PyTorch eager (fp32 and bf16 a
 installed (`pip install -r benchmarks/requirements.txt`; not a dependency of the project), on CPU.
 
 Paper-size classifier (hidden 256, 2 layers, 16 heads, intermediate 256) with random weights; the vocabulary is
-built from synthetic demo reviews (`data_process.generate_demo_reviews`), and the benchmark texts are demo reviews
+built from synthetic demo reviews (`fastformer_data.generate_demo_reviews`), and the benchmark texts are demo reviews
 joined and cut to 120-128 tokens (max_length 128). Every figure is end to end from raw text, as `predict.py` and
 `serve.py` see it: tokenize, sort by length, pad, forward, softmax (`Predictor.predict_proba`); the PyTorch
 column runs the same tokenization, batching and softmax around `torch_reference.Model` holding the same weights.
@@ -85,7 +85,7 @@ def prepare(args) -> dict:
     """Demo corpus -> tokenizer, random paper-size model folder, its export, and the benchmark texts."""
     import paddle
 
-    from data_process.demo_data import generate_demo_reviews
+    from fastformer_data.demo_data import generate_demo_reviews
     from fastformer.inference import precision
     from fastformer import encoding, model_folder
     from fastformer.inference.export import export_model
