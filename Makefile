@@ -1,4 +1,5 @@
-# Two commands for a newcomer:  `make demo` (install + train on generated demo data)  and  `make test`.
+# Two commands for a newcomer:  `make demo` (install + train on generated demo data, then rate reviews with that
+# model and with the one that comes with the repository)  and  `make test`.
 # Another Python (3.10 to 3.13, docs/python_versions.md): `make demo PYTHON=python3.12 VENV=.venv-3.12`.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -18,8 +19,8 @@ $(error $(PYTHON_PROBLEM))
 endif
 
 # The pinned packages (requirements.txt, then requirements-nodeps.txt without dependencies), then the project itself
-# as an editable package (pyproject.toml): `fastformer` and `data_process` import from any folder of this venv, and
-# edits to the sources take effect without reinstalling. The stamp .runtime is written last: a venv without it (an
+# as an editable package (pyproject.toml): `fastformer` and `fastformer_data` (data_process/) import from any folder,
+# the fastformer-* commands exist, and edits to the sources take effect without reinstalling. The stamp .runtime is written last: a venv without it (an
 # install that was interrupted) is made again from scratch, and a new venv whose install fails is removed.
 $(VENV)/.runtime: requirements.txt requirements-nodeps.txt pyproject.toml
 	@if [ -f $(VENV)/pyvenv.cfg ] && [ ! -f $@ ]; then echo "$(VENV) is incomplete: making it again"; rm -rf $(VENV); fi
@@ -49,14 +50,19 @@ install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
 
 # Generate synthetic reviews, train (dev macro-F1 per epoch, test metrics at the end), evaluate the test split
-# (per-class report + confusion matrix), export for Paddle Inference (parity-checked) and predict two reviews.
+# (per-class report + confusion matrix), export for Paddle Inference (parity-checked), then rate the same reviews
+# with that model and with the one that comes with the repository (trained on real reviews), each labelled.
+DEMO_REVIEWS := "Great product, works perfectly." "Stopped working after two days. Waste of money." \
+	"Excellent sound quality and the battery life is outstanding. Highly recommend it to anyone!"
 demo: $(VENV)/.runtime
 	$(PY) train.py configs/demo.json --output_dir $(OUT)
 	$(PY) evaluate.py --model_dir $(OUT)/model
 	$(PY) export_model.py --model_dir $(OUT)/model --output_dir $(OUT)/export
-	$(PY) predict.py --model_dir $(OUT)/export \
-		"Excellent sound quality and the battery life is outstanding. Highly recommend it to anyone!" \
-		"It stopped working after two days. Waste of money, do not buy this."
+	@echo; echo "== the demo model just trained on SYNTHETIC reviews ($(OUT)/export): it only exercises the pipeline"
+	$(PY) predict.py --model_dir $(OUT)/export $(DEMO_REVIEWS)
+	@echo; echo "== the model that comes with the repository (models/fastformer-amazon-reviews-rating, trained on" \
+		"real Amazon reviews): predict.py without --model_dir"
+	$(PY) predict.py $(DEMO_REVIEWS)
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q

@@ -89,7 +89,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def console_main() -> int:
+    """The `fastformer-export` command (pyproject.toml): `main` with one-line errors, as `python export_model.py`."""
     from fastformer.cli import run_main
 
-    sys.exit(run_main(main))
+    return run_main(main)
+
+
+if __name__ == "__main__":
+    sys.exit(console_main())

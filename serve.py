@@ -1,12 +1,15 @@
-"""A minimal HTTP endpoint for star-rating predictions (FastAPI + uvicorn).
+"""A minimal HTTP endpoint for predictions: labels, and star ratings for a rating model (FastAPI + uvicorn).
 
+    python serve.py --host 127.0.0.1 --port 8000          # the model that comes with the repository
     python serve.py --model_dir output/demo/export --host 127.0.0.1 --port 8000
     curl -s localhost:8000/health
     curl -s -X POST localhost:8000/predict -H 'content-type: application/json' \
          -d '{"texts": ["Great sound, works perfectly.", "Broke after a week."]}'
 
 `POST /predict` takes `{"texts": [str, ...]}` and answers `{"predictions": [...]}`, one entry per text in order, as
-`Predictor.predict` (an empty or blank text gets its own "error"; the others are still predicted). Requests are
+`Predictor.predict` (an empty or blank text gets its own "error"; the others are still predicted). `POST /explain`
+takes the same body, within the same limits, and answers `{"predictions": [...]}` with an "explanation" in each
+(docs/explanations.md); it needs a trained model folder (an export answers 501). Requests are
 bounded: a body over --max_body_bytes is refused with 413 (from Content-Length, and while the body is read, so a
 chunked upload cannot get past it), more than --max_texts texts with 413; a body that is not `application/json`
 gets 415, one that is not JSON (or nested too deeply to parse) 400, JSON of the wrong shape or types 422, each with
@@ -31,10 +34,11 @@ import fastformer.env  # noqa: F401  (first, before paddle loads: MKL settings)
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import socket
 import sys
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from fastformer.cli import UserError, run_main
 
@@ -119,10 +123,11 @@ def _parse_texts(body: bytes, max_texts: int) -> list:
 def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_texts: int = DEFAULT_MAX_TEXTS,
                max_batch_texts: Optional[int] = None, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
                max_queue_texts: int = DEFAULT_MAX_QUEUE_TEXTS, docs: bool = False,
-               body_timeout: float = DEFAULT_BODY_TIMEOUT):
+               body_timeout: float = DEFAULT_BODY_TIMEOUT, explain_fn: Optional[Callable] = None):
     """The FastAPI application serving `predictor` (a `fastformer.inference.predictor.Predictor` or anything with
     `predict(texts)` and `labels`); concurrent requests share forward passes of up to `max_batch_texts` texts
-    (default: the predictor's batch_size). `docs`: serve the Swagger UI page at /docs (it loads from a CDN)."""
+    (default: the predictor's batch_size). `docs`: serve the Swagger UI page at /docs (it loads from a CDN).
+    `explain_fn(texts)`: results with explanations, for POST /explain (None: it answers 501)."""
     if max_body_bytes < 1 or max_texts < 1 or not body_timeout > 0:
         raise ValueError(f"need max_body_bytes >= 1, max_texts >= 1 and body_timeout > 0, got {max_body_bytes}, "
                          f"{max_texts}, {body_timeout}")
@@ -131,14 +136,20 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
 
     from fastformer.inference.batching import QueueFull, RequestBatcher
     from fastformer.inference.predictor import NonFiniteOutputError
+    from fastformer.inference.schemas import EXPLAIN_RESPONSES, RESPONSES, HealthResponse
 
-    batcher = RequestBatcher(predictor.predict, max_batch_texts=max_batch_texts or getattr(predictor, "batch_size", 64),
-                             max_wait_s=batch_wait_ms / 1000.0, max_queue_texts=max_queue_texts)
+    batch_texts = max_batch_texts or getattr(predictor, "batch_size", 64)
+    batcher = RequestBatcher(predictor.predict, max_batch_texts=batch_texts, max_wait_s=batch_wait_ms / 1000.0,
+                             max_queue_texts=max_queue_texts)
+    explainer = None if explain_fn is None else RequestBatcher(
+        explain_fn, max_batch_texts=batch_texts, max_wait_s=batch_wait_ms / 1000.0, max_queue_texts=max_queue_texts)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
         batcher.close()  # answers what is queued
+        if explainer is not None:
+            explainer.close()
 
     app = FastAPI(title="Fastformer review ratings", version="1.0", docs_url="/docs" if docs else None,
                   redoc_url=None, lifespan=lifespan)
@@ -157,28 +168,38 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
     async def _internal_error(request: Request, exc: Exception):
         return JSONResponse(status_code=500, content={"detail": f"internal server error ({type(exc).__name__})"})
 
-    @app.get("/health")
+    @app.get("/health", response_model=None, responses={200: {"model": HealthResponse}})
     def health():
         info = predictor.info() if hasattr(predictor, "info") else {"labels": list(predictor.labels)}
         return {"status": "ok", **info, "max_body_bytes": max_body_bytes, "max_texts": max_texts,
-                "batching": batcher.info()}
+                "batching": batcher.info(), "explain": explainer is not None}
 
-    @app.post(
-        "/predict",
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["texts"],
-            "properties": {"texts": {"type": "array", "items": {"type": "string"}, "maxItems": max_texts}},
-        }}}}},
-    )
-    async def predict(request: Request):
+    texts_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["texts"],
+        "properties": {"texts": {"type": "array", "items": {"type": "string"}, "maxItems": max_texts}},
+    }}}}}
+
+    async def answer(request: Request, queue) -> dict:
+        """The checks and limits of every texts endpoint, then the answers of `queue` (a RequestBatcher)."""
         _check_content_type(request)
         body = await _read_body(request, max_body_bytes, body_timeout)
         texts = _parse_texts(body, max_texts)
         try:
-            future = batcher.submit(texts)
+            future = queue.submit(texts)
         except QueueFull as exc:
             raise RequestError(503, f"server busy: {exc}; retry later") from None
         return {"predictions": await asyncio.wrap_future(future)}
+
+    @app.post("/predict", response_model=None, responses=RESPONSES, openapi_extra=texts_body)
+    async def predict(request: Request):
+        return await answer(request, batcher)
+
+    @app.post("/explain", response_model=None, responses=EXPLAIN_RESPONSES, openapi_extra=texts_body)
+    async def explain(request: Request):
+        if explainer is None:
+            raise RequestError(501, "explanations need a trained model folder (train.py's model/): this server "
+                                    "runs an export, which holds no gradients")
+        return await answer(request, explainer)
 
     return app
 
@@ -222,7 +243,9 @@ def uvicorn_config(app, host: str = "127.0.0.1", port: int = 8000, log_level: st
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
-    parser.add_argument("--model_dir", required=True, help="export folder (export_model.py) or trained model folder")
+    parser.add_argument("--model_dir", default=None,
+                        help="export folder (export_model.py) or trained model folder; default: the model that comes "
+                        "with the repository, models/fastformer-amazon-reviews-rating (1-5 stars, real Amazon reviews)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=_port, default=8000)
     parser.add_argument("--docs", action="store_true",
@@ -244,8 +267,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max_queue_texts", type=int, default=DEFAULT_MAX_QUEUE_TEXTS,
                         help="texts allowed to wait; requests beyond get 503")
     from fastformer.inference.args import add_predictor_args
+    from fastformer.inference.explain_methods import DEFAULT_METHOD, METHODS
 
     add_predictor_args(parser)
+    parser.add_argument("--explain_method", choices=METHODS, default=DEFAULT_METHOD,
+                        help="token importance of POST /explain (docs/explanations.md)")
     args = parser.parse_args(argv)
     for name in ("max_body_bytes", "max_texts", "max_connections"):
         if getattr(args, name) < 1:
@@ -259,6 +285,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f"--batch_wait_ms must be 0 or more, got {args.batch_wait_ms}")
     if args.max_queue_texts < 1:
         parser.error(f"--max_queue_texts must be at least 1, got {args.max_queue_texts}")
+    if args.model_dir is None:
+        from fastformer.inference.folders import shipped_model_dir
+
+        args.model_dir = shipped_model_dir()
     return args
 
 
@@ -281,11 +311,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         predictor = predictor_from_args(args)
         import uvicorn
 
+        from fastformer.inference.explain import explain_predictions, explainer_for
+
+        explain_fn = None
+        if predictor.dynamic_model is not None:
+            explainer = explainer_for(predictor, args.explain_method)
+            explain_fn = functools.partial(explain_predictions, predictor, explainer)
         app = create_app(predictor, max_body_bytes=args.max_body_bytes, max_texts=args.max_texts, docs=args.docs,
                          max_batch_texts=args.max_batch_texts, batch_wait_ms=args.batch_wait_ms,
-                         max_queue_texts=args.max_queue_texts, body_timeout=args.body_timeout)
-        print(f"serving {predictor!r} on http://{args.host}:{args.port} (POST /predict, GET /health)",
-              file=sys.stderr)
+                         max_queue_texts=args.max_queue_texts, body_timeout=args.body_timeout, explain_fn=explain_fn)
+        endpoints = "POST /predict, POST /explain, GET /health" if explain_fn else "POST /predict, GET /health"
+        print(f"serving {predictor!r} on http://{args.host}:{args.port} ({endpoints})", file=sys.stderr)
         config = uvicorn_config(app, args.host, args.port, args.log_level, args.max_connections, args.header_timeout)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
@@ -293,5 +329,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def console_main() -> int:
+    """The `fastformer-serve` command (pyproject.toml): `main` with one-line errors, as `python serve.py`."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(console_main())

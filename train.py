@@ -1,13 +1,17 @@
-"""Train a Fastformer review-rating classifier with the PaddleNLP Trainer.
+"""Train a Fastformer text classifier (a review-rating one on Amazon reviews) with the PaddleNLP Trainer.
 
     python train.py configs/amazon_electronics.json                        # the paper setting
     python train.py configs/demo.json --output_dir output/demo             # SYNTHETIC demo data, a few minutes on CPU
     python train.py configs/amazon_electronics.json --learning_rate 5e-4   # any flag overrides the config
+    python train.py configs/amazon_electronics.json --train_file mine.csv --test_file test.csv \
+        --text_column text --label_column label --output_dir output/mine  # your own labelled data (docs/own_data.md)
 
 Steps: prepare the data, build the vocabulary and the model, train, keep the best checkpoint (or their average), fit
 the logit adjustment, save <output_dir>/model and report dev and test metrics. The output folder, resuming and
 several processes: docs/training.md.
 """
+
+from __future__ import annotations
 
 import fastformer.training  # noqa: F401  (first, before paddle loads: MKL settings and CPU threads, fastformer/env.py)
 
@@ -17,29 +21,14 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-import paddle
-from paddlenlp.trainer import set_seed
-
-from data_process.demo_data import generate_demo_reviews
-from data_process.prepare import prepare_dataset
-from data_process.word_vectors import train_word_vectors, write_word_vectors
-from fastformer import cpu_ops
+from fastformer_data.demo_data import generate_demo_reviews
+from fastformer_data.labelled_files import prepare_labelled_files
+from fastformer_data.prepare import prepare_dataset
+from fastformer_data.word_vectors import train_word_vectors, write_word_vectors
 from fastformer.cli import UserError, run_main
 from fastformer.encoding import DataCollator, encode_texts
-from fastformer.labels import label_maps
-from fastformer.metrics import AdjustedMetrics, compute_metrics, log_prior
-from fastformer.model_folder import build_model, init_encoder, save_model_dir
-from fastformer.splits import read_split
-from fastformer.tokenizer import FastformerTokenizer
-from fastformer.training.arguments import (
-    RESOLVED_ARGS, RESOLVED_ARGS_HISTORY, append_history, parse_args, resolved_args, write_json_record,
-)
-from fastformer.training.checkpoints import average_saved_checkpoints
-from fastformer.training.dataset import EncodedDataset
-from fastformer.training.distributed import close_processes, from_first_process
-from fastformer.training.logit_adjustment import adjust_logits_on_dev
-from fastformer.training.resume import check_checkpoint_weights, check_resume, find_checkpoint
-from fastformer.training.trainer import FastformerTrainer
+from fastformer.splits import read_label_names, read_split
+from fastformer.training.stored_help import asks_for_help, print_stored_help
 
 logger = logging.getLogger("train")
 
@@ -47,6 +36,16 @@ logger = logging.getLogger("train")
 def prepare_data(data_args, output_dir: str, show_progress: bool) -> str:
     """Prepare (or reuse) the dataset folder and return its path."""
     data_dir = data_args.data_dir or os.path.join(output_dir, "data")
+    if data_args.train_file:  # your own labelled files (the Amazon sampling settings do not apply)
+        stats = prepare_labelled_files(
+            data_args.train_file, data_dir, dev_file=data_args.dev_file or None,
+            test_file=data_args.test_file or None, text_columns=data_args.text_column,
+            label_column=data_args.label_column, label_file=data_args.label_file or None,
+            dev_share=data_args.dev_share, seed=data_args.data_seed,
+        )
+        logger.info("dataset in %s: %s; labels %s", data_dir, {k: v["size"] for k, v in stats["splits"].items()},
+                    stats["label_names"])
+        return data_dir
     if not data_args.input_file:
         missing = [s for s in ("train.jsonl", "dev.jsonl", "test.jsonl") if not os.path.isfile(os.path.join(data_dir, s))]
         if missing:
@@ -81,6 +80,8 @@ def prepare_data(data_args, output_dir: str, show_progress: bool) -> str:
 
 def load_tokenizer(train_texts: List[str], data_args, checkpoint: Optional[str]) -> FastformerTokenizer:
     """The checkpoint's vocabulary when resuming, else one built from the training texts."""
+    from fastformer.tokenizer import FastformerTokenizer
+
     if checkpoint and os.path.isfile(os.path.join(checkpoint, "vocab.txt")):
         logger.info("resuming: vocabulary of %s", checkpoint)
         return FastformerTokenizer.from_pretrained(checkpoint)
@@ -93,18 +94,23 @@ def load_tokenizer(train_texts: List[str], data_args, checkpoint: Optional[str])
 
 
 def load_data(data_args, model_args, training_args, checkpoint: Optional[str]):
-    """(data_dir, tokenizer, {split: EncodedDataset}, word vectors file or None): the dataset prepared (or reused)
-    and encoded; with --word_vectors train, the vectors learnt from the training split (made once, kept in data_dir)."""
+    """(data_dir, label names, tokenizer, {split: EncodedDataset}, word vectors file or None): the dataset prepared
+    (or reused) and encoded; with --word_vectors train, the vectors learnt from the training split (made once, kept in
+    data_dir)."""
+    from fastformer.training.dataset import EncodedDataset
+
     data_dir = prepare_data(data_args, training_args.output_dir, show_progress=not training_args.disable_tqdm)
-    splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl")) for name in ("train", "dev", "test")}
+    label_names = read_label_names(data_dir)
+    splits = {name: read_split(os.path.join(data_dir, f"{name}.jsonl"), len(label_names))
+              for name in ("train", "dev", "test")}
     tokenizer = load_tokenizer(splits["train"][0], data_args, checkpoint)
     logger.info("vocabulary: %d tokens (min_freq %d)", len(tokenizer), data_args.vocab_min_freq)
     datasets = {
         name: EncodedDataset(encode_texts(tokenizer, texts, data_args.max_length), labels)
         for name, (texts, labels) in splits.items()
     }
-    return data_dir, tokenizer, datasets, word_vectors_file(data_args, model_args, data_dir, tokenizer,
-                                                            splits["train"][0])
+    return data_dir, label_names, tokenizer, datasets, word_vectors_file(data_args, model_args, data_dir, tokenizer,
+                                                                         splits["train"][0])
 
 
 def word_vectors_file(data_args, model_args, data_dir: str, tokenizer, train_texts: List[str]) -> Optional[str]:
@@ -120,6 +126,11 @@ def word_vectors_file(data_args, model_args, data_dir: str, tokenizer, train_tex
     return path
 
 
+def _rounded(value) -> str:
+    """A metric as printed: 4 decimals, or "n/a" (no such split)."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _eval_entry(log_history: list, step: Optional[int]) -> dict:
     """The dev metrics logged at `step` (the last evaluation when step is None)."""
     entries = [e for e in log_history if "eval_macro_f1" in e and (step is None or e.get("step") == step)]
@@ -130,6 +141,26 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     """Run training as on the command line (`argv` without the program name); returns the results dict.
 
     `callbacks`: extra PaddleNLP `TrainerCallback`s (e.g. reproduction/check_training_alignment.py's)."""
+    # ---- --help from the stored text (paddle not loaded: under a second), then paddle and the Trainer
+    if asks_for_help(sys.argv[1:] if argv is None else argv):
+        print_stored_help()
+        raise SystemExit(0)
+    import paddle
+    from paddlenlp.trainer import set_seed
+
+    from fastformer import cpu_ops
+    from fastformer.metrics import AdjustedMetrics, compute_metrics, log_prior
+    from fastformer.model_folder import build_model, init_encoder, save_model_dir
+    from fastformer.training.arguments import (
+        RESOLVED_ARGS, RESOLVED_ARGS_HISTORY, append_history, parse_args, resolved_args, write_json_record,
+    )
+    from fastformer.training.checkpoints import average_saved_checkpoints
+    from fastformer.training.curve import TrainingCurveCallback
+    from fastformer.training.distributed import close_processes, from_first_process
+    from fastformer.training.logit_adjustment import adjust_logits_on_dev
+    from fastformer.training.resume import check_checkpoint_weights, check_resume, find_checkpoint
+    from fastformer.training.trainer import FastformerTrainer
+
     # ---- arguments, and the checkpoint to resume from
     data_args, model_args, training_args = parse_args(argv)
     logging.basicConfig(
@@ -151,7 +182,7 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
         cpu_ops.load_ops()  # compiled now, not inside the first gradient all-reduce (gloo gives up after 30 s)
 
     # ---- data and vocabulary: made by the first process only and sent to the others
-    data_dir, tokenizer, datasets, word_vectors = from_first_process(
+    data_dir, label_names, tokenizer, datasets, word_vectors = from_first_process(
         training_args, lambda: load_data(data_args, model_args, training_args, checkpoint)
     )
     if word_vectors and training_args.process_index > 0 and not os.path.isfile(word_vectors):
@@ -165,7 +196,8 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
     with paddle.utils.unique_name.guard():
         # ---- model and trainer
         set_seed(training_args.seed)
-        model = build_model(tokenizer, word_vectors=word_vectors, **model_args.config_kwargs(data_args.max_length))
+        model = build_model(tokenizer, word_vectors=word_vectors, label_names=label_names,
+                            **model_args.config_kwargs(data_args.max_length))
         if data_args.init_from:
             init_encoder(model, data_args.init_from)
         if checkpoint:  # its weights must fit this model (checked again when the Trainer loads them)
@@ -173,7 +205,7 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
         if writer:  # only now: a run refused above leaves the folder as it was
             write_json_record(os.path.join(output_dir, RESOLVED_ARGS), all_args)
             append_history(os.path.join(output_dir, RESOLVED_ARGS_HISTORY), all_args, argv, checkpoint)
-        num_labels = len(label_maps()[0])
+        num_labels = len(label_names)
         prior = log_prior(datasets["train"].labels, num_labels)
         trainer = FastformerTrainer(
             model=model,
@@ -184,7 +216,7 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
             tokenizer=tokenizer,
             compute_metrics=AdjustedMetrics(prior) if training_args.logit_adjustment == "dev" else compute_metrics,
             num_labels=num_labels,
-            callbacks=callbacks,
+            callbacks=[TrainingCurveCallback(), *(callbacks or [])],  # training_curve.png in the output folder
         )
 
         # ---- train
@@ -247,13 +279,18 @@ def main(argv: Optional[Sequence[str]] = None, callbacks: Optional[list] = None)
         if writer:
             write_json_record(os.path.join(output_dir, "test_results.json"), results)
         logger.info(
-            "dev macro-F1 %.4f accuracy %.4f | test macro-F1 %s accuracy %s | model in %s",
-            results.get("dev_macro_f1", float("nan")), results.get("dev_accuracy", float("nan")),
-            results.get("test_macro_f1"), results.get("test_accuracy"), model_dir,
+            "dev macro-F1 %s accuracy %s | test macro-F1 %s accuracy %s | model in %s",
+            *(_rounded(results.get(k)) for k in ("dev_macro_f1", "dev_accuracy", "test_macro_f1", "test_accuracy")),
+            model_dir,
         )
     close_processes(training_args)
     return results
 
 
+def console_main() -> int:
+    """The `fastformer-train` command (pyproject.toml): `main` with one-line errors, as `python train.py`."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(console_main())

@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 
 
 from benchmarks import common
-from data_process.demo_data import generate_demo_reviews
+from fastformer_data.demo_data import generate_demo_reviews
 from fastformer.splits import read_split
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,7 +34,7 @@ ROOT = os.path.dirname(HERE)
 # Run in the child: time prepare_dataset alone and report the child's own peak RSS (KiB on Linux).
 CHILD = """
 import json, resource, sys, time
-from data_process.prepare import prepare_dataset
+from fastformer_data.prepare import prepare_dataset
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 stats = prepare_dataset(sys.argv[1], sys.argv[2], num_samples=int(sys.argv[3]), show_progress=False, overwrite=True)

@@ -4,16 +4,16 @@ dygraph, ONNX Runtime fp32 (`--backend onnxruntime`, when installed: `pip instal
 as anchors PyTorch eager (fp32 and bf16 autocast, `reproduction.torch_reference`), on CPU.
 
 The model: by default the paper-size classifier (hidden 256, 2 layers, 16 heads, intermediate 256) with random
-weights, its vocabulary built from synthetic demo reviews, texts of demo reviews joined and cut to 120-128 tokens;
-with `--model_dir` and `--dev_file`, a trained model folder and texts from its dev split (the dev split also feeds
-the quality gates, run once at export, that decide the default serving path; without one it is Paddle Inference
-fp32). Every figure is end to end as `predict.py` and `serve.py` see it: tokenize, sort by length, pad, forward,
-softmax; the PyTorch rows run the same pipeline around the reference model holding the same weights. Batch 1 (one
-review per call) and batch 64. Each case runs in its own child process (OMP/MKL threads = --threads,
-MKL_DEBUG_CPU_TYPE=5), all cases in turn for --rounds rounds; the "x PyTorch" and "x ORT" ratios are taken within
-each round and their median reported. `--isa avx2` limits oneDNN, MKL and PyTorch to AVX2 (ONEDNN_MAX_CPU_ISA,
-MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY): an AVX2-only CPU emulated on this one; ONNX Runtime's MLAS has no
-such limit and keeps its AVX-512 kernels.
+weights, its vocabulary built from synthetic demo reviews (`fastformer_data.generate_demo_reviews`), texts of demo
+reviews joined and cut to 120-128 tokens; with `--model_dir` and `--dev_file`, a trained model folder and texts from
+its dev split (the dev split also feeds the quality gates, run once at export, that decide the default serving path;
+without one it is Paddle Inference fp32). Every figure is end to end as `predict.py` and `serve.py` see it: tokenize,
+sort by length, pad, forward, softmax; the PyTorch rows run the same pipeline around the reference model holding the
+same weights. Batch 1 (one review per call) and batch 64. Each case runs in its own child process (OMP/MKL threads =
+--threads, MKL_DEBUG_CPU_TYPE=5), all cases in turn for --rounds rounds; the "x PyTorch" and "x ORT" ratios are taken
+within each round and their median reported. `--isa avx2` limits oneDNN, MKL and PyTorch to AVX2 (ONEDNN_MAX_CPU_ISA,
+MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY): an AVX2-only CPU emulated on this one; ONNX Runtime's MLAS has no such
+limit and keeps its AVX-512 kernels.
 
 bf16 rows run only where the CPU computes bfloat16 natively (avx512_bf16 / AMX); elsewhere the row is skipped with
 the reason. The JSON records the CPU model, its flags and what Paddle's oneDNN build detects ("setup" ->
@@ -105,7 +105,7 @@ def prepare(args) -> dict:
     """Demo corpus -> tokenizer, random paper-size model folder, its export, and the benchmark texts."""
     import paddle
 
-    from data_process.demo_data import generate_demo_reviews
+    from fastformer_data.demo_data import generate_demo_reviews
     from fastformer.inference import precision
     from fastformer import encoding, model_folder
     from fastformer.inference.export import export_model

@@ -2,7 +2,7 @@
 Transformer and TF-IDF + logistic regression, on the same splits, over several seeds.
 
     # prepare the split once (random or grouped by product), then compare (3 seeds by default)
-    python -m data_process.prepare --input_file REVIEWS.json.gz --output_dir output/compare/random/data \\
+    python -m fastformer_data.prepare --input_file REVIEWS.json.gz --output_dir output/compare/random/data \\
         --num_samples 33000 --split_sizes 28000 2500 2500
     python -m benchmarks.compare_models --name random --data_dir output/compare/random/data
 
@@ -231,7 +231,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     work_dir = args.work_dir or os.path.join(ROOT, "output", "compare", args.name)
     for split in ("train", "dev", "test"):
         if not os.path.isfile(os.path.join(args.data_dir, f"{split}.jsonl")):
-            raise SystemExit(f"--data_dir {args.data_dir!r} lacks {split}.jsonl (prepare it with data_process.prepare)")
+            raise SystemExit(f"--data_dir {args.data_dir!r} lacks {split}.jsonl "
+                             "(prepare it with fastformer_data.prepare)")
     stats_file = os.path.join(args.data_dir, "stats.json")
     data_stats = json.load(open(stats_file, encoding="utf-8")) if os.path.isfile(stats_file) else {}
     results = {}

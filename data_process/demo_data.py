@@ -12,7 +12,7 @@ The wording depends on the rating (graded sentiment words shared between neighbo
 (label noise), a skewed rating distribution like Amazon's (5: 60%, 4: 20%, 3: 8%, 2: 5%, 1: 7%) and 10 to ~300
 words, so that the task is learnable but far from trivial.
 
-CLI: python -m data_process.demo_data --output data/demo/reviews_Electronics_5.json.gz --num_reviews 50000 --seed 1
+CLI: python -m fastformer_data.demo_data --output data/demo/reviews_Electronics_5.json.gz --num_reviews 50000 --seed 1
 """
 
 from __future__ import annotations
@@ -299,8 +299,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("--output", required=True, help="file to write (gzip-compressed if it ends with .gz)")
-    parser.add_argument("--num_reviews", type=int, default=50000, help="number of synthetic reviews (default 50000)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    # --demo_num_reviews and --demo_seed: train.py's names of the same two settings
+    parser.add_argument("--num_reviews", "--demo_num_reviews", dest="num_reviews", type=int, default=50000,
+                        help="number of synthetic reviews (default 50000)")
+    parser.add_argument("--seed", "--demo_seed", dest="seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--format", dest="fmt", choices=FORMATS, default="2014", help="raw layout to imitate (default 2014)")
     parser.add_argument("--bad_records", action="store_true", help="also write one bad line per skip reason (for tests)")
     args = parser.parse_args(argv)

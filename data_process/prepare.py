@@ -17,7 +17,7 @@ a text that occurs with different ratings has no single label and is left out of
 one 8-byte hash per usable record (about 160 MB for 20M records). The sample, in key order (a seeded shuffle), is cut
 into train/dev/test. The same input and arguments give byte-identical files.
 
-CLI: python -m data_process.prepare --input_file data/reviews_Electronics_5.json.gz --output_dir data/amazon
+CLI: python -m fastformer_data.prepare --input_file data/reviews_Electronics_5.json.gz --output_dir data/amazon
 """
 
 from __future__ import annotations
@@ -359,8 +359,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument("--num_samples", type=int, default=50000, help="reviews to draw (default 50000)")
     parser.add_argument("--split_sizes", type=int, nargs=3, metavar=("TRAIN", "DEV", "TEST"), default=None,
                         help="split sizes adding up to num_samples (default 80/10/10)")
-    parser.add_argument("--seed", type=int, default=42, help="sampling seed (default 42)")
-    parser.add_argument("--balanced", action="store_true", help="draw num_samples/5 reviews per star rating")
+    # train.py's names; --seed and --balanced are the older names of the same flags
+    parser.add_argument("--data_seed", "--seed", dest="seed", type=int, default=42, help="sampling seed (default 42)")
+    parser.add_argument("--balanced_sample", "--balanced", dest="balanced", action="store_true",
+                        help="draw num_samples/5 reviews per star rating")
     parser.add_argument("--text_fields", nargs="+", choices=("title", "text"), default=["text"],
                         help="fields joined into the text, e.g. --text_fields title text (default: text)")
     parser.add_argument("--split_by", choices=SPLIT_BY, default="random",

@@ -7,9 +7,9 @@ vectors made from `train.jsonl` carry no information from dev, test or outside d
 model's own tokenizer, so every vector is keyed by a vocabulary token.
 
 Output: a GloVe-layout text file (`word v1 v2 ...` a line), which `train.py --word_vectors FILE` (and
-`data_process.glove.load_glove_embeddings`) reads like any other vector file.
+`fastformer.embeddings.load_glove_embeddings`) reads like any other vector file.
 
-CLI: python -m data_process.word_vectors --data_dir output/x/data --output output/x/word_vectors.txt --dim 256
+CLI: python -m fastformer_data.word_vectors --data_dir output/x/data --output output/x/word_vectors.txt --dim 256
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 `Linear`, `LayerNorm`, `GELU` and `Dropout` keep the parameters and forward kernels of Paddle's layers (bit-identical
 outputs) and compute the same gradients faster in CPU dygraph: Linear's from matmuls, the others in the compiled
-multi-threaded kernels of `cpu_ops`. Export, inference, to_static and GPU run Paddle's own layers.
+multi-threaded kernels of `cpu_ops`, in training mode only. Eval mode, export, inference, to_static and GPU run
+Paddle's own layers, so inference never compiles C++.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ class LayerNorm(nn.LayerNorm):
     (`cpu_ops`; Paddle's own where it could not be built)."""
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if len(self._normalized_shape) == 1 and custom_grad(x, self.weight, self.bias) and kernels_for(x):
+        if self.training and len(self._normalized_shape) == 1 and custom_grad(x, self.weight, self.bias) \
+                and kernels_for(x):  # eval mode (inference) never builds the compiled kernels
             return _LayerNormFunction.apply(x, self.weight, self.bias, self._epsilon)
         return super().forward(x)
 
@@ -135,7 +137,7 @@ class GELU(nn.Layer):
     """Exact GELU (`F.gelu`, PaddleNLP's "gelu") with the compiled CPU backward."""
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if custom_grad(x) and kernels_for(x):
+        if self.training and custom_grad(x) and kernels_for(x):  # eval mode never builds the compiled kernels
             return _GeluFunction.apply(x)
         return F.gelu(x)
 

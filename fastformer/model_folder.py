@@ -10,11 +10,15 @@ import logging
 import os
 from typing import Mapping, Optional, Sequence, Tuple
 
+import numpy as np
+
 from .cli import UserError
 from .configuration import FastformerConfig
 from .encoding import check_max_length, set_model_max_length, truncation_length
-from .fileio import CHECKSUMS_FILE, atomic_dir, check_checksums, read_checksums, write_checksums, write_json
-from .labels import label_maps
+from .folder_files import ALLOW_PICKLE_HELP, MODEL_FILES, PICKLE_WEIGHTS_FILE, TOKENIZER_CONFIG_FILE, WEIGHTS_FILE
+from .fileio import (CHECKSUMS_FILE, atomic_dir, atomic_write, check_checksums, read_checksums, write_checksums,
+                     write_json)
+from .labels import LABEL_NAMES, label_maps
 from .modeling import FastformerForSequenceClassification
 from .tokenizer import FastformerTokenizer
 from .weight_files import check_model_files, tensors_problem
@@ -35,26 +39,21 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "model.safetensors"  # what save_model_dir writes: tensors and a JSON header, nothing to unpickle
-PICKLE_WEIGHTS_FILE = "model_state.pdparams"  # older folders (and checkpoints): a pickle, read only with allow_pickle
-MODEL_FILES = ("config.json", WEIGHTS_FILE)
-ALLOW_PICKLE_HELP = (
-    f"also load a model folder whose weights are the pickle-format {PICKLE_WEIGHTS_FILE} (older folders): unpickling "
-    "can run arbitrary code, so only for a folder from a source you trust. Folders written now hold model.safetensors"
-)
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # do_lower_case and model_max_length: without it a cased
-# tokenizer would reload lower-casing and the truncation length would be lost
+WEIGHTS_DTYPES = ("float32", "float16")  # how save_model_dir stores the weights; they load as float32
 
 
 def build_model(
-    tokenizer: FastformerTokenizer, word_vectors: Optional[str] = None, **config_kwargs
+    tokenizer: FastformerTokenizer, word_vectors: Optional[str] = None, label_names: Sequence[str] = LABEL_NAMES,
+    **config_kwargs
 ) -> FastformerForSequenceClassification:
-    """A freshly initialised classifier sized to `tokenizer`, with the star-rating labels.
+    """A freshly initialised classifier sized to `tokenizer`, with the labels `label_names` in class-id order (default:
+    the star ratings).
 
-    `word_vectors`: a vector file (`word v1 v2 ...` a line, e.g. GloVe or `python -m data_process.word_vectors`) whose vectors
-    replace the initial word embeddings of the vocabulary words it holds (the others keep their random init).
+    `word_vectors`: a vector file (`word v1 v2 ...` a line, e.g. GloVe or `python -m fastformer_data.word_vectors`)
+    whose vectors replace the initial word embeddings of the vocabulary words it holds (the others keep their random
+    init).
     """
-    id2label, label2id = label_maps()
+    id2label, label2id = label_maps(label_names)
     config = FastformerConfig(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
@@ -97,21 +96,29 @@ def save_model_dir(
     path: str,
     max_length: Optional[int] = None,
     extra_json: Optional[Mapping[str, object]] = None,
+    weights_dtype: str = "float32",
+    extra_text: Optional[Mapping[str, str]] = None,
 ) -> None:
     """Write everything needed to use the model: weights (safetensors, with their SHA-256 in checksums.json),
-    config (with labels) and tokenizer, plus the JSON files of `extra_json` ({file name: object}).
+    config (with labels) and tokenizer, plus the JSON files of `extra_json` ({file name: object}) and the text files
+    of `extra_text` ({file name: text}, e.g. a model card README.md).
 
     The folder is written next to `path` and renamed to it once complete (`fileio.atomic_dir`): an interrupted save
     leaves the previous folder as it was. `max_length`, the truncation length the model was trained with (default:
     the tokenizer's `model_max_length` when set, else the model's `max_position_embeddings`), is stored as the
     tokenizer's `model_max_length` in `tokenizer_config.json`; `load_model_dir`, `Predictor` and the export read it
-    from there. `tokenizer` itself is left unchanged.
+    from there. `tokenizer` itself is left unchanged. `weights_dtype` "float16" stores the float32 weights in half
+    precision (half the size on disk); `load_model_dir` restores float32.
     """
+    if weights_dtype not in WEIGHTS_DTYPES:
+        raise ValueError(f"weights_dtype must be one of {WEIGHTS_DTYPES}, got {weights_dtype!r}")
     max_length = check_max_length(max_length or truncation_length(model.config, tokenizer), model.config)
     with atomic_dir(path) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         if not os.path.isfile(os.path.join(staging, WEIGHTS_FILE)):  # e.g. a model large enough to be sharded
             raise RuntimeError(f"save_pretrained wrote no single {WEIGHTS_FILE}: {sorted(os.listdir(staging))}")
+        if weights_dtype == "float16":
+            _store_float16(os.path.join(staging, WEIGHTS_FILE))
         before = tokenizer.model_max_length, dict(tokenizer.init_kwargs)
         set_model_max_length(tokenizer, max_length)
         try:
@@ -122,7 +129,25 @@ def save_model_dir(
             tokenizer.init_kwargs.update(before[1])
         for name, obj in (extra_json or {}).items():
             write_json(os.path.join(staging, name), obj)
+        for name, text in (extra_text or {}).items():
+            atomic_write(os.path.join(staging, name), text)
         write_checksums(staging, [WEIGHTS_FILE])
+
+
+def _store_float16(path: str) -> None:
+    """Rewrite the float32 tensors of a safetensors file in float16 (a ValueError when one would overflow)."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    with safe_open(path, framework="np") as f:
+        metadata = f.metadata()
+    tensors = load_file(path)
+    for name, value in tensors.items():
+        if value.dtype == np.float32:
+            if value.size and float(np.abs(value).max()) > np.finfo(np.float16).max:
+                raise ValueError(f"tensor {name} holds values beyond float16's range: keep weights_dtype float32")
+            tensors[name] = value.astype(np.float16)
+    save_file(tensors, path, metadata=metadata)
 
 
 def check_model_dir(path: str, required: Sequence[str] = MODEL_FILES) -> None:
@@ -193,8 +218,8 @@ def load_model_dir(
     weights = model_weights_file(path, allow_pickle)
     tensors = check_model_files(path, weights)
     config = FastformerConfig.from_pretrained(path)
-    model = FastformerForSequenceClassification.from_pretrained(path, config=config,
-                                                                use_safetensors=weights == WEIGHTS_FILE)
+    model = FastformerForSequenceClassification.from_pretrained(  # float32 also from float16 weights on disk
+        path, config=config, use_safetensors=weights == WEIGHTS_FILE, dtype="float32")
     problem = tensors is not None and tensors_problem(
         {name: t.shape for name, t in tensors.items()}, {name: v.shape for name, v in model.state_dict().items()})
     if problem:

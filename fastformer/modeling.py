@@ -16,11 +16,11 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddlenlp.transformers import PretrainedModel, register_base_model
 from paddlenlp.transformers.activations import ACT2FN
-from paddlenlp.transformers.model_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 
 from . import cpu_layers as cpu
 from .configuration import FastformerConfig
 from .cpu_layers import GELU, Dropout, LayerNorm, Linear
+from .outputs import FastformerClassifierOutput, FastformerModelOutput, attention_fields
 
 __all__ = [
     "FastformerPretrainedModel",
@@ -79,11 +79,14 @@ class FastSelfAttention(nn.Layer):
         self.value = Linear(h, h) if config.use_value_projection else None
         self.transform = Linear(h, h)
 
-    def _pool(self, logits: paddle.Tensor, mask: paddle.Tensor, x: paddle.Tensor) -> paddle.Tensor:
-        """softmax over L of per-head logits [B, L, N], then weighted sum of x [B, L, H] -> [B, 1, H]."""
+    def _pool(self, logits: paddle.Tensor, mask: paddle.Tensor, x: paddle.Tensor, keep: Optional[list] = None):
+        """softmax over L of per-head logits [B, L, N], then weighted sum of x [B, L, H] -> [B, 1, H].
+        The weights [B, N, L] are appended to `keep` when given."""
         b, n, d = paddle.shape(x)[0], self.num_heads, self.head_size
         weights = F.softmax(logits.transpose([0, 2, 1]) * self.scale + mask, axis=-1)  # [B, N, L]
         weights = weights * (mask == 0).astype(weights.dtype)  # exact 0 on padding
+        if keep is not None:
+            keep.append(weights)
         if cpu.dygraph_cpu(x):
             # Every head's weights against all H columns, then head n's own D columns (the block diagonal): one
             # batched matmul on x as it lies, no [B, N, L, D] transpose (a slow strided copy in CPU dygraph); N x
@@ -95,19 +98,22 @@ class FastSelfAttention(nn.Layer):
         heads = x.reshape([0, 0, n, d]).transpose([0, 2, 1, 3])  # [B, N, L, D]
         return paddle.matmul(weights.unsqueeze(2), heads).reshape([0, 1, n * d])
 
-    def forward(self, hidden_states: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+    def forward(self, hidden_states: paddle.Tensor, mask: paddle.Tensor, output_attentions: bool = False):
+        """[B, L, H] -> [B, L, H]; with `output_attentions`, also (alpha, beta), each [B, N, L]."""
+        weights = [] if output_attentions else None
         q = self.query(hidden_states)  # [B, L, H]
         k = self.key(hidden_states)  # [B, L, H]
         # eq. 3-4: alpha_i = softmax(w_q . q_i / sqrt(d)); global query q = sum_i alpha_i q_i
-        global_query = self._pool(self.query_att(q), mask, q)  # [B, 1, H]
+        global_query = self._pool(self.query_att(q), mask, q, weights)  # [B, 1, H]
         # eq. 5: p_i = q * k_i
         p = k * cpu.expand(global_query, k)  # [B, L, H]
         # eq. 6-7: beta_i = softmax(w_k . p_i / sqrt(d)); global key k = sum_i beta_i p_i
-        global_key = self._pool(self.key_att(p), mask, p)  # [B, 1, H]
+        global_key = self._pool(self.key_att(p), mask, p, weights)  # [B, 1, H]
         # eq. 8: u_i = k * v_i, value = query unless a value projection is asked for
         v = q if self.value is None else self.value(hidden_states)
         # output r_i = transform(u_i) + q_i
-        return self.transform(cpu.expand(global_key, v) * v) + q  # [B, L, H]
+        out = self.transform(cpu.expand(global_key, v) * v) + q  # [B, L, H]
+        return (out, tuple(weights)) if output_attentions else out
 
 
 class SoftmaxSelfAttention(nn.Layer):
@@ -126,14 +132,16 @@ class SoftmaxSelfAttention(nn.Layer):
     def _heads(self, x: paddle.Tensor) -> paddle.Tensor:
         return x.reshape([0, 0, self.num_heads, self.head_size]).transpose([0, 2, 1, 3])  # [B, N, L, D]
 
-    def forward(self, hidden_states: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
+    def forward(self, hidden_states: paddle.Tensor, mask: paddle.Tensor, output_attentions: bool = False):
+        """[B, L, H] -> [B, L, H]; with `output_attentions`, also the weights [B, N, L, L]."""
         q, k, v = (self._heads(layer(hidden_states)) for layer in (self.query, self.key, self.value))
         # softmax(q k^T / sqrt(d) + mask) v, per head
         mask = mask.unsqueeze(1)  # [B, 1, 1, L]
         weights = F.softmax(paddle.matmul(q, k, transpose_y=True) * self.scale + mask, axis=-1)  # [B, N, L, L]
         weights = weights * (mask == 0).astype(weights.dtype)  # exact 0 on padding
         context = paddle.matmul(weights, v)  # [B, N, L, D]
-        return context.transpose([0, 2, 1, 3]).reshape([0, 0, self.num_heads * self.head_size])  # [B, L, H]
+        out = context.transpose([0, 2, 1, 3]).reshape([0, 0, self.num_heads * self.head_size])  # [B, L, H]
+        return (out, weights) if output_attentions else out
 
 
 class FastformerSelfOutput(nn.Layer):
@@ -164,9 +172,16 @@ class FastformerLayer(nn.Layer):
         self.activation = GELU() if config.hidden_act == "gelu" else ACT2FN[config.hidden_act]
         self.output = FastformerSelfOutput(config, config.intermediate_size)
 
-    def forward(self, hidden_states: paddle.Tensor, mask: paddle.Tensor) -> paddle.Tensor:
-        attention_output = self.attention_output(self.attention(hidden_states, mask), hidden_states)
-        return self.output(self.activation(self.intermediate(attention_output)), attention_output)
+    def forward(self, hidden_states: paddle.Tensor, mask: paddle.Tensor, output_attentions: bool = False):
+        """[B, L, H] -> [B, L, H]; with `output_attentions`, also the attention's weights."""
+        weights = None
+        if output_attentions:
+            attention, weights = self.attention(hidden_states, mask, True)
+        else:
+            attention = self.attention(hidden_states, mask)
+        attention_output = self.attention_output(attention, hidden_states)
+        out = self.output(self.activation(self.intermediate(attention_output)), attention_output)
+        return (out, weights) if output_attentions else out
 
 
 class FastformerPooler(nn.Layer):
@@ -185,15 +200,21 @@ class FastformerPooler(nn.Layer):
         mask = attention_mask.astype(logits.dtype)
         return F.softmax(logits + (1.0 - mask) * MASK_VALUE, axis=-1) * mask  # exact 0 on padding
 
-    def forward(self, hidden_states: paddle.Tensor, attention_mask: paddle.Tensor) -> paddle.Tensor:
+    def forward(self, hidden_states: paddle.Tensor, attention_mask: paddle.Tensor, output_attentions: bool = False):
+        """[B, L, H] -> [B, H]; with `output_attentions`, also the token weights [B, L]."""
         if self.pooler_type == "first":
-            return hidden_states[:, 0]
+            pooled = hidden_states[:, 0]
+            if not output_attentions:
+                return pooled
+            first = F.one_hot(paddle.zeros(paddle.shape(attention_mask)[:1], "int64"), attention_mask.shape[1])
+            return pooled, first.astype(hidden_states.dtype)  # all the weight on the first token
         if self.pooler_type == "attention":
             weights = self.attention_weights(hidden_states, attention_mask)  # [B, L]
         else:
             mask = attention_mask.astype(hidden_states.dtype)
             weights = mask / paddle.clip(mask.sum(axis=1, keepdim=True), min=1.0)  # [B, L]
-        return paddle.matmul(weights.unsqueeze(1), hidden_states).squeeze(1)  # [B, H]
+        pooled = paddle.matmul(weights.unsqueeze(1), hidden_states).squeeze(1)  # [B, H]
+        return (pooled, weights) if output_attentions else pooled
 
 
 class FastformerPretrainedModel(PretrainedModel):
@@ -242,13 +263,16 @@ class FastformerModel(FastformerPretrainedModel):
         attention_mask: Optional[paddle.Tensor] = None,
         output_hidden_states: bool = False,
         return_dict: Optional[bool] = None,
-    ) -> Union[BaseModelOutputWithPooling, Tuple[paddle.Tensor, ...]]:
+        output_attentions: bool = False,
+    ) -> Union[FastformerModelOutput, Tuple[paddle.Tensor, ...]]:
         """
         Args:
             input_ids: [B, L] token ids.
             attention_mask: [B, L], 1 for real tokens and 0 for padding; `input_ids != pad_token_id` if None.
             output_hidden_states: also return the embeddings and every layer's output.
-            return_dict: return a `BaseModelOutputWithPooling` rather than a tuple; `config.return_dict` if None.
+            return_dict: return a `FastformerModelOutput` rather than a tuple; `config.return_dict` if None.
+            output_attentions: also return the per-token weights (`fastformer.outputs`); the other outputs are
+                the same.
         """
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
         if attention_mask is None:
@@ -256,18 +280,28 @@ class FastformerModel(FastformerPretrainedModel):
         hidden_states = self.embeddings(input_ids)  # [B, L, H]
         mask = additive_mask(attention_mask, hidden_states.dtype)  # [B, 1, L]
         all_hidden_states = [hidden_states] if output_hidden_states else None
+        all_weights, pooling_weights = ([], None) if output_attentions else (None, None)
         for layer in self.layers:
-            hidden_states = layer(hidden_states, mask)
+            if output_attentions:
+                hidden_states, weights = layer(hidden_states, mask, True)
+                all_weights.append(weights)
+            else:
+                hidden_states = layer(hidden_states, mask)
             if output_hidden_states:
                 all_hidden_states.append(hidden_states)
-        pooled = self.pooler(hidden_states, attention_mask)  # [B, H]
-        if not return_dict:
+        pooled = self.pooler(hidden_states, attention_mask, output_attentions)  # [B, H]
+        if output_attentions:
+            pooled, pooling_weights = pooled
+        if not return_dict and not output_attentions:
             return (hidden_states, pooled) + ((tuple(all_hidden_states),) if output_hidden_states else ())
-        return BaseModelOutputWithPooling(
+        output = FastformerModelOutput(
             last_hidden_state=hidden_states,
             pooler_output=pooled,
             hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
+            pooling_weights=pooling_weights,
+            **attention_fields(all_weights),
         )
+        return output if return_dict else output.to_tuple()
 
 
 class FastformerForSequenceClassification(FastformerPretrainedModel):
@@ -287,22 +321,27 @@ class FastformerForSequenceClassification(FastformerPretrainedModel):
         labels: Optional[paddle.Tensor] = None,
         output_hidden_states: bool = False,
         return_dict: Optional[bool] = None,
-    ) -> Union[SequenceClassifierOutput, Tuple[paddle.Tensor, ...]]:
+        output_attentions: bool = False,
+    ) -> Union[FastformerClassifierOutput, Tuple[paddle.Tensor, ...]]:
         """
         Args:
-            input_ids, attention_mask, output_hidden_states: as in `FastformerModel`.
+            input_ids, attention_mask, output_hidden_states, output_attentions: as in `FastformerModel`.
             labels: [B] class ids; when given, the mean cross-entropy is returned as `loss`.
-            return_dict: return a `SequenceClassifierOutput` rather than a tuple; `config.return_dict` if None.
+            return_dict: return a `FastformerClassifierOutput` rather than a tuple; `config.return_dict` if None.
         """
         return_dict = self.config.use_return_dict if return_dict is None else return_dict
-        outputs = self.fastformer(
-            input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True
-        )
+        outputs = self.fastformer(input_ids, attention_mask, output_hidden_states=output_hidden_states,
+                                  return_dict=True, output_attentions=output_attentions)
         logits = self.classifier(self.dropout(outputs.pooler_output))  # [B, C]
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits, labels.reshape([-1]).astype("int64"))
-        if not return_dict:
+        if not return_dict and not output_attentions:
             output = (logits,) + ((outputs.hidden_states,) if output_hidden_states else ())
             return ((loss,) + output) if loss is not None else output
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        output = FastformerClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+            query_weights=outputs.query_weights, key_weights=outputs.key_weights,
+            pooling_weights=outputs.pooling_weights,
+        )
+        return output if return_dict else output.to_tuple()

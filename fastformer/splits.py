@@ -1,20 +1,23 @@
 """The train/dev/test splits: their names, the sample arguments, and reading a prepared split file.
 
-A prepared split (written by `data_process.prepare`) is JSON lines `{"text": str, "label": int}`, label = stars - 1.
+A prepared split (written by `fastformer_data.prepare` or `fastformer_data.labelled_files`) is JSON lines
+`{"text": str, "label": int}`: the class id, named by the folder's label.txt (stars - 1 for Amazon reviews).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import List, Optional, Sequence, Tuple
 
 from .cli import UserError
 from .labels import LABEL_NAMES
 
-__all__ = ["SPLITS", "SPLIT_BY", "check_sample_args", "read_split"]
+__all__ = ["SPLITS", "SPLIT_BY", "LABEL_FILE", "check_sample_args", "read_label_names", "read_split"]
 
 SPLITS = ("train", "dev", "test")
 SPLIT_BY = ("random", "group")
+LABEL_FILE = "label.txt"  # a prepared folder's label names, one a line in class-id order
 
 
 def check_sample_args(num_samples: int, split_sizes: Optional[Sequence[int]], seed: int) -> Optional[List[int]]:
@@ -33,12 +36,28 @@ def check_sample_args(num_samples: int, split_sizes: Optional[Sequence[int]], se
     return sizes
 
 
-def read_split(path: str) -> Tuple[List[str], List[int]]:
+def read_label_names(data_dir: str) -> List[str]:
+    """The label names of a prepared dataset folder, in class-id order: its label.txt (one name a line), else the
+    star ratings (folders written before label.txt)."""
+    path = os.path.join(data_dir, LABEL_FILE)
+    if not os.path.isfile(path):
+        return list(LABEL_NAMES)
+    with open(path, encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise UserError(f"{path}: expected at least two distinct label names, one a line; got {names}")
+    return names
+
+
+def read_split(path: str, num_labels: Optional[int] = None) -> Tuple[List[str], List[int]]:
     """(texts, labels) of a split file written by `prepare_dataset`; ValueError naming file and line on a bad line.
 
-    Every line must be a JSON object with 'text' and 'label': a blank, non-UTF-8 or malformed line means a damaged
-    file and is an error, never skipped.
+    Every line must be a JSON object with 'text' and 'label' (a class id below `num_labels`; default: the number of
+    names in the label.txt beside the file): a blank, non-UTF-8 or malformed line means a damaged file and is an
+    error, never skipped.
     """
+    if num_labels is None:
+        num_labels = len(read_label_names(os.path.dirname(os.path.abspath(path))))
     texts: List[str] = []
     labels: List[int] = []
     with open(path, "rb") as f:
@@ -59,8 +78,8 @@ def read_split(path: str) -> Tuple[List[str], List[int]]:
             text, label = row.get("text"), row.get("label")
             if not isinstance(text, str) or not text.strip():
                 raise UserError(f"{where}: 'text' must be a non-empty string, got {text!r}")
-            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(LABEL_NAMES):
-                raise UserError(f"{where}: 'label' must be an integer 0..{len(LABEL_NAMES) - 1}, got {label!r}")
+            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_labels:
+                raise UserError(f"{where}: 'label' must be an integer 0..{num_labels - 1}, got {label!r}")
             texts.append(text)
             labels.append(label)
     return texts, labels

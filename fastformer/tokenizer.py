@@ -118,6 +118,15 @@ class FastformerTokenizer(PretrainedTokenizer):
         input_ids = [[get(t, unk) for t in tokenize(text)[:max_length]] for text in texts]
         return {"input_ids": input_ids, "attention_mask": [[1] * len(ids) for ids in input_ids]}
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # a loaded tokenizer's init_kwargs name the local file it came from: kept out of tokenizer_config.json
+        source = self.init_kwargs.pop("special_tokens_map_file", None)
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if source is not None:
+                self.init_kwargs["special_tokens_map_file"] = source
+
     def save_resources(self, save_directory: str) -> None:
         """Write the vocabulary to `vocab.txt` in `save_directory`."""
         with open(os.path.join(save_directory, self.resource_files_names["vocab_file"]), "w", encoding="utf-8", newline="\n") as f:

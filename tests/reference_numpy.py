@@ -31,19 +31,27 @@ def softmax(x, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def pool_weights(scores, mask, num_heads, hidden):
+    """alpha[b, i, n] = softmax_i(w_n . x_i / sqrt(d)) over real tokens: scores [B, L, N] (unscaled) -> [B, L, N]."""
+    scores = np.where(mask[:, :, None] > 0, scores / np.sqrt(hidden // num_heads), -np.inf)
+    return softmax(scores, axis=1)
+
+
 def additive_pool(x, scores, mask, num_heads):
     """eq. 3-4 / 6-7: alpha[b, i, n] = softmax_i(w_n . x_i / sqrt(d)) over real tokens; head n pools its own d columns
     of x (columns n*d .. n*d + d - 1). x [B, L, H], scores [B, L, N] (before scaling), mask [B, L] -> [B, 1, H]."""
     b, length, h = x.shape
     d = h // num_heads
-    scores = np.where(mask[:, :, None] > 0, scores / np.sqrt(d), -np.inf)
-    alpha = softmax(scores, axis=1)  # [B, L, N]
+    alpha = pool_weights(scores, mask, num_heads, h)  # [B, L, N]
     heads = x.reshape(b, length, num_heads, d)
     return np.einsum("bln,blnd->bnd", alpha, heads).reshape(b, 1, h)
 
 
-def logits(state: Mapping[str, np.ndarray], config, input_ids: np.ndarray, attention_mask: Optional[np.ndarray] = None):
-    """Logits [B, C] of `FastformerForSequenceClassification` with the parameters `state`, in float64."""
+def logits(state: Mapping[str, np.ndarray], config, input_ids: np.ndarray, attention_mask: Optional[np.ndarray] = None,
+           weights_out: Optional[dict] = None):
+    """Logits [B, C] of `FastformerForSequenceClassification` with the parameters `state`, in float64.
+    `weights_out`, when given, receives "alpha" and "beta" (per layer, [B, N, L]) and "pooling" ([B, L])."""
+    keep = {"alpha": [], "beta": []}
     p = {k: np.asarray(v, dtype=np.float64) for k, v in state.items()}
     ids = np.asarray(input_ids)
     mask = (ids != config.pad_token_id) if attention_mask is None else np.asarray(attention_mask) > 0
@@ -66,6 +74,9 @@ def logits(state: Mapping[str, np.ndarray], config, input_ids: np.ndarray, atten
         global_query = additive_pool(q, linear(q, a + "query_att"), mask, n)  # eq. 3-4
         qk = k * global_query  # eq. 5
         global_key = additive_pool(qk, linear(qk, a + "key_att"), mask, n)  # eq. 6-7
+        if weights_out is not None:
+            keep["alpha"].append(pool_weights(linear(q, a + "query_att"), mask, n, q.shape[-1]).transpose(0, 2, 1))
+            keep["beta"].append(pool_weights(linear(qk, a + "key_att"), mask, n, q.shape[-1]).transpose(0, 2, 1))
         v = linear(h, a + "value") if config.use_value_projection else q  # value = query unless projected
         attention = linear(global_key * v, a + "transform") + q  # eq. 8 and the output transform + query residual
         layer = f"fastformer.layers.{i}."
@@ -81,6 +92,8 @@ def logits(state: Mapping[str, np.ndarray], config, input_ids: np.ndarray, atten
         weights = np.zeros_like(mask)
         weights[:, 0] = 1.0
     pooled = np.einsum("bl,blh->bh", weights, h)
+    if weights_out is not None:
+        weights_out.update(keep, pooling=weights)
     return linear(pooled, "classifier")
 
 

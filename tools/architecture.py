@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 # (room, level, module patterns); patterns are dotted module names matched with fnmatch
 ROOMS: List[Tuple[str, int, Tuple[str, ...]]] = [
-    ("utilities", 0, ("fastformer.cli", "fastformer.fileio", "fastformer.env")),
+    ("utilities", 0, ("fastformer.cli", "fastformer.fileio", "fastformer.env", "fastformer.import_hooks")),
     ("metrics", 2, ("fastformer.metrics",)),
     ("training", 3, ("fastformer.training", "fastformer.training.*")),
     ("inference", 3, ("fastformer.inference", "fastformer.inference.*")),
@@ -36,6 +36,8 @@ MAX_PACKAGE_LINES = 450  # no file of the installed package longer than this
 CHECK_LEVEL = 7  # reproduction, tools and benchmarks may share helpers with each other
 NO_PATH_HACKS = ("tools", "benchmarks", "tests", "reproduction")
 CHECK_ONLY = ("torch",)  # imported by the reproduction tools, never by the installed package
+# installed names of folders that are packages under another name (pyproject.toml's package-dir): imported by it
+IMPORT_NAMES = {"fastformer_data": "data_process"}
 SKIP_DIRS = {".git", ".venv", "output", "data", "build", "__pycache__", "node_modules"}
 
 
@@ -47,6 +49,7 @@ class Module:
     imports: Set[str] = field(default_factory=set)  # resolved module names of the repository
     external: Set[str] = field(default_factory=set)  # other packages imported when the module loads
     path_hack: bool = False
+    folder_names: Set[str] = field(default_factory=set)  # packages imported by folder name, not installed name
 
 
 def room_of(name: str) -> Tuple[str, int]:
@@ -121,7 +124,13 @@ def read_imports(modules: Dict[str, Module]) -> None:
                     anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                     base = ".".join(anchor + ([base] if base else []))
                 targets = [f"{base}.{a.name}" if base else a.name for a in node.names]
+            absolute = isinstance(node, ast.Import) or not node.level
             for target in targets:
+                first, _, rest = target.partition(".")
+                if absolute and first in IMPORT_NAMES.values():
+                    m.folder_names.add(first)
+                if first in IMPORT_NAMES:
+                    target = IMPORT_NAMES[first] + (f".{rest}" if rest else "")
                 resolved = _resolve(target, modules)
                 if resolved is None:
                     if not lazy:
@@ -187,6 +196,9 @@ def problems(root: str) -> List[str]:
                 out.append(f"{rel}: imports {name} (check-only code stays out of the installed package)")
         if m.path_hack and rel.split(os.sep)[0] in NO_PATH_HACKS:
             out.append(f"{rel}: edits sys.path (import the installed package instead)")
+        for folder in sorted(m.folder_names):
+            name = next(k for k, v in IMPORT_NAMES.items() if v == folder)
+            out.append(f"{rel}: imports {folder} by its folder name (the installed name is {name})")
         if room == "other":
             out.append(f"{rel}: in no room (add a rule to ROOMS in tools/architecture.py)")
     out += [f"circle: {' -> '.join(c)}" for c in cycles(modules)]

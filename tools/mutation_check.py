@@ -44,11 +44,11 @@ class Mutation:
     new: str
     tests: Tuple[str, ...]
     occurrence: int = 1  # which occurrence of `old` is replaced (1 = the first)
-    listed: bool = False  # one of the bugs issue 13 lists as not caught by the suite of then
+    listed: bool = False  # one of the bugs listed as once not caught by the suite
 
 
 MUTATIONS: List[Mutation] = [
-    # ---- the bugs issue 13 lists
+    # ---- the bugs once not caught by the suite
     Mutation("gelu_tanh_eval", "tanh-approximate GELU on the eval/export path", "fastformer/cpu_layers.py",
              "        return F.gelu(x)\n", "        return F.gelu(x, approximate=True)\n", MODEL_TESTS, listed=True),
     Mutation("ln_eps_embeddings", "embedding LayerNorm with Paddle's default epsilon 1e-5, not the config's",

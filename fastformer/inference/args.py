@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..model_folder import ALLOW_PICKLE_HELP
+from ..folder_files import ALLOW_PICKLE_HELP
 from .folders import BACKENDS
 from .precision import precision_arg
 from .runners import DEVICES
 
-__all__ = ["add_predictor_args", "add_allow_pickle_arg"]
+__all__ = ["add_predictor_args", "add_allow_pickle_arg", "add_explain_args"]
 
 
 def _positive_int(text: str) -> int:
@@ -53,3 +53,23 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 def add_allow_pickle_arg(parser) -> None:
     """`--allow_pickle` (see `ALLOW_PICKLE_HELP`), shared by the scripts that load a trained model folder."""
     parser.add_argument("--allow_pickle", action="store_true", help=ALLOW_PICKLE_HELP)
+
+
+def add_explain_args(parser: argparse.ArgumentParser, html: bool = True) -> argparse.ArgumentParser:
+    """The explanation flags of predict.py (`html`: also --explain_html) and evaluate.py."""
+    from .explain_methods import DEFAULT_METHOD, METHODS
+
+    group = parser.add_argument_group("explanations (a trained model folder; docs/explanations.md)")
+    group.add_argument("--explain", action="store_true",
+                       help="explain each prediction: its top words, and per-token scores in JSON lines")
+    group.add_argument("--explain_method", choices=METHODS, default=DEFAULT_METHOD,
+                       help="token importance: integrated_gradients (the most faithful measured; 16 forward and "
+                       "backward passes a review), gradient, pooling or rollout (the model's own weights)")
+    group.add_argument("--explain_attention", action="store_true",
+                       help="in JSON lines also the model's own weights per token: pooling, alpha and beta per layer "
+                       "and head")
+    if html:
+        group.add_argument("--explain_html", default=None, metavar="FILE",
+                           help="also write one self-contained HTML page of the explained reviews (the first "
+                           "1,000; implies --explain)")
+    return parser

@@ -8,10 +8,11 @@ import os
 from typing import Optional, Tuple
 
 from ..fileio import CHECKSUMS_FILE, check_checksums
-from ..model_folder import MODEL_FILES, PICKLE_WEIGHTS_FILE, WEIGHTS_FILE
+from ..folder_files import MODEL_FILES, PICKLE_WEIGHTS_FILE, WEIGHTS_FILE
 
-__all__ = ["MANIFEST_FILE", "MODEL_PREFIX", "ONNX_FILE", "INPUT_NAMES", "BACKENDS", "read_manifest",
-           "find_model_files", "model_folder_marker", "detect_backend", "check_manifest_checksums"]
+__all__ = ["SHIPPED_MODEL_DIR", "shipped_model_dir", "MANIFEST_FILE", "MODEL_PREFIX", "ONNX_FILE", "INPUT_NAMES",
+           "BACKENDS", "read_manifest", "find_model_files", "model_folder_marker", "detect_backend",
+           "check_manifest_checksums"]
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +22,20 @@ ONNX_FILE = MODEL_PREFIX + ".onnx"
 INPUT_NAMES = ("input_ids", "attention_mask")
 # "paddle" and "inference" both name Paddle Inference on an export; "dynamic": the dygraph model of a model folder
 BACKENDS = ("auto", "paddle", "onnxruntime", "inference", "dynamic")
+# the trained model that comes with the repository (models/*/README.md is its card); an installed wheel holds it as
+# fastformer_models/ next to the fastformer package (pyproject.toml)
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHIPPED_MODEL_DIR = next((path for path in (os.path.join(_ROOT, folder, "fastformer-amazon-reviews-rating")
+                                            for folder in ("models", "fastformer_models")) if os.path.isdir(path)),
+                         os.path.join(_ROOT, "models", "fastformer-amazon-reviews-rating"))
+
+
+def shipped_model_dir() -> str:
+    """`SHIPPED_MODEL_DIR`, or a FileNotFoundError saying to pass --model_dir when it is not there."""
+    if not os.path.isdir(SHIPPED_MODEL_DIR):
+        raise FileNotFoundError(f"no --model_dir given, and the model that comes with the repository "
+                                f"({SHIPPED_MODEL_DIR}) is not there: pass --model_dir FOLDER")
+    return SHIPPED_MODEL_DIR
 
 
 def read_manifest(path: str) -> Optional[dict]:

@@ -1,4 +1,5 @@
-"""`Predictor`: review texts -> star-rating probabilities, behind predict.py, evaluate.py and serve.py.
+"""`Predictor`: texts -> label probabilities (and star ratings for a rating model), behind predict.py, evaluate.py
+and serve.py.
 
 It runs an export (Paddle Inference) or a trained model folder (dygraph) in a fixed precision, checking the weight
 files before loading them; texts are batched by length and results come back in input order (docs/inference.md).
@@ -14,7 +15,7 @@ import numpy as np
 
 from ..configuration import FastformerConfig
 from ..encoding import check_max_length, count_truncated, encode_texts, pad_batch
-from ..labels import label_to_stars
+from ..labels import is_rating_model, label_to_stars
 from ..model_folder import check_model_dir, load_model_dir, load_tokenizer
 from ..weight_files import check_export_files
 from .folders import (BACKENDS, MANIFEST_FILE, MODEL_PREFIX, ONNX_FILE, check_manifest_checksums, detect_backend,
@@ -77,7 +78,7 @@ def check_onnx_file(model_dir: str, manifest: Optional[dict], precision: str = "
 
 
 class Predictor:
-    """Star-rating predictions from raw review texts, in the precision it is given (`loader.load_predictor` decides
+    """Label predictions (and star ratings) from raw texts, in the precision it is given (`loader.load_predictor` decides
     "auto" and runs the bf16 quality gate).
 
     Args:
@@ -159,7 +160,7 @@ class Predictor:
         if self.manifest and self.manifest.get("labels") and list(self.manifest["labels"]) != self._labels:
             raise ValueError(f"{model_dir!r}: the labels of {MANIFEST_FILE} ({self.manifest['labels']}) and "
                              f"config.json ({self._labels}) differ")
-        self._ratings = label_to_stars(self._labels)
+        self._ratings = label_to_stars(self._labels) if is_rating_model(self._labels) else None
 
     # ------------------------------------------------------------------------------------------------ properties
     @property
@@ -168,8 +169,23 @@ class Predictor:
         return list(self._labels)
 
     @property
+    def rating_model(self) -> bool:
+        """Whether the labels are the star ratings "1".."5": results then also give `rating`, the number of stars."""
+        return self._ratings is not None
+
+    @property
     def num_labels(self) -> int:
         return len(self._labels)
+
+    @property
+    def dynamic_model(self):
+        """The dygraph model of a trained model folder (None for an export)."""
+        return getattr(self._runner, "model", None) if self.backend == "dynamic" else None
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held during each forward pass: whoever else runs the same model takes it too."""
+        return self._lock
 
     def info(self) -> Dict[str, object]:
         return {
@@ -237,12 +253,12 @@ class Predictor:
     def predict(self, texts: Sequence[str]) -> List[Dict[str, object]]:
         """One result per text, in input order:
 
-        {"rating": stars (int), "label": name, "probabilities": {label: p}, "truncated_tokens": tokens dropped
-        (0 when none), "unk_share": share of the tokens read that are [UNK] (0..1), "warning": None, or a message
-        when more than half of them are [UNK], "error": None}; a text that is not a string, empty, blank or without
-        any token gets {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0,
-        "unk_share": None, "warning": None, "error": message} and the others are still predicted. Non-finite
-        logits raise `NonFiniteOutputError` (no result is made up from them).
+        {"rating": stars (int; a rating model only), "label": name, "probabilities": {label: p},
+        "truncated_tokens": tokens dropped (0 when none), "unk_share": share of the tokens read that are [UNK] (0..1),
+        "warning": None, or a message when more than half of them are [UNK], "error": None}; a text that is not a
+        string, empty, blank or without any token gets {"rating": None (a rating model only), "label": None,
+        "probabilities": None, "truncated_tokens": 0, "unk_share": None, "warning": None, "error": message} and the
+        others are still predicted. Non-finite logits raise `NonFiniteOutputError` (no result is made up from them).
         """
         texts = list(texts)
         results: List[Optional[Dict[str, object]]] = [None] * len(texts)
@@ -271,21 +287,21 @@ class Predictor:
                 best = int(p.argmax())
                 unk_share = sum(i == unk for i in ids[k]) / len(ids[k])
                 results[good[k]] = {
-                    "rating": self._ratings[best],
+                    **({"rating": self._ratings[best]} if self._ratings else {}),
                     "label": self._labels[best],
                     "probabilities": {name: float(p[c]) for c, name in enumerate(self._labels)},
                     "truncated_tokens": int(truncated[k]),
                     "unk_share": round(unk_share, 4),
-                    "warning": (f"{unk_share:.0%} of the tokens are unknown to the model's vocabulary: the rating "
-                                "is unreliable" if unk_share > MOSTLY_UNKNOWN else None),
+                    "warning": (f"{unk_share:.0%} of the tokens are unknown to the model's vocabulary: the "
+                                f"{'rating' if self._ratings else 'prediction'} is unreliable"
+                                if unk_share > MOSTLY_UNKNOWN else None),
                     "error": None,
                 }
         return results  # type: ignore[return-value]
 
-    @staticmethod
-    def _error(message: str) -> Dict[str, object]:
-        return {"rating": None, "label": None, "probabilities": None, "truncated_tokens": 0, "unk_share": None,
-                "warning": None, "error": message}
+    def _error(self, message: str) -> Dict[str, object]:
+        return {**({"rating": None} if self._ratings else {}), "label": None, "probabilities": None,
+                "truncated_tokens": 0, "unk_share": None, "warning": None, "error": message}
 
     def __repr__(self) -> str:
         return (f"Predictor({self.model_dir!r}, backend={self.backend!r}, device={self.device!r}, "

@@ -40,6 +40,7 @@ __all__ = [
 SAMPLING_MODES = ("balanced", "none", "weighted_loss")
 LOGIT_ADJUSTMENTS = ("none", "dev")
 RESOLVED_ARGS = "resolved_args.json"
+OUTPUT_DIR_FIELD = "{output_dir}"  # in input_file / data_dir: replaced by --output_dir
 RESOLVED_ARGS_HISTORY = "resolved_args_history.jsonl"
 
 
@@ -51,7 +52,8 @@ class DataArguments:
         default="data/reviews_Electronics_5.json.gz",
         metadata={
             "help": "Raw Amazon review file (2014/2018 .json(.gz) or 2023 .jsonl(.gz)); it is sampled and split into "
-            "data_dir. An empty string uses data_dir as an already prepared dataset (train/dev/test.jsonl)."
+            "data_dir. An empty string uses data_dir as an already prepared dataset (train/dev/test.jsonl). "
+            "'{output_dir}' in it (or in data_dir) stands for output_dir."
         },
     )
     data_dir: Optional[str] = field(
@@ -93,6 +95,22 @@ class DataArguments:
         default_factory=lambda: ["text"],
         metadata={"help": "Review fields joined into the text: text (the review), or title text ('title. text')."},
     )
+    train_file: str = field(
+        default="",
+        metadata={"help": "Your own labelled texts (CSV/TSV with a header row, or JSON lines) instead of input_file; "
+                  "docs/own_data.md."},
+    )
+    dev_file: str = field(default="", metadata={"help": "Labelled dev file; empty: dev_share of train_file."})
+    test_file: str = field(default="", metadata={"help": "Labelled test file; empty: no test metrics."})
+    text_column: List[str] = field(
+        default_factory=lambda: ["text"],
+        metadata={"help": "Column(s) of the labelled files holding the text; several are joined as 'first. second'."},
+    )
+    label_column: str = field(default="label", metadata={"help": "Column of the labelled files holding the label."})
+    label_file: str = field(
+        default="", metadata={"help": "Label names, one a line, in class order; empty: the labels found, sorted."}
+    )
+    dev_share: float = field(default=0.1, metadata={"help": "Share of train_file kept for dev when no dev_file."})
     max_length: int = field(default=512, metadata={"help": "Tokens kept per review (longer ones are truncated)."})
     vocab_min_freq: int = field(
         default=2, metadata={"help": "Words seen fewer times in the training split map to [UNK]."}
@@ -201,10 +219,12 @@ class FastformerTrainingArguments(TrainingArguments):
         return {k: str(v) if isinstance(v, bool) else v for k, v in super().to_sanitized_dict().items()}
 
 
-def build_parser() -> PdArgumentParser:
+def build_parser(prog: Optional[str] = None) -> PdArgumentParser:
     return PdArgumentParser(
         (DataArguments, ModelArguments, FastformerTrainingArguments),
-        description="Train a Fastformer review-rating classifier: train.py [config.json] [--flag value ...]",
+        prog=prog,
+        usage="%(prog)s [config.json] [--flag value ...]",  # not the 200 flags again (they follow)
+        description="Train a Fastformer review-rating classifier. A flag overrides the config file's value.",
         allow_abbrev=False,  # `--learning_rat` is an error, not `--learning_rate`
     )
 
@@ -288,6 +308,10 @@ def parse_args(argv: Optional[Sequence[str]] = None):
         )
     except ValueError as exc:  # TrainingArguments.__post_init__ on inconsistent values
         raise UserError(" ".join(str(exc).split())) from None
+    for name in ("input_file", "data_dir"):  # e.g. configs/tiny.json: "{output_dir}/raw/reviews.json.gz"
+        value = getattr(data_args, name)
+        if value and OUTPUT_DIR_FIELD in value:
+            setattr(data_args, name, value.replace(OUTPUT_DIR_FIELD, training_args.output_dir))
     if remaining:
         flags = [arg[2:] for arg in remaining if arg.startswith("--")]
         raise UserError(_unknown(flags, known, "argument") if flags else
@@ -302,6 +326,7 @@ _BOUNDS = (
     ("data", "num_samples", lambda v: v >= 1, "a positive integer"),
     ("data", "demo_num_reviews", lambda v: v >= 1, "a positive integer"),
     ("data", "max_length", lambda v: v >= 1, "a positive integer"),
+    ("data", "dev_share", lambda v: 0 < v < 1, "in (0, 1)"),
     ("data", "vocab_min_freq", lambda v: v >= 1, "a positive integer"),
     ("data", "vocab_max_size", lambda v: v == 0 or v >= 2, "0 (no limit) or >= 2"),
     ("model", "hidden_size", lambda v: v >= 1, "a positive integer"),
@@ -353,6 +378,9 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
                         "other than no")
     if model_args.attention_type not in ATTENTION_TYPES:
         raise UserError(f"--attention_type must be one of {ATTENTION_TYPES}, got {model_args.attention_type!r}")
+    own = [f"--{name}" for name in ("dev_file", "test_file", "label_file") if getattr(data_args, name)]
+    if own and not data_args.train_file:
+        raise UserError(f"{', '.join(own)} go(es) with --train_file (your own labelled training file)")
     if data_args.split_by not in SPLIT_BY:
         raise UserError(f"--split_by must be one of {SPLIT_BY}, got {data_args.split_by!r}")
     if training_args.sampling not in SAMPLING_MODES:

@@ -8,16 +8,16 @@ import random
 import numpy as np
 import pytest
 
-from data_process.demo_data import generate_demo_reviews
-from data_process.prepare import prepare_dataset
-from data_process.reader import ReviewReader
+from fastformer_data.demo_data import generate_demo_reviews
+from fastformer_data.prepare import prepare_dataset
+from fastformer_data.reader import ReviewReader
 from fastformer.labels import LABEL_NAMES
 from fastformer.splits import read_split
-from data_process import prepare as prepare_module
-from data_process.demo_data import RATING_WEIGHTS
-from data_process.demo_data import main as demo_main
-from data_process.prepare import OUTPUT_FILES
-from data_process.prepare import main as prepare_main
+from fastformer_data import prepare as prepare_module
+from fastformer_data.demo_data import RATING_WEIGHTS
+from fastformer_data.demo_data import main as demo_main
+from fastformer_data.prepare import OUTPUT_FILES
+from fastformer_data.prepare import main as prepare_main
 
 RELEASE = {"2014": "2014", "2014-literal": "2014", "2018": "2018", "2023": "2023"}
 
@@ -310,10 +310,25 @@ def test_clis(tmp_path, capsys):
     raw = str(tmp_path / "Electronics.jsonl")
     summary = demo_main(["--output", raw, "--num_reviews", "120", "--seed", "2", "--format", "2023"])
     assert summary["num_reviews"] == 120
+    again = str(tmp_path / "again.jsonl")  # train.py's flag names give the same file
+    demo_main(["--output", again, "--demo_num_reviews", "120", "--demo_seed", "2", "--format", "2023"])
+    assert open(raw, "rb").read() == open(again, "rb").read()
     stats = prepare_main(["--input_file", raw, "--output_dir", str(tmp_path / "o"), "--num_samples", "100", "--no_progress",
                           "--text_fields", "title", "text"])
     assert stats["source"]["detected_format"] == "2023" and stats["args"]["text_fields"] == ["title", "text"]
     assert "wrote" in capsys.readouterr().out
+
+
+def test_prepare_takes_train_pys_flag_names_and_the_older_ones(tmp_path):
+    raw = str(tmp_path / "reviews.json.gz")
+    generate_demo_reviews(raw, 200, seed=4)
+    common = ["--input_file", raw, "--num_samples", "100", "--no_progress"]
+    new = prepare_main([*common, "--output_dir", str(tmp_path / "new"), "--data_seed", "7", "--balanced_sample"])
+    old = prepare_main([*common, "--output_dir", str(tmp_path / "old"), "--seed", "7", "--balanced"])
+    assert new["args"]["seed"] == old["args"]["seed"] == 7
+    assert new["args"]["balanced"] is old["args"]["balanced"] is True
+    for split in ("train", "dev", "test"):
+        assert (tmp_path / "new" / f"{split}.jsonl").read_bytes() == (tmp_path / "old" / f"{split}.jsonl").read_bytes()
 
 
 def test_demo_data_is_marked_skewed_varied_and_seeded(tmp_path):
@@ -458,7 +473,7 @@ def test_grouped_split_keeps_each_product_in_one_split(tmp_path):
 
 
 def test_group_key_prefers_the_parent_product():
-    from data_process.reader import group_key
+    from fastformer_data.reader import group_key
 
     assert group_key({"asin": "A1", "parent_asin": "P1"}) == "parent_asin:P1"
     assert group_key({"asin": "A1", "source": "s.csv"}) == "asin:A1"
@@ -468,8 +483,8 @@ def test_group_key_prefers_the_parent_product():
 
 def test_word_vectors_from_the_training_split(tmp_path):
     """PPMI-SVD vectors: one unit vector per frequent word, seeded, and words used alike end up close."""
-    from data_process.word_vectors import main as vectors_main
-    from data_process.word_vectors import train_word_vectors
+    from fastformer_data.word_vectors import main as vectors_main
+    from fastformer_data.word_vectors import train_word_vectors
     from fastformer.tokenizer import FastformerTokenizer
 
     rng = random.Random(0)

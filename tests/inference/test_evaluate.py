@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import confusion_matrix, f1_score
 
 import fastformer  # noqa: F401  (before paddle)
-from data_process.demo_data import generate_demo_reviews
+from fastformer_data.demo_data import generate_demo_reviews
 from fastformer.splits import read_split
 from fastformer.inference.loader import load_predictor
 
@@ -57,6 +57,32 @@ def test_evaluate_writes_json_and_png_with_sklearn_metrics(trained):
     assert saved["accuracy"] == pytest.approx(train_results["test_accuracy"], abs=1e-6)
 
 
+def test_evaluate_writes_calibration_and_the_misclassified_examples(trained, tmp_path):
+    root, _ = trained
+    model_dir, out = str(root / "run" / "model"), tmp_path / "bad"
+    results = evaluate.main(["--model_dir", model_dir, "--split", "test", "--output_dir", str(out),
+                             "--misclassified_explained", "3", "--explain_method", "gradient"])
+    assert (out / "reliability_diagram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    texts, labels = read_split(str(root / "run" / "data" / "test.jsonl"))
+    p = load_predictor(model_dir, max_length=64).predict_proba(texts)
+    wrong = np.flatnonzero(p.argmax(-1) != np.asarray(labels))
+    rows = [json.loads(line) for line in (out / "misclassified.jsonl").read_text().splitlines()]
+    assert results["misclassified"]["count"] == len(rows) == len(wrong) > 3
+    assert sorted(r["line"] - 1 for r in rows) == wrong.tolist()
+    losses = [r["loss"] for r in rows]
+    assert losses == sorted(losses, reverse=True)  # worst first
+    first = rows[0]
+    assert first["loss"] == pytest.approx(-np.log(p[first["line"] - 1][labels[first["line"] - 1]]), abs=1e-4)
+    assert first["text"] == texts[first["line"] - 1] and first["true_label"] == str(labels[first["line"] - 1] + 1)
+    assert first["label"] != first["true_label"] and first["rating"] == int(first["label"])
+    assert all(r["top_words"] for r in rows[:3]) and all(r["top_words"] is None for r in rows[3:])
+    html = (out / "misclassified.html").read_text()
+    assert html.count('class="review"') == len(rows) and "true: " in html
+    calibration = results["calibration"]
+    assert 0 <= calibration["top_label_ece"] <= 1 and set(calibration["per_class"]) == {"1", "2", "3", "4", "5"}
+    assert sum(calibration["per_class"]["5"]["count"]) == len(texts)
+
+
 def test_evaluate_a_data_file_and_a_data_dir(trained, tmp_path):
     root, _ = trained
     model_dir = str(root / "run" / "model")
@@ -94,6 +120,9 @@ def test_evaluate_the_exported_model(trained, tmp_path):
     # the same predictions: identical confusion matrices and metrics
     assert exported["confusion_matrix"] == dynamic["confusion_matrix"]
     assert exported["accuracy"] == dynamic["accuracy"] and exported["macro_f1"] == dynamic["macro_f1"]
+    # the misclassified examples too, without top words from an export (it holds no gradients)
+    assert exported["misclassified"]["count"] == dynamic["misclassified"]["count"]
+    assert exported["misclassified"]["explained"] == 0 < dynamic["misclassified"]["explained"]
     # per example, as evaluate.py computes them (Predictor with the same folders)
     texts, _ = read_split(os.path.join(data_dir, "test.jsonl"))
     p_exp = load_predictor(export_dir, precision="fp32").predict_proba(texts)

@@ -180,7 +180,7 @@ def test_line_reading_keeps_memory_bounded(tmp_path, monkeypatch):
         tracemalloc.stop()
     assert [(n, t) for n, t, _ in lines] == [(1, "first"), (2, None), (3, "third")]
     assert "longer than the 1,048,576" in lines[1][2] and peak < 4 << 20, f"peak {peak / 2**20:.1f} MiB"
-    # the cap is prepare's (data_process.reader.MAX_LINE_BYTES), read when called
+    # the cap is prepare's (fastformer_data.reader.MAX_LINE_BYTES), read when called
     monkeypatch.setattr(predict, "MAX_LINE_BYTES", 4)
     with open(path, "rb") as f:
         assert [t for _, t, _ in predict.iter_lines(f)][0::2] == [None, None]
@@ -219,9 +219,9 @@ def test_dev_zero_input_ends_quickly_in_bounded_memory(model_dir, tmp_path):
     ("evaluate", ["--model_dir", "m", "--data_f", "x.jsonl"], "--data_f"),
     ("export_model", ["--model_dir", "m", "--output_dir", "o", "--max_len", "8"], "--max_len"),
     ("serve", ["--model_dir", "m", "--po", "8001"], "--po"),
-    ("data_process.prepare", ["--input_file", "in.json", "--output_dir", "o", "--num_s", "10"], "--num_s"),
-    ("data_process.demo_data", ["--output", "o.json", "--num_rev", "1"], "--num_rev"),
-    ("data_process.word_vectors", ["--data_dir", "d", "--output", "v.txt", "--min_c", "1"], "--min_c"),
+    ("fastformer_data.prepare", ["--input_file", "in.json", "--output_dir", "o", "--num_s", "10"], "--num_s"),
+    ("fastformer_data.demo_data", ["--output", "o.json", "--num_rev", "1"], "--num_rev"),
+    ("fastformer_data.word_vectors", ["--data_dir", "d", "--output", "v.txt", "--min_c", "1"], "--min_c"),
 ])
 def test_abbreviated_flags_are_refused(module, argv, abbreviated, tmp_path, monkeypatch, capsys):
     import importlib

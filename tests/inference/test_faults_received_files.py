@@ -74,7 +74,7 @@ def _predict(model_dir):
     return proc.returncode, errors[0], proc.stdout
 
 
-# The probes of the issue, and what the one-line error must say. 1e8 is a float in JSON: not a size at all.
+# Hostile config values, and what the one-line error must say. 1e8 is a float in JSON: not a size at all.
 PROBES = {
     "num_hidden_layers": (100000, r"num_hidden_layers 100000 does not fit"),
     "vocab_size": (1e8, r"vocab_size must be a positive integer, got 100000000\.0"),

@@ -1,4 +1,4 @@
-"""Issue 9, prediction and serving side: bad input, damaged models and hostile text in predict.py, evaluate.py and
+"""Prediction and serving faults: bad input, damaged models and hostile text in predict.py, evaluate.py and
 serve.py. One tiny random-weight model (saved, exported, and a copy with NaN weights) per module."""
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def test_interrupted_prediction_keeps_the_old_output(folders, tmp_path, monkeypa
 
 # --------------------------------------------------------------------------------------- 3. non-finite outputs
 def _corrupt_export(folders, tmp_path):
-    """The issue's damage: 4 KB of 0x7f written over model.pdiparams (same size), here over the position
+    """A damaged export: 4 KB of 0x7f written over model.pdiparams (same size), here over the position
     embeddings."""
     bad = str(tmp_path / "corrupt_export")
     shutil.copytree(folders["export"], bad)

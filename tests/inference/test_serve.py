@@ -124,3 +124,21 @@ def test_real_uvicorn_on_loopback(predictor):
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def test_openapi_describes_the_answers_and_the_answers_fit_it(client):
+    from fastformer.inference.schemas import HealthResponse, PredictResponse
+
+    spec = client.get("/openapi.json").json()
+    responses = spec["paths"]["/predict"]["post"]["responses"]
+    ref = responses["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref.endswith("/PredictResponse")
+    for code in ("400", "413", "415", "422", "500", "503"):
+        assert responses[code]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse"), code
+    prediction = spec["components"]["schemas"]["Prediction"]["properties"]
+    assert {"rating", "label", "probabilities", "truncated_tokens", "unk_share", "warning", "error"} <= set(prediction)
+    health = spec["paths"]["/health"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert health["$ref"].endswith("/HealthResponse")
+    answer = client.post("/predict", json={"texts": ["great sound", " "]}).json()
+    assert PredictResponse.model_validate(answer).model_dump(exclude_unset=True) == answer  # nothing lost or added
+    HealthResponse.model_validate(client.get("/health").json())

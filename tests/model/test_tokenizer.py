@@ -1,6 +1,6 @@
 """FastformerTokenizer: vocabulary building, splitting, fast path vs PaddleNLP path, save/load.
 
-The GloVe loader (data_process.glove) is tested in test_data_process.py, with a FastformerTokenizer vocabulary.
+The GloVe loader (fastformer.embeddings) is tested in test_data_process.py, with a FastformerTokenizer vocabulary.
 """
 
 import json
@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from data_process.demo_data import generate_demo_reviews
+from fastformer_data.demo_data import generate_demo_reviews
 from fastformer.tokenizer import TOKEN_PATTERN, FastformerTokenizer
 
 CORPUS = ["The sound is great. The bass is great!", "the battery died; not great", "Great SOUND, great price."]

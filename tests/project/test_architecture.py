@@ -36,8 +36,11 @@ def test_planted_faults_are_each_reported(tmp_path):
     _write(root, "fastformer/inference/p.py", "from fastformer.training import q\n")  # sideways
     _write(root, "fastformer/training/q.py", "")
     _write(root, "data_process/__init__.py", "")
-    _write(root, "fastformer/metrics.py", "import data_process\n")  # metrics -> data: up
-    _write(root, "train.py", "import fastformer.cli\nimport data_process\n")  # fine
+    _write(root, "data_process/reader.py", "")
+    _write(root, "data_process/prepare.py", "from .reader import x\n")  # relative, inside the package: fine
+    _write(root, "fastformer/metrics.py", "import fastformer_data\n")  # metrics -> data (installed name): up
+    _write(root, "train.py", "import fastformer.cli\nfrom fastformer_data.reader import x\n")  # fine
+    _write(root, "predict.py", "from data_process.reader import x\n")  # the folder's name, not the installed one
     _write(root, "tools/hack.py", "import sys\nsys.path.insert(0, '.')\n")
     _write(root, "benchmarks/b.py", "from tools import hack\n")  # between check-only rooms: fine
     _write(root, "stray.py", "")
@@ -49,13 +52,14 @@ def test_planted_faults_are_each_reported(tmp_path):
         "fastformer/training/__init__.py: imports fastformer.inference.p (training -> inference, sideways)",
         "fastformer/inference/p.py: imports fastformer.training.q (inference -> training, sideways)",
         "fastformer/metrics.py: imports data_process (metrics -> data, up)",
+        "predict.py: imports data_process by its folder name (the installed name is fastformer_data)",
         "tools/hack.py: edits sys.path (import the installed package instead)",
         "stray.py: in no room (add a rule to ROOMS in tools/architecture.py)",
         "circle: fastformer.a -> fastformer.b",
     ]
     for line in expected:
         assert line in found
-    assert not [p for p in found if p.startswith(("fastformer/convert.py", "train.py", "benchmarks/"))]
+    assert not [p for p in found if p.startswith(("fastformer/convert.py", "train.py", "benchmarks/", "data_process/"))]
     assert len([p for p in found if p.startswith("circle:")]) == 2  # a <-> b, and training <-> inference
 
 

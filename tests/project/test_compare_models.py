@@ -10,8 +10,8 @@ import pytest
 
 from benchmarks import compare_models
 
-from data_process.demo_data import generate_demo_reviews
-from data_process import prepare
+from fastformer_data.demo_data import generate_demo_reviews
+from fastformer_data import prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -37,6 +37,8 @@ def test_every_config_parses_and_is_sane(path, tmp_path):
             continue
         got = parsed[key]
         got = getattr(got, "value", got)
+        if isinstance(value, str):  # '{output_dir}' in a path stands for --output_dir
+            value = value.replace("{output_dir}", training.output_dir)
         assert got == value or (isinstance(value, list) and list(got) == value), key
     # sane values
     if data.split_sizes:
@@ -130,3 +132,10 @@ def test_resolved_args_are_json(tmp_path):
     assert set(resolved) == {"data", "model", "training"}
     assert resolved["training"]["seed"] == 7 and resolved["training"]["sampling"] == "balanced"
     assert resolved["data"]["max_length"] == 128 and resolved["model"]["hidden_size"] == 256
+
+
+def test_tiny_config_writes_its_raw_reviews_under_the_output_dir(tmp_path):
+    data, _, training = _parse(os.path.join(ROOT, "configs", "tiny.json"), tmp_path)
+    assert data.input_file == os.path.join(training.output_dir, "raw", "reviews.json.gz")
+    data, _, _ = _parse(os.path.join(ROOT, "configs", "tiny.json"), tmp_path, "--data_dir", "{output_dir}/prepared")
+    assert data.data_dir == str(tmp_path / "out" / "prepared")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 torch = pytest.importorskip("torch", reason="needs PyTorch (requirements-dev.txt): the reference these tests compare with")
 
-from data_process.demo_data import generate_demo_reviews
+from fastformer_data.demo_data import generate_demo_reviews
 from fastformer import encoding, model_folder
 from fastformer.tokenizer import FastformerTokenizer
 from fastformer.training.arguments import parse_args

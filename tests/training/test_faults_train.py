@@ -1,7 +1,6 @@
-"""Issue 9, part A: faults in what training writes and reads (model folders, checkpoints, configs, raw data).
-
-One test per item of the issue: 2 (no code from model files), 3 (damaged weight files), 4 (checkpoints), 6 (one-line
-user errors) and 10 (atomic demo data, capped line length). A tiny random-weight model, no training.
+"""Faults in what training writes and reads (model folders, checkpoints, configs, raw data): no code run from
+model files, damaged weight files, checkpoints, one-line user errors, atomic demo data and capped line length.
+A tiny random-weight model, no training.
 """
 
 from __future__ import annotations
@@ -24,10 +23,10 @@ import pytest
 
 import fastformer  # noqa: F401  (before paddle)
 import paddle
-from data_process import demo_data as demo_module
-from data_process.demo_data import generate_demo_reviews
-from data_process import prepare as prepare_module
-from data_process.reader import MAX_LINE_BYTES, ReviewReader
+from fastformer_data import demo_data as demo_module
+from fastformer_data.demo_data import generate_demo_reviews
+from fastformer_data import prepare as prepare_module
+from fastformer_data.reader import MAX_LINE_BYTES, ReviewReader
 from fastformer import encoding, model_folder
 from fastformer.cli import UserError, run_main
 from fastformer.inference.export import export_model
@@ -311,8 +310,8 @@ def test_bad_raw_input_is_one_line_naming_the_file(tmp_path, capsys):
 
 def test_a_script_exits_2_with_one_line(tmp_path):
     """A script itself (not only its main()): one line on stderr, exit status 2 (the data pipeline: no paddle to load)."""
-    proc = subprocess.run([sys.executable, "-m", "data_process.prepare", "--input_file", str(tmp_path), "--output_dir",
-                           str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "fastformer_data.prepare", "--input_file", str(tmp_path),
+                           "--output_dir", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == f"prepare.py: error: input file {str(tmp_path)!r} is a folder, not a review file"
 
 

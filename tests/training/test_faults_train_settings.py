@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 import fastformer  # noqa: F401  (before paddle)
-from data_process.demo_data import generate_demo_reviews
+from fastformer_data.demo_data import generate_demo_reviews
 from fastformer.cli import UserError, run_main
 from paddlenlp.trainer import TrainerCallback
 
@@ -123,7 +123,7 @@ def test_trainer_never_skips_a_checkpoint_tensor_of_another_shape(tmp_path):
 
     model, tokenizer = tiny_model(["great sound", "bad cable"], seed=1)
     other, _ = tiny_model(["great sound", "bad cable"], seed=1, max_positions=32)
-    trainer = FastformerTrainer(model=model, args=train.parse_args([TINY, "--output_dir", str(tmp_path)])[2],
+    trainer = FastformerTrainer(model=model, args=parse_args([TINY, "--output_dir", str(tmp_path)])[2],
                                 tokenizer=tokenizer)
     state = {k: v.numpy() for k, v in other.state_dict().items()}
     with pytest.raises(UserError, match=r"the checkpoint's weights do not fit the model built: 1 tensor shape\(s\) "

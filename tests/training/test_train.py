@@ -13,8 +13,8 @@ from sklearn.metrics import accuracy_score, f1_score
 import fastformer  # noqa: F401  (before paddle)
 import paddle
 import paddle.nn.functional as F
-from data_process.demo_data import generate_demo_reviews
-from fastformer import encoding, model_folder
+from fastformer_data.demo_data import generate_demo_reviews
+from fastformer import encoding, metrics as metrics_module, model_folder
 from fastformer.tokenizer import FastformerTokenizer
 from fastformer.metrics import class_weights, classification_metrics, compute_metrics
 from fastformer.training.arguments import parse_args
@@ -239,6 +239,8 @@ def test_training_writes_a_complete_output_folder(one_epoch):
     assert all(os.path.isfile(out / "data" / f) for f in ("train.jsonl", "dev.jsonl", "test.jsonl", "stats.json"))
     logs = [f for _, _, files in os.walk(out / "runs") for f in files]
     assert any("vdlrecords" in f for f in logs)
+    # the training curve, drawn from the log history
+    assert (out / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_run(one_epoch, raw_file, tmp_path):
@@ -305,7 +307,7 @@ def test_best_checkpoint_not_the_last_is_the_model_kept(raw_file, tmp_path, monk
         result["macro_f1"] = next(dev_f1, result["macro_f1"])
         return result
 
-    monkeypatch.setattr(train, "compute_metrics", metrics)
+    monkeypatch.setattr(metrics_module, "compute_metrics", metrics)  # train.main imports it when it runs
     results = _run(raw_file, tmp_path, "--num_train_epochs", "2", "--learning_rate", "0.002",
                    "--max_length", "32", "--max_position_embeddings", "64")
     best_step, last_step = _assert_best_model_kept(tmp_path)
@@ -449,3 +451,14 @@ def test_init_from_copies_the_encoder_and_keeps_a_fresh_classifier(one_epoch, ra
     results = _run(raw_file, tmp_path / "init", "--num_train_epochs", "1", "--word_dropout", "0.1",
                    "--init_from", str(source_dir))
     assert results["vocab_size"] == len(tokenizer)
+
+
+def test_the_closing_line_prints_rounded_metrics(raw_file, tmp_path, caplog):
+    import logging
+    import re
+
+    with caplog.at_level(logging.INFO, logger="train"):
+        _run(raw_file, tmp_path, "--num_train_epochs", "1", "--max_steps", "2")
+    (line,) = [r.getMessage() for r in caplog.records if "test macro-F1" in r.getMessage()]
+    assert re.fullmatch(r"dev macro-F1 \d\.\d{4} accuracy \d\.\d{4} \| test macro-F1 \d\.\d{4} accuracy \d\.\d{4} "
+                        r"\| model in .+", line), line
