@@ -4,10 +4,14 @@ Paddle Inference at batch 1 (input copies, run, output copies, the Predictor's o
 new shape, which creates oneDNN primitives).
 
 The model is the one of `bench_inference.py` (paper size, random weights, 128 tokens); every engine gets the same
-token ids. Each engine runs in its own child process (OMP/MKL threads = --threads, MKL_DEBUG_CPU_TYPE=5). The timing
-rounds of the children are interleaved (round 1 of every engine, then round 2, ...): on a machine other processes
-share, compare the engines within one run (the `x Paddle` columns), not figures of different runs. Operator times
-come from each engine's own profiler, which adds its own overhead: use them for shares, the timed rows for speed.
+token ids. Beside the export as `export_model.py` writes it, the same model exported as its own forward runs as
+"model's own graph" (Paddle Inference and ONNX Runtime), and as "before" (that graph, and glibc returning freed
+activation memory to the system after each pass: Paddle Inference as it was before `inference/graph.py` and
+`fastformer.env.keep_freed_memory`). Each engine runs in its own child process (OMP/MKL threads = --threads,
+MKL_DEBUG_CPU_TYPE=5). The timing rounds of the children are interleaved (round 1 of every engine, then round 2,
+...): on a machine other processes share, compare the engines within one run (the `x Paddle` columns), not figures of
+different runs. Operator times come from each engine's own profiler, which adds its own overhead: use them for
+shares, the timed rows for speed.
 
     python -m benchmarks.profile_inference --output_dir benchmarks/results            # ~3 min
     python -m benchmarks.profile_inference --threads 1 --stem profile_inference_1thread
@@ -31,11 +35,13 @@ from typing import Dict, List, Optional, Sequence
 
 from benchmarks import common
 
-ENGINES = ("paddle", "paddle_unfolded", "onnxruntime", "onnxruntime_unfolded", "torch")
+ENGINES = ("paddle", "paddle_unfolded", "paddle_before", "onnxruntime", "onnxruntime_unfolded", "torch")
 ENGINE_NAMES = {"paddle": "Paddle Inference + oneDNN fp32", "onnxruntime": "ONNX Runtime fp32",
                 "paddle_unfolded": "Paddle Inference + oneDNN fp32, model's own graph",
+                "paddle_before": "Paddle Inference + oneDNN fp32 as before (own graph, memory returned each pass)",
                 "onnxruntime_unfolded": "ONNX Runtime fp32, model's own graph", "torch": "PyTorch eager fp32"}
-# "unfolded": the export of the model's own forward (graph.LogitsModel), as exports were before graph.FoldedClassifier
+# "unfolded": the export of the model's own forward (graph.LogitsModel), as exports were before graph.FoldedClassifier;
+# "before": that export with glibc's default handling of freed memory too (no fastformer.env.keep_freed_memory)
 # operator name (lower case, without the engine's prefix) -> category; first match wins
 CATEGORIES = (
     ("gemm", ("fc", "matmul", "addmm", "linear", "gemm", "bmm", "mm", "fusedmatmul", "matmulinteger")),
@@ -285,8 +291,12 @@ def child_engine(args) -> None:
     threads = args.threads or os.cpu_count() or 1
     work = args.work_dir
     export_dir, model_dir = os.path.join(work, "export"), os.path.join(work, "model")
-    if args.child_engine.endswith("_unfolded"):
+    if args.child_engine.endswith(("_unfolded", "_before")):
         export_dir = os.path.join(work, "export_unfolded")
+    if args.child_engine.endswith("_before"):
+        from fastformer import env as fastformer_env
+
+        fastformer_env._kept.append(False)  # as if keep_freed_memory never applied
     if args.child_engine.startswith("paddle"):
         engine = PaddleEngine(export_dir, threads)
     elif args.child_engine.startswith("onnxruntime"):
@@ -374,7 +384,7 @@ def prepare(args) -> dict:
     with open(os.path.join(args.work_dir, "ids.json"), "w", encoding="utf-8") as f:
         json.dump(encode_texts(tokenizer, texts, args.seq_len), f)
     setup["ops_in_export"] = _graph_ops(os.path.join(export_dir, "model.json"))
-    if "_unfolded" in args.engines:  # the same model exported as its own forward, for the before/after rows
+    if "_unfolded" in args.engines or "_before" in args.engines:  # the model's own forward, for the before rows
         from fastformer.inference import export as export_module
         from fastformer.inference.graph import LogitsModel
 
