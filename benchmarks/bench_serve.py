@@ -101,7 +101,8 @@ def reference_case(args) -> dict:
         warnings.simplefilter("always")
         predictor = load_predictor(args.model_dir, batch_size=args.batch_size, num_threads=threads, precision=args.precision)
     timing = common.time_calls(lambda: predictor.predict_proba(texts), steps=3, warmup=1)
-    return {"precision": predictor.precision, "precision_note": predictor.precision_note, "num_texts": len(texts),
+    return {"backend": predictor.backend, "precision": predictor.precision, "precision_note": predictor.precision_note,
+            "num_texts": len(texts),
             "batch_size": args.batch_size, "texts_per_s_best": len(texts) / timing["min_s"],
             "texts_per_s_median": len(texts) / timing["median_s"], "times_s": timing["times_s"],
             "cpu_features": precision.cpu_features()}
@@ -252,7 +253,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results, setup = {}, {}
     with tempfile.TemporaryDirectory(prefix="bench_serve_") as work:
         if args.model_dir:
-            model_dir = args.model_dir
+            model_dir = os.path.abspath(args.model_dir)  # the children run in a temporary folder
             with open(args.texts_file, encoding="utf-8") as f:
                 pool = [json.loads(line)["text"] for line in f if line.strip()]
         else:
@@ -305,7 +306,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 continue
             server.stop()
             stats = after.get("batching", {})
-            result.update(server_command=server.command, precision=health.get("precision"),
+            result.update(server_command=server.command.replace(common.ROOT + os.sep, ""),  # no machine paths
+                          precision=health.get("precision"),
                           batching=stats, mean_texts_per_forward=(stats["texts"] / stats["batches"]
                                                                    if stats.get("batches") else None))
             if result["texts_per_s"]:

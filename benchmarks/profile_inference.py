@@ -26,6 +26,7 @@ import argparse
 import collections
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -316,12 +317,16 @@ def child_engine(args) -> None:
             break
         b = int(command)
         calls = args.calls_b1 if b == 1 else args.calls
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(calls):
             engine(*inputs[b])
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         result["rounds"][str(b)].append({"ms_per_forward": 1000 * wall / calls,
-                                         "cpu_ms_per_forward": 1000 * cpu / calls})
+                                         "cpu_ms_per_forward": 1000 * cpu / calls,
+                                         "page_faults_per_forward": (usage.ru_minflt - usage0.ru_minflt) / calls,
+                                         "system_ms_per_forward": 1000 * (usage.ru_stime - usage0.ru_stime) / calls})
         print("ok", flush=True)
     result["profiles"] = {}
     for b in batch_sizes:
@@ -449,12 +454,12 @@ def markdown(payload: dict) -> str:
            f"CPU flags: {', '.join(setup['cpu_features']['flags'])}; load average before / after: "
            f"{payload['load_before']} / {payload['machine']['load_average_1_5_15min']}; {payload['machine']['time']}",
            "", "## Timed forward calls (model call only, median of the interleaved rounds)", "",
-           "| engine | batch | ms / forward | CPU ms / forward | x Paddle (paired rounds) |",
-           "| --- | ---: | ---: | ---: | ---: |"]
+           "| engine | batch | ms / forward | CPU ms / forward | of it system | page faults / forward | "
+           "x Paddle (paired rounds) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in payload["table"]:
+        ratio = f"{row['x_paddle']:.2f}" if row["x_paddle"] else "-"
         out.append(f"| {row['engine']} | {row['batch']} | {row['ms']:.2f} | {row['cpu_ms']:.2f} | "
-                   f"{row['x_paddle']:.2f} |" if row["x_paddle"] else
-                   f"| {row['engine']} | {row['batch']} | {row['ms']:.2f} | {row['cpu_ms']:.2f} | - |")
+                   f"{row['system_ms']:.2f} | {row['faults']:,.0f} | {ratio} |")
     for b in payload["settings"]["batch_sizes"].split(","):
         out += ["", f"## Time by operator category, batch {b} (each engine's profiler; µs per forward, share)", "",
                 "| category | " + " | ".join(ENGINE_NAMES[e] for e in res) + " |",
@@ -589,6 +594,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             rows.append({"engine": ENGINE_NAMES[e], "batch": b,
                          "ms": statistics.median(x["ms_per_forward"] for x in rounds),
                          "cpu_ms": statistics.median(x["cpu_ms_per_forward"] for x in rounds),
+                         "faults": statistics.median(x["page_faults_per_forward"] for x in rounds),
+                         "system_ms": statistics.median(x["system_ms_per_forward"] for x in rounds),
                          "x_paddle": ratio})
     header = common.result_header("profile_inference", __file__, args, argv)
     payload = {**header, "description": "per-operator profiles (each engine's profiler) and timed forward calls of "

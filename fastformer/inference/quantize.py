@@ -13,7 +13,7 @@ from ..fileio import file_sha256
 __all__ = ["INT8_FILE", "INT8_SETTINGS", "int8_cpu", "quantize_int8"]
 
 INT8_FILE = "model.int8.onnx"
-# the variant that kept 99.5 % of a trained model's dev ratings (benchmarks/probe_int8_onnxruntime.py)
+# the variant that changed the fewest of a trained model's dev ratings (benchmarks/probe_int8_onnxruntime.py)
 INT8_SETTINGS = {"weight_type": "QInt8", "per_channel": False, "reduce_range": True, "op_types": ["MatMul"]}
 _VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")
 
