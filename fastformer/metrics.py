@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
 
 __all__ = ["classification_metrics", "compute_metrics", "ADJUSTMENT_TAUS", "log_prior", "fit_logit_adjustment",
            "AdjustedMetrics", "class_weights"]
@@ -13,6 +12,7 @@ __all__ = ["classification_metrics", "compute_metrics", "ADJUSTMENT_TAUS", "log_
 
 def classification_metrics(labels: Sequence[int], predictions: Sequence[int]) -> Dict[str, float]:
     """Accuracy and macro-F1 (`sklearn.metrics.f1_score(average="macro")`, over the classes seen in either)."""
+    from sklearn.metrics import accuracy_score, f1_score  # here: ~1 s of import that prediction does not need
     labels = np.asarray(labels).reshape(-1)
     predictions = np.asarray(predictions).reshape(-1)
     return {
