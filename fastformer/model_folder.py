@@ -6,6 +6,7 @@ runs no code from it (docs/inference.md, "Model folders").
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Mapping, Optional, Sequence, Tuple
@@ -196,10 +197,24 @@ def model_weights_file(path: str, allow_pickle: bool = False) -> str:
     return name
 
 
+@contextlib.contextmanager
+def _paddlenlp_warnings_only():
+    """PaddleNLP logs each file it loads at INFO; a loaded folder's user sees its warnings and errors only."""
+    from paddlenlp.utils.log import logger
+
+    level = logger.logger.level
+    logger.logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.logger.setLevel(level)
+
+
 def load_tokenizer(path: str, config: FastformerConfig) -> FastformerTokenizer:
     """The tokenizer of a model or export folder, its `model_max_length` = the folder's truncation length
     (`truncation_length`: the recorded one, else `config.max_position_embeddings`)."""
-    tokenizer = FastformerTokenizer.from_pretrained(path)
+    with _paddlenlp_warnings_only():
+        tokenizer = FastformerTokenizer.from_pretrained(path)
     set_model_max_length(tokenizer, truncation_length(config, tokenizer))
     return tokenizer
 
@@ -217,9 +232,10 @@ def load_model_dir(
     check_model_dir(path)
     weights = model_weights_file(path, allow_pickle)
     tensors = check_model_files(path, weights)
-    config = FastformerConfig.from_pretrained(path)
-    model = FastformerForSequenceClassification.from_pretrained(  # float32 also from float16 weights on disk
-        path, config=config, use_safetensors=weights == WEIGHTS_FILE, dtype="float32")
+    with _paddlenlp_warnings_only():
+        config = FastformerConfig.from_pretrained(path)
+        model = FastformerForSequenceClassification.from_pretrained(  # float32 also from float16 weights on disk
+            path, config=config, use_safetensors=weights == WEIGHTS_FILE, dtype="float32")
     problem = tensors is not None and tensors_problem(
         {name: t.shape for name, t in tensors.items()}, {name: v.shape for name, v in model.state_dict().items()})
     if problem:

@@ -82,3 +82,16 @@ def test_float16_storage_round_trip(tmp_path):
                                    atol=0)
     with pytest.raises(ValueError, match="weights_dtype"):
         save_model_dir(model, tokenizer, str(tmp_path / "x"), weights_dtype="int8")
+
+
+def test_predict_prints_no_loading_chatter():
+    """PaddleNLP's INFO lines about each file it loads stay out of a prediction's output; its warnings would not."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run([sys.executable, "predict.py", GOOD, "--precision", "fp32"], cwd=root, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "Loading weights file" not in run.stderr and "Loading configuration file" not in run.stderr
+    assert run.stdout.count("\n") >= 3 and "5" in run.stdout
