@@ -76,7 +76,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     for name, report in reports.items():
         print(summary(name, report))
     if args.output:
-        from benchmarks import common  # benchmarks/common.py: the machine and package versions every results file records
+        from reproduction import machine as common  # the machine and package versions every results file records
 
         write_json(args.output, {
             "command": " ".join(["python", "-m", "reproduction.check_alignment", *argv]),

@@ -495,7 +495,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from benchmarks.common import machine_info, versions
+    from reproduction.machine import machine_info, versions
 
     output = args.output or os.path.join(ROOT, "benchmarks", "results", f"training_alignment_{args.name}.json")
     png = args.plot or os.path.splitext(output)[0] + ".png"

@@ -6,6 +6,7 @@ import sys
 
 
 from benchmarks import common
+from reproduction import machine  # where benchmarks.common's machine record comes from
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,7 +28,7 @@ def test_result_header_records_versions_and_flags_a_mismatch(monkeypatch, capsys
     assert ("WARNING" in printed) == bool(header["packages"]["mismatches"])
 
     pins = dict(common.pinned_versions(), numpy="0.0.1", **{"not-a-package": "1.0"})
-    monkeypatch.setattr(common, "pinned_versions", lambda: pins)
+    monkeypatch.setattr(machine, "pinned_versions", lambda: pins)
     header = common.result_header("x", os.path.join(ROOT, "benchmarks", "bench_x.py"), args, [])
     mismatches = header["packages"]["mismatches"]
     assert mismatches["numpy"]["pinned"] == "0.0.1" and mismatches["numpy"]["installed"]
@@ -40,6 +41,6 @@ def test_result_header_records_versions_and_flags_a_mismatch(monkeypatch, capsys
 def test_a_local_build_matches_a_pin_without_local_part(monkeypatch):
     from importlib import metadata
 
-    monkeypatch.setattr(common, "pinned_versions", lambda: {"torch": "2.13.0", "numpy": "1.26.4+cpu"})
+    monkeypatch.setattr(machine, "pinned_versions", lambda: {"torch": "2.13.0", "numpy": "1.26.4+cpu"})
     monkeypatch.setattr(metadata, "version", {"torch": "2.13.0+cpu", "numpy": "1.26.4"}.__getitem__)
     assert common.package_versions()["mismatches"] == {"numpy": {"pinned": "1.26.4+cpu", "installed": "1.26.4"}}
