@@ -23,6 +23,7 @@ import time
 from typing import Dict, Optional, Sequence
 
 from benchmarks import common
+from fastformer.inference.quantize import initializers_from_constants
 
 # variant -> quantize_dynamic keyword arguments ("large_only": the matmuls whose weight has >= 64 output columns)
 VARIANTS = {
@@ -43,34 +44,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     p.add_argument("--output", default=None, help="write the results as JSON here")
     return p.parse_args(argv)
-
-
-def initializers_from_constants(src: str, dst: str) -> int:
-    """paddle2onnx writes weights as Constant nodes; quantize_dynamic looks for initializers. Returns how many moved."""
-    import onnx
-
-    model = onnx.load(src)
-    graph, kept, moved = model.graph, [], 0
-    for node in graph.node:
-        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
-            tensor = node.attribute[0].t
-            tensor.name = node.output[0]
-            graph.initializer.append(tensor)
-            moved += 1
-        else:
-            kept.append(node)
-    names = {i.name for i in graph.initializer}
-    outputs = {o.name for o in graph.output}
-    rename = {n.output[0]: n.input[0] for n in kept
-              if n.op_type == "Identity" and n.input[0] in names and n.output[0] not in outputs}
-    kept = [n for n in kept if not (n.op_type == "Identity" and n.output[0] in rename)]
-    for node in kept:
-        for i, name in enumerate(node.input):
-            node.input[i] = rename.get(name, name)
-    del graph.node[:]
-    graph.node.extend(kept)
-    onnx.save(model, dst)
-    return moved
 
 
 def quantize(fp32_file: str, out_file: str, per_channel: bool = False, reduce_range: bool = False,

@@ -23,17 +23,18 @@ def int8_cpu(features: dict) -> bool:
     return any(flag in features.get("flags", ()) for flag in _VNNI)
 
 
-def _initializers_from_constants(src: str, dst: str) -> None:
-    """paddle2onnx stores the weights as Constant nodes; the quantizer looks for initializers."""
+def initializers_from_constants(src: str, dst: str) -> int:
+    """paddle2onnx stores the weights as Constant nodes; the quantizer looks for initializers. Returns how many moved."""
     import onnx
 
     model = onnx.load(src)
-    graph, kept = model.graph, []
+    graph, kept, moved = model.graph, [], 0
     for node in graph.node:
         if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
             tensor = node.attribute[0].t
             tensor.name = node.output[0]
             graph.initializer.append(tensor)
+            moved += 1
         else:
             kept.append(node)
     names, outputs = {i.name for i in graph.initializer}, {o.name for o in graph.output}
@@ -46,6 +47,7 @@ def _initializers_from_constants(src: str, dst: str) -> None:
     del graph.node[:]
     graph.node.extend(kept)
     onnx.save(model, dst)
+    return moved
 
 
 def quantize_int8(onnx_file: str, out_file: str) -> Dict[str, object]:
@@ -60,7 +62,7 @@ def quantize_int8(onnx_file: str, out_file: str) -> Dict[str, object]:
 
     staged = out_file + ".fp32.tmp"
     try:
-        _initializers_from_constants(onnx_file, staged)
+        initializers_from_constants(onnx_file, staged)
         quantize_dynamic(staged, out_file, weight_type=getattr(QuantType, INT8_SETTINGS["weight_type"]),
                          per_channel=INT8_SETTINGS["per_channel"], reduce_range=INT8_SETTINGS["reduce_range"],
                          op_types_to_quantize=list(INT8_SETTINGS["op_types"]))
