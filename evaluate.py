@@ -204,6 +204,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         "backend": predictor.backend,
         "precision": predictor.precision,
         "precision_note": predictor.precision_note,
+        "small_batches": getattr(predictor, "small_batch", None),
         "data_file": os.path.abspath(data_file),
         "split": None if args.data_file else args.split,
         "num_examples": len(texts),

@@ -585,10 +585,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         source = printable(source) + f" ({table.format.upper()})"
     elif args.input_file is not None:
         source = printable(source) + f" ({'JSON lines' if info.get('jsonl') else 'one review per line'})"
+    small = getattr(predictor, "small_batch", None)
     print(f"{source}: {counts['predicted']} predicted, {counts['errors']} with errors, {counts['truncated']} "
           f"truncated to {predictor.max_length} tokens, {counts['unknown']} mostly unknown words "
           f"({predictor.backend} backend{', oneDNN' if predictor.enable_mkldnn else ''}, {predictor.precision}, "
-          f"{predictor.device})" + (f"; wrote {printable(args.output)}" if to_file else "")
+          f"{predictor.device}" + (f"; batches of up to {small['max_rows']}: {small['backend']} backend, "
+                                   f"{small['precision']}" if small else "") + ")" + (f"; wrote {printable(args.output)}" if to_file else "")
           + (f"; wrote {printable(args.explain_html)}" if args.explain_html else ""), file=sys.stderr)
     return 1 if counts["errors"] else 0  # every good result is written above; failed inputs make the status 1
 

@@ -45,14 +45,15 @@ from benchmarks import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-CASES = ("default", "default_paddle", "inference_onednn", "inference_bf16", "inference_plain", "dygraph", "torch",
-         "torch_bf16", "onnxruntime", "onnxruntime_int8")
+CASES = ("default", "default_paddle", "inference_onednn", "inference_bf16", "inference_plain", "fused", "dygraph",
+         "torch", "torch_bf16", "onnxruntime", "onnxruntime_int8")
 CASE_NAMES = {
     "default": "default serving path (auto, with onnxruntime)",
     "default_paddle": "default serving path (auto, project install)",
     "inference_onednn": "Paddle Inference + oneDNN",
     "inference_bf16": "Paddle Inference + oneDNN bf16",
     "inference_plain": "Paddle Inference, no oneDNN",
+    "fused": "Paddle Inference, fused operator (fp32)",
     "dygraph": "Paddle dygraph",
     "torch": "PyTorch eager",
     "torch_bf16": "PyTorch eager, bf16 autocast",
@@ -289,6 +290,8 @@ def run_case(args) -> dict:
                     module.onnxruntime_missing = lambda: runners.ONNXRUNTIME_MISSING
             return load_predictor(export_dir, batch_size=batch_size, num_threads=threads)  # --backend/--precision auto
 
+        if case == "fused":
+            return load_predictor(export_dir, backend="fused", batch_size=batch_size, num_threads=threads)
         if case == "dygraph":
             return load_predictor(model_dir, backend="dynamic", batch_size=batch_size, max_length=args.seq_len,
                              num_threads=threads)
@@ -314,7 +317,7 @@ def run_case(args) -> dict:
             if case == "inference_bf16" and predictor.precision != "bf16":
                 return {**result, "skipped": predictor.precision_note}  # never fp32 under a bf16 label
             result["runs_on"] = {key: getattr(predictor, key, None) for key in ("backend", "precision",
-                                                                                  "precision_note")}
+                                                                                  "precision_note", "small_batch")}
         predictor.batch_size = batch_size
         n = args.num_texts_b1 if batch_size == 1 else args.num_texts
         subset = texts[:n]

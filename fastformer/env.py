@@ -1,8 +1,8 @@
 """Environment set-up that must happen before paddle loads (docs/training.md, "CPU threads"; docs/library.md,
 "Start-up").
 
-Importing this module sets MKL_DEBUG_CPU_TYPE=5 (MKL's fast path on AMD CPUs, about 3x on sgemm) and quiets three
-messages of other packages that say nothing about the run (each matched by its text and the module that issues it,
+Importing this module sets MKL_DEBUG_CPU_TYPE=5 (MKL's fast path on AMD CPUs, about 3x on sgemm), GLOG_minloglevel=1
+(Paddle's C++ INFO lines; its warnings still show) and quiets three messages of other packages that say nothing about the run (each matched by its text and the module that issues it,
 so every other warning still shows); `fastformer` imports it. `set_training_threads()` (run by
 `fastformer.training`) sets the CPU thread counts of a training process. A value the user set is kept.
 `keep_freed_memory()` (run by Paddle Inference runners) keeps glibc from handing activation memory back to the
@@ -24,6 +24,8 @@ _TRIM_BYTES, _MMAP_BYTES = 512 << 20, 32 << 20  # 32 MiB: the largest threshold 
 _kept = []
 
 os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
+# Paddle's C++ INFO lines (e.g. "Hardware support for BFLOAT16 is enabled" for every bf16 predictor); warnings show
+os.environ.setdefault("GLOG_minloglevel", "1")
 # paddle's import looks for ccache, which only speeds up rebuilds of C++ extensions (fastformer builds its kernels
 # once per source and keeps them: cpu_ops.py)
 warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning,

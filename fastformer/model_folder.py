@@ -36,6 +36,7 @@ __all__ = [
     "model_weights_file",
     "load_tokenizer",
     "load_model_dir",
+    "paddlenlp_warnings_only",
 ]
 
 logger = logging.getLogger(__name__)
@@ -198,7 +199,7 @@ def model_weights_file(path: str, allow_pickle: bool = False) -> str:
 
 
 @contextlib.contextmanager
-def _paddlenlp_warnings_only():
+def paddlenlp_warnings_only():
     """PaddleNLP logs each file it loads at INFO; a loaded folder's user sees its warnings and errors only."""
     from paddlenlp.utils.log import logger
 
@@ -213,7 +214,7 @@ def _paddlenlp_warnings_only():
 def load_tokenizer(path: str, config: FastformerConfig) -> FastformerTokenizer:
     """The tokenizer of a model or export folder, its `model_max_length` = the folder's truncation length
     (`truncation_length`: the recorded one, else `config.max_position_embeddings`)."""
-    with _paddlenlp_warnings_only():
+    with paddlenlp_warnings_only():
         tokenizer = FastformerTokenizer.from_pretrained(path)
     set_model_max_length(tokenizer, truncation_length(config, tokenizer))
     return tokenizer
@@ -232,7 +233,7 @@ def load_model_dir(
     check_model_dir(path)
     weights = model_weights_file(path, allow_pickle)
     tensors = check_model_files(path, weights)
-    with _paddlenlp_warnings_only():
+    with paddlenlp_warnings_only():
         config = FastformerConfig.from_pretrained(path)
         model = FastformerForSequenceClassification.from_pretrained(  # float32 also from float16 weights on disk
             path, config=config, use_safetensors=weights == WEIGHTS_FILE, dtype="float32")

@@ -38,11 +38,14 @@ def _fake_cpu_for_the_run(request):
 
 @pytest.fixture
 def bf16_cpu(monkeypatch):
-    """A CPU that has bf16, and a bf16 runner whose logits the test controls (`bf16_cpu.perturb = ...`)."""
+    """A CPU that has bf16, and a bf16 runner whose logits the test controls (`bf16_cpu.perturb = ...`). The fused
+    operator is left out (as where it cannot be built): the stand-in runner is no measure of its speed."""
     import fake_cpu
+    from fastformer.inference import fused
     from fastformer.inference import precision
     from fastformer.inference import predictor as predictor_module
 
+    monkeypatch.setattr(fused, "_state", {"error": "not built (bf16 stand-in tests)"})
     monkeypatch.setattr(precision, "cpu_features", lambda: fake_cpu.report("bf16"))
     monkeypatch.setattr(predictor_module, "InferenceRunner", fake_cpu.PerturbingRunner)
     monkeypatch.setattr(fake_cpu.PerturbingRunner, "built_precisions", [])

@@ -28,8 +28,10 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     group = parser.add_argument_group("predictor")
     group.add_argument("--backend", choices=BACKENDS, default="auto",
                        help="auto: for an export, the fastest backend that passed the quality gate on this CPU (Paddle "
-                       "Inference, or ONNX Runtime where installed), dynamic for a trained model folder; paddle (or "
-                       "inference): Paddle Inference; onnxruntime: the export's model.onnx (optional package)")
+                       "Inference, its fused operator, or ONNX Runtime where installed), and for batches of up to 4 "
+                       "texts the one fastest on single texts; dynamic for a trained model folder; paddle (or "
+                       "inference): Paddle Inference; fused: Paddle Inference on the export's one-operator program "
+                       "(model.fused.json, fp32); onnxruntime: the export's model.onnx (optional package)")
     group.add_argument("--device", choices=DEVICES, default="cpu")
     group.add_argument("--num_threads", type=_positive_int, default=None, help="CPU threads (default: every core)")
     group.add_argument("--batch_size", type=_positive_int, default=64, help="texts per forward pass")

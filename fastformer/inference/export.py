@@ -23,6 +23,7 @@ from ..fileio import atomic_dir, file_sha256, write_json
 from . import gate
 from . import precision as precisions
 from .folders import INPUT_NAMES, MANIFEST_FILE, MODEL_PREFIX
+from .fused import FUSED_PREFIX, FusedClassifier, fusable, fused_unavailable
 from .graph import LogitsModel, export_graph
 from .quantize import INT8_FILE, quantize_int8
 from .runners import InferenceRunner, onnxruntime_missing
@@ -255,7 +256,9 @@ def export_model(
         manifest = _export_into(staging, model, tokenizer, max_length, onnx, tolerance, parity_texts, log)
         if precision != "fp32":
             data_file = precision_data or gate.default_data_file(model_dir)
-            candidates = list(precisions.REDUCED_PRECISIONS) + (["onnxruntime", "onnxruntime-int8"] if onnx else [])
+            candidates = (list(precisions.REDUCED_PRECISIONS) + ["fused"] * ((manifest.get("fused") or {}).get("status")
+                                                                              == "ok")
+                          + (["onnxruntime", "onnxruntime-int8"] if onnx else []))
             for candidate in candidates:
                 record = gate.run_quality_gate(staging, candidate, data_file, when="export", max_length=max_length)
                 manifest.setdefault(gate.GATE_KEY, {})[candidate] = record
@@ -263,6 +266,35 @@ def export_model(
     for kept in sorted(set(glob.glob(replaced)) - kept_before):
         log(f"the previous {output_dir} held files an export does not write: it was kept as {kept}")
     return manifest
+
+
+def _export_fused(model, graph, tokenizer, folder: str, max_length: int, parity_texts: Sequence[str],
+                  tolerance: float, log) -> Dict[str, object]:
+    """model.fused.json + .pdiparams: `graph` as one fused operator (`fused.FusedClassifier`), held to the same parity
+    check; where it cannot be made (model kind, no compiler) the record says why and the export is still complete."""
+    ok, why = fusable(graph)
+    why = why if not ok else fused_unavailable()
+    if why:
+        log(f"fused operator: not exported ({why})")
+        return {"status": "unavailable", "reason": why}
+    fused = FusedClassifier(graph)
+    fused.eval()
+    input_spec = [paddle.static.InputSpec(shape=[None, None], dtype="int64", name=name) for name in INPUT_NAMES]
+    prefix = os.path.join(folder, FUSED_PREFIX)
+    paddle.jit.save(paddle.jit.to_static(fused, input_spec=input_spec, full_graph=True), prefix)
+    files = [prefix + ".json", prefix + ".pdiparams"]
+    parity = check_parity(model, tokenizer, *files, max_length, parity_texts, enable_mkldnn_options=(False,))
+    if not parity["max_abs_logits_diff"] <= tolerance:
+        for file in files:
+            os.remove(file)
+        log(f"fused operator: not exported (max abs logits difference {parity['max_abs_logits_diff']:.3g} > "
+            f"{tolerance:g})")
+        return {"status": "failed", "reason": f"max abs logits difference {parity['max_abs_logits_diff']:.3g} > "
+                                              f"{tolerance:g}", "max_abs_logits_diff": parity["max_abs_logits_diff"]}
+    log(f"fused operator: wrote {FUSED_PREFIX}.json (max abs logits difference {parity['max_abs_logits_diff']:.3g})")
+    return {"status": "ok", "model_file": os.path.basename(files[0]), "params_file": os.path.basename(files[1]),
+            "sha256": {os.path.basename(f): file_sha256(f) for f in files},
+            "max_abs_logits_diff": parity["max_abs_logits_diff"]}
 
 
 def _export_into(folder: str, model, tokenizer, max_length: int, onnx: bool, tolerance: float,
@@ -320,6 +352,7 @@ def _export_into(folder: str, model, tokenizer, max_length: int, onnx: bool, tol
         "pad_token_id": tokenizer.pad_token_id,
         "vocab_size": config.vocab_size,
         "parity": parity,
+        "fused": _export_fused(model, wrapper, tokenizer, folder, max_length, parity_texts, tolerance, log),
         "onnx": None,
     }
     if onnx:

@@ -20,8 +20,9 @@ MANIFEST_FILE = "manifest.json"
 MODEL_PREFIX = "model"
 ONNX_FILE = MODEL_PREFIX + ".onnx"
 INPUT_NAMES = ("input_ids", "attention_mask")
-# "paddle" and "inference" both name Paddle Inference on an export; "dynamic": the dygraph model of a model folder
-BACKENDS = ("auto", "paddle", "onnxruntime", "inference", "dynamic")
+# "paddle" and "inference" both name Paddle Inference on an export; "fused": Paddle Inference on the export's fused
+# program (one compiled operator, model.fused.json); "dynamic": the dygraph model of a model folder
+BACKENDS = ("auto", "paddle", "onnxruntime", "inference", "dynamic", "fused")
 # the trained model that comes with the repository (models/*/README.md is its card); an installed wheel holds it as
 # fastformer_models/ next to the fastformer package (pyproject.toml)
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

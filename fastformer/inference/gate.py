@@ -26,11 +26,13 @@ MIN_AGREEMENT = 0.995  # share of dev reviews whose predicted rating is the fp32
 MAX_MACRO_F1_CHANGE = 0.003  # 0.3 points of macro-F1, up or down
 GATE_KEY = "quality_gate"
 # what the gate checks against Paddle Inference fp32: record key -> (backend, precision)
-CANDIDATES = {"bf16": ("inference", "bf16"), "onnxruntime": ("onnxruntime", "fp32"),
+CANDIDATES = {"bf16": ("inference", "bf16"), "fused": ("fused", "fp32"), "onnxruntime": ("onnxruntime", "fp32"),
               "onnxruntime-int8": ("onnxruntime", "int8")}
 # pause before each timed chunk: Intel OpenMP workers spin 200 ms after a parallel region (KMP_BLOCKTIME) and would
 # slow the other engine, which no single-engine server sees
 SETTLE_S = 0.2
+SINGLE_TEXTS = 32  # texts each engine predicts one at a time, per round, for the single-review speed
+SINGLE_ROUNDS = 3
 
 
 def compare_predictions(labels: Sequence[int], reference: Sequence[int], candidate: Sequence[int]) -> Dict[str, object]:
@@ -95,6 +97,14 @@ def candidate_support(candidate: str, model_dir: str, features: Optional[dict] =
                          f"{candidate!r}")
     if candidate == "bf16":
         return precisions.bf16_support(features or precisions.cpu_features())
+    if candidate == "fused":
+        from .fused import fused_unavailable
+
+        record = (read_manifest(model_dir) or {}).get("fused") or {}
+        if record.get("status") != "ok":
+            return False, (f"the export has no fused program ({record.get('reason') or 'exported before it existed'})")
+        why = fused_unavailable()
+        return (False, why) if why else (True, "")
     missing = onnxruntime_missing()
     if missing:
         return False, missing
@@ -127,18 +137,33 @@ def _predict_paired(reference: Predictor, candidate: Predictor, texts: Sequence[
     speed = {"reviews_per_s_fp32": round(sum(sizes[timed]) / seconds[0], 1),
              "reviews_per_s": round(sum(sizes[timed]) / seconds[1], 1),
              "speedup": round(float(np.median([ref / cand for ref, cand in times[timed]])), 3)}
+    singles, rounds = list(texts[:SINGLE_TEXTS]), []
+    for _ in range(SINGLE_ROUNDS):  # one review per call, as a latency-bound client sends them
+        pair = []
+        for predictor in (reference, candidate):
+            time.sleep(SETTLE_S)
+            t0 = time.perf_counter()
+            for text in singles:
+                predictor.predict_proba([text])
+            pair.append(time.perf_counter() - t0)
+        rounds.append(pair)
+    speed.update({"single_reviews_per_s_fp32": round(len(singles) / min(r[0] for r in rounds), 1),
+                  "single_reviews_per_s": round(len(singles) / min(r[1] for r in rounds), 1),
+                  "speedup_batch_1": round(float(np.median([ref / cand for ref, cand in rounds])), 3)})
     return np.concatenate(ref_probs), np.concatenate(cand_probs), speed
 
 
 def run_quality_gate(model_dir: str, candidate: str = "bf16", data_file: Optional[str] = None, when: str = "export",
                      features: Optional[dict] = None, **predictor_kwargs) -> dict:
-    """Compare `candidate` ("bf16": Paddle Inference bf16; "onnxruntime": ONNX Runtime fp32 on model.onnx;
+    """Compare `candidate` ("bf16": Paddle Inference bf16; "fused": the export's fused program; "onnxruntime": ONNX
+    Runtime fp32 on model.onnx;
     "onnxruntime-int8": ONNX Runtime on model.int8.onnx) with
     Paddle Inference fp32 on the dev split of the export `model_dir`; record and return the result.
 
     The record has "status": "passed", "failed" or "not checked" (with a "reason": the machine lacks the candidate, no
     dev split); the checked ones carry `compare_predictions`'s figures and both predictors' speed on the split
-    ("speedup": the median over alternating chunks of fp32 seconds / candidate seconds). `predictor_kwargs`
+    ("speedup": the median over alternating chunks of fp32 seconds / candidate seconds; "speedup_batch_1": the same
+    over rounds of single reviews). `predictor_kwargs`
     (num_threads, batch_size, max_length) go to both predictors.
     """
     import paddle

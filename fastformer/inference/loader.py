@@ -49,14 +49,14 @@ def load_predictor(
         raise ValueError(f"the onnxruntime backend runs an export (export_model.py --onnx), and {model_dir!r} is a "
                          "trained model folder")
     manifest = read_manifest(model_dir) if folder_kind == "inference" and os.path.isdir(model_dir) else None
-    chosen_backend, chosen, note = choose(
+    chosen_backend, chosen, note, small_batch = choose(
         requested, precision, model_dir, manifest, folder_kind, device=device, onednn=enable_mkldnn,
         data_file=precision_data, quality_gate=quality_gate, num_threads=num_threads, batch_size=batch_size,
         max_length=max_length,
     )
     predictor = Predictor(model_dir, backend=chosen_backend, device=device, num_threads=num_threads,
                           batch_size=batch_size, max_length=max_length, enable_mkldnn=enable_mkldnn,
-                          allow_pickle=allow_pickle, precision=chosen, precision_note=note)
+                          allow_pickle=allow_pickle, precision=chosen, precision_note=note, small_batch=small_batch)
     record = ((manifest or {}).get(GATE_KEY) or {})
     if predictor.manifest is not None and record:  # the gate's record, also where it could not be written
         predictor.manifest.setdefault(GATE_KEY, {}).update(record)
@@ -136,7 +136,7 @@ def _gate_record(candidate: str, model_dir: str, manifest: Optional[dict], data_
     where it ran on another CPU: its speed is this CPU's to measure)."""
     record = ((manifest or {}).get(GATE_KEY) or {}).get(candidate) or {}
     stale = same_cpu and record.get("status") in ("passed", "failed") and (
-        record.get("cpu_flags") != features["flags"] or "speedup" not in record)
+        record.get("cpu_flags") != features["flags"] or "speedup" not in record or "speedup_batch_1" not in record)
     if record.get("status") not in ("passed", "failed") or stale:
         record = run_quality_gate(model_dir, candidate, data_file, when="first use", features=features,
                                   **predictor_kwargs)
@@ -157,53 +157,64 @@ def choose(
     quality_gate: bool = True,
     features: Optional[dict] = None,
     **predictor_kwargs,
-) -> Tuple[str, str, Optional[str]]:
-    """(backend, precision, a note on why) for a `Predictor`.
+) -> Tuple[str, str, Optional[str], Optional[Tuple[str, str, str]]]:
+    """(backend, precision, a note on why, small_batch) for a `Predictor`.
 
     Paddle Inference runs in the precision `choose_precision` picks (fp32, or bf16 where it passed the gate), unless
-    ONNX Runtime is wanted or faster: "auto" on an export (CPU, precision auto or fp32) takes the fastest of that and
-    every ONNX Runtime candidate (fp32; int8 too with precision auto) that passed the quality gate on this CPU, by
-    the speed the gate measured against Paddle Inference fp32 (a tie keeps Paddle). `--backend onnxruntime` or
-    precision int8 asks for ONNX Runtime: where no candidate passed, Paddle Inference fp32 runs, with a warning.
+    another engine is wanted or faster: "auto" on an export (CPU, precision auto or fp32) takes the fastest of that,
+    the fused program and every ONNX Runtime candidate (fp32; int8 too with precision auto) that passed the quality
+    gate on this CPU, by the speed the gate measured against Paddle Inference fp32 at the batch size (a tie keeps
+    Paddle); `small_batch` is the one fastest on single reviews where it is another (None otherwise).
+    `--backend onnxruntime` or precision int8 asks for ONNX Runtime: where no candidate passed, Paddle Inference fp32
+    runs, with a warning. `--backend fused` runs the fused program (fp32, parity-checked at export).
     """
-    if precision == "int8" and (backend in ("inference", "dynamic") or folder_kind != "inference"):
+    if precision == "int8" and (backend in ("inference", "dynamic", "fused") or folder_kind != "inference"):
         import paddle
 
         raise ValueError(precisions.INT8_UNAVAILABLE.format(version=paddle.__version__))
     weigh = backend == "auto" and folder_kind == "inference" and device == "cpu" and precision in ("auto", "fp32")
     if backend == "onnxruntime" or precision == "int8":
         return _choose_onnxruntime(precision, model_dir, manifest, data_file, quality_gate, features,
-                                   **predictor_kwargs)
+                                   **predictor_kwargs) + (None,)
+    if backend == "fused":
+        if precision == "bf16":
+            raise ValueError("bf16 is a Paddle Inference graph precision; the fused backend runs fp32")
+        return "fused", "fp32", "fused: the export's one-operator program (fp32)", None
     backend = folder_kind if backend == "auto" else backend
     chosen, note = choose_precision(precision, model_dir, manifest, backend, device=device, onednn=onednn,
                                     data_file=data_file, quality_gate=quality_gate, features=features,
                                     **predictor_kwargs)
     if not weigh or not quality_gate:
-        return backend, chosen, note
+        return backend, chosen, note, None
     features = features or precisions.cpu_features()
-    options = [(1.0, "inference", chosen, note)]  # Paddle Inference as choose_precision picked: fp32, or bf16
+    options = [(1.0, 1.0, "inference", chosen, note)]  # Paddle Inference as choose_precision picked: fp32, or bf16
     if chosen == "bf16":  # its speed on this CPU, against the same fp32 reference as the others
         record = _gate_record("bf16", model_dir, manifest, data_file, features, True, **predictor_kwargs)
         if record.get("status") == "passed":
-            options[0] = (float(record["speedup"]), "inference", chosen, note)
+            options[0] = (float(record["speedup"]), float(record["speedup_batch_1"]), "inference", chosen, note)
         else:
-            options[0] = (1.0, "inference", "fp32", f"bf16 not used, running fp32: {describe_record(record)}")
-    candidates = ("onnxruntime", "onnxruntime-int8") if precision == "auto" else ("onnxruntime",)
-    for candidate in candidates:  # Paddle's oneDNN turned off on purpose: Paddle only
+            options[0] = (1.0, 1.0, "inference", "fp32", f"bf16 not used, running fp32: {describe_record(record)}")
+    candidates = ["fused"] + (["onnxruntime", "onnxruntime-int8"] if precision == "auto" else ["onnxruntime"])
+    for candidate in candidates:  # Paddle's oneDNN turned off on purpose: Paddle Inference's graph only
         if onednn and candidate_support(candidate, model_dir, features)[0]:
             options += _passed(candidate, model_dir, manifest, data_file, features, True, **predictor_kwargs)
-    _, backend, chosen, note = max(options, key=lambda option: option[0])  # a tie keeps Paddle Inference
-    return backend, chosen, note
+    _, _, backend, chosen, note = max(options, key=lambda option: option[0])  # a tie keeps Paddle Inference
+    _, single, small_backend, small_precision, small_note = max(options, key=lambda option: option[1])
+    small = None
+    if (small_backend, small_precision) != (backend, chosen):
+        small = (small_backend, small_precision, f"{small_note}; {single:.2f}x Paddle Inference fp32 on single reviews")
+    return backend, chosen, note, small
 
 
 def _passed(candidate: str, model_dir: str, manifest: Optional[dict], data_file: Optional[str], features: dict,
-            same_cpu: bool, **predictor_kwargs) -> List[Tuple[float, str, str, str]]:
-    """[(speedup, backend, precision, note)] when `candidate`'s gate passed (running it where needed), else []."""
+            same_cpu: bool, **predictor_kwargs) -> List[Tuple[float, float, str, str, str]]:
+    """[(speedup, speedup on single reviews, backend, precision, note)] when `candidate`'s gate passed (running it
+    where needed), else []."""
     record = _gate_record(candidate, model_dir, manifest, data_file, features, same_cpu, **predictor_kwargs)
     if record.get("status") != "passed":
         return []
     backend, precision = CANDIDATES[candidate]
-    return [(float(record["speedup"]), backend, precision,
+    return [(float(record["speedup"]), float(record.get("speedup_batch_1", record["speedup"])), backend, precision,
              f"{candidate}: {record['speedup']:.2f}x Paddle Inference fp32 on this CPU, quality gate passed "
              f"({figures(record)})")]
 
@@ -234,7 +245,7 @@ def _choose_onnxruntime(precision: str, model_dir: str, manifest: Optional[dict]
             record = ((manifest or {}).get(GATE_KEY) or {}).get(candidate) or {}
             reasons.append(f"{candidate} quality gate {describe_record(record) if record else 'not checked'}")
     if options:
-        _, backend, chosen, note = max(options, key=lambda option: option[0])
+        _, _, backend, chosen, note = max(options, key=lambda option: option[0])
         return backend, chosen, note
     why = "; ".join(reasons)
     warnings.warn(f"fastformer: onnxruntime not used, running Paddle Inference fp32: {why}",

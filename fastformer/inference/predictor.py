@@ -16,19 +16,22 @@ import numpy as np
 from ..configuration import FastformerConfig
 from ..encoding import check_max_length, count_truncated, encode_texts, pad_batch
 from ..labels import is_rating_model, label_to_stars
-from ..model_folder import check_model_dir, load_model_dir, load_tokenizer
+from ..model_folder import check_model_dir, load_model_dir, load_tokenizer, paddlenlp_warnings_only
 from ..weight_files import check_export_files
 from .folders import (BACKENDS, MANIFEST_FILE, MODEL_PREFIX, ONNX_FILE, check_manifest_checksums, detect_backend,
                       find_model_files, read_manifest)
 from .runners import DynamicRunner, InferenceRunner, OrtRunner, check_device
 
-__all__ = ["Predictor", "NonFiniteOutputError", "FIXED_PRECISIONS", "PAD_MULTIPLE", "bucket_rows", "softmax",
-           "check_onnx_file"]
+__all__ = ["Predictor", "NonFiniteOutputError", "FIXED_PRECISIONS", "PAD_MULTIPLE", "SMALL_BATCH_ROWS", "bucket_rows",
+           "softmax", "check_onnx_file", "check_fused_files"]
 
 FIXED_PRECISIONS = ("fp32", "bf16", "int8")
 # Paddle Inference with oneDNN keeps kernels for every input shape it has run: lengths are padded to a multiple of 16
 # and batches to a power of two rows (`bucket_rows`), so few shapes ever occur (docs/inference.md, "Batching").
 PAD_MULTIPLE = 16
+# batches of at most this many rows run on the small-batch engine where one is given (loader: the engine fastest on
+# single reviews on this CPU); measured crossover on the project's CPUs: docs/inference_speed.md
+SMALL_BATCH_ROWS = 4
 MOSTLY_UNKNOWN = 0.5  # a result warns when more than this share of its tokens is [UNK]
 
 
@@ -77,6 +80,20 @@ def check_onnx_file(model_dir: str, manifest: Optional[dict], precision: str = "
     return path
 
 
+def check_fused_files(model_dir: str, manifest: Optional[dict]) -> Tuple[str, str]:
+    """The export's fused program (model.fused.json, .pdiparams), checked against the SHA-256 its manifest records;
+    ValueError saying why there is none."""
+    from ..fileio import check_checksums
+
+    record = (manifest or {}).get("fused") or {}
+    if record.get("status") != "ok":
+        why = record.get("reason") or "an export made before the fused operator existed: export the model again"
+        raise ValueError(f"{model_dir!r} has no fused program for the fused backend ({why})")
+    files = (os.path.basename(record["model_file"]), os.path.basename(record["params_file"]))
+    check_checksums(model_dir, {name: record["sha256"][name] for name in files}, source=MANIFEST_FILE)
+    return files
+
+
 class Predictor:
     """Label predictions (and star ratings) from raw texts, in the precision it is given (`loader.load_predictor` decides
     "auto" and runs the bf16 quality gate).
@@ -92,6 +109,9 @@ class Predictor:
         enable_mkldnn: oneDNN for Paddle Inference on CPU.
         allow_pickle: also load a trained model folder with pickle-format weights (`model_folder.ALLOW_PICKLE_HELP`).
         precision: "fp32" or "bf16" (oneDNN on CPU, an export only); `precision_note` says why, when given.
+        small_batch: (backend, precision, note) of a second engine for batches of at most `SMALL_BATCH_ROWS` rows
+            (an export only; `loader.load_predictor` gives the one fastest on single reviews where it is not the main
+            one).
     """
 
     def __init__(
@@ -106,6 +126,7 @@ class Predictor:
         allow_pickle: bool = False,
         precision: str = "fp32",
         precision_note: Optional[str] = None,
+        small_batch: Optional[Tuple[str, str, Optional[str]]] = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -120,8 +141,10 @@ class Predictor:
             backend = detect_backend(model_dir)
         if precision == "bf16" and not (backend == "inference" and device == "cpu" and enable_mkldnn):
             raise ValueError("bf16 runs an export on CPU with oneDNN (backend inference, device cpu, oneDNN on)")
-        if backend == "onnxruntime" and device != "cpu":
-            raise ValueError(f"the onnxruntime backend runs on CPU, not device {device!r}")
+        if backend in ("onnxruntime", "fused") and device != "cpu":
+            raise ValueError(f"the {backend} backend runs on CPU, not device {device!r}")
+        if backend == "fused" and precision != "fp32":
+            raise ValueError(f"the fused backend runs fp32, not {precision}")
         if precision == "int8" and backend != "onnxruntime":
             raise ValueError(f"int8 runs on the onnxruntime backend (model.int8.onnx), not {backend}")
         self.model_dir = model_dir
@@ -130,22 +153,23 @@ class Predictor:
         self.batch_size = int(batch_size)
         self._lock = threading.Lock()  # Paddle Inference predictors are not thread-safe (serve.py's thread pool)
         self.precision, self.precision_note = precision, precision_note
-        if backend in ("inference", "onnxruntime"):
+        self._small_runner, self.small_batch = None, None
+        if backend in ("inference", "onnxruntime", "fused"):
             self.manifest = read_manifest(model_dir) if os.path.isdir(model_dir) else None
             model_file, params_file = find_model_files(model_dir, self.manifest)
             check_model_dir(model_dir, required=(MANIFEST_FILE, "config.json", model_file, params_file))
             check_manifest_checksums(model_dir, self.manifest)
             check_export_files(model_dir, model_file, params_file, self.manifest)  # config values, finite weights
-            config = FastformerConfig.from_pretrained(model_dir)
+            with paddlenlp_warnings_only():  # no INFO line per file read
+                config = FastformerConfig.from_pretrained(model_dir)
             self.tokenizer = load_tokenizer(model_dir, config)
-            if backend == "onnxruntime":
-                self._runner = OrtRunner(check_onnx_file(model_dir, self.manifest, precision), num_threads=num_threads,
-                                         precision=precision)
-            else:
-                self._runner = InferenceRunner(
-                    os.path.join(model_dir, model_file), os.path.join(model_dir, params_file),
-                    device=device, num_threads=num_threads, enable_mkldnn=enable_mkldnn, precision=precision,
-                )
+            self._runner = self._export_runner(backend, precision, model_file, params_file, device, num_threads,
+                                               enable_mkldnn)
+            if small_batch is not None:
+                self._small_runner = self._export_runner(small_batch[0], small_batch[1], model_file, params_file,
+                                                         device, num_threads, enable_mkldnn)
+                self.small_batch = {"backend": small_batch[0], "precision": small_batch[1],
+                                    "max_rows": SMALL_BATCH_ROWS, "note": small_batch[2]}
             default_length = int(self.manifest.get("max_length") or self.tokenizer.model_max_length)
         else:
             self.manifest = None
@@ -161,6 +185,17 @@ class Predictor:
             raise ValueError(f"{model_dir!r}: the labels of {MANIFEST_FILE} ({self.manifest['labels']}) and "
                              f"config.json ({self._labels}) differ")
         self._ratings = label_to_stars(self._labels) if is_rating_model(self._labels) else None
+
+    def _export_runner(self, backend: str, precision: str, model_file: str, params_file: str, device: str,
+                       num_threads: Optional[int], enable_mkldnn: bool):
+        if backend == "onnxruntime":
+            return OrtRunner(check_onnx_file(self.model_dir, self.manifest, precision), num_threads=num_threads,
+                             precision=precision)
+        if backend == "fused":
+            model_file, params_file = check_fused_files(self.model_dir, self.manifest)
+        return InferenceRunner(os.path.join(self.model_dir, model_file), os.path.join(self.model_dir, params_file),
+                               device=device, num_threads=num_threads, enable_mkldnn=enable_mkldnn,
+                               precision=precision, fused=backend == "fused")
 
     # ------------------------------------------------------------------------------------------------ properties
     @property
@@ -196,6 +231,7 @@ class Predictor:
             "precision_note": self.precision_note,
             "max_length": self.max_length,
             "batch_size": self.batch_size,
+            "small_batches": self.small_batch,
             "labels": self.labels,
         }
 
@@ -228,8 +264,9 @@ class Predictor:
             batch = [ids[i] for i in rows]
             batch += batch[-1:] * (bucket_rows(len(batch), self.batch_size) - len(batch))
             input_ids, attention_mask = pad_batch(batch, pad_id, PAD_MULTIPLE)
+            small = self._small_runner is not None and len(batch) <= SMALL_BATCH_ROWS
             with self._lock:
-                logits = self._runner.run(input_ids, attention_mask)
+                logits = (self._small_runner if small else self._runner).run(input_ids, attention_mask)
             out[rows] = logits[: len(rows)]
         return out
 

@@ -46,15 +46,24 @@ class InferenceRunner:
         gpu_id: int = 0,
         mkldnn_cache_capacity: int = 0,
         precision: str = "fp32",
+        fused: bool = False,
     ):
         from paddle import inference
 
         from ..env import keep_freed_memory
 
         check_device(device)
+        if fused:  # model.fused.json calls the compiled operator: registered with Paddle before the program loads
+            from .fused import fused_unavailable
+
+            why = fused_unavailable() if device == "cpu" else f"the fused operator runs on CPU, not {device!r}"
+            if why:
+                raise ValueError(f"the fused backend cannot run here: {why}")
+            enable_mkldnn = False  # no oneDNN operators left in the program (its products call oneDNN's sgemm)
         if device == "cpu":
             keep_freed_memory()  # no page faults for every activation on every forward (docs/inference_speed.md)
         config = inference.Config(model_file, params_file)
+        config.disable_glog_info()  # first: enabling bf16 logs a line otherwise
         if device == "gpu":
             config.enable_use_gpu(256, gpu_id)
         else:
@@ -69,7 +78,6 @@ class InferenceRunner:
             else:
                 config.disable_mkldnn()
         config.switch_ir_optim(True)
-        config.disable_glog_info()
         self.device = device
         self.enable_mkldnn = bool(enable_mkldnn and device == "cpu")
         self.precision = precision if self.enable_mkldnn else "fp32"

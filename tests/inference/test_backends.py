@@ -91,12 +91,17 @@ def ort(built, tmp_path, monkeypatch):
     monkeypatch.setattr(StandInOrt, "perturb", staticmethod(lambda logits: logits))
     monkeypatch.setattr(StandInOrt, "perturb_int8", staticmethod(lambda logits: logits))
     monkeypatch.setattr(StandInOrt, "built", 0)
-    state = type("Ort", (), {"speedup": 2.0, "speedup_int8": 3.0, "export": str(tmp_path / "export")})()
+    state = type("Ort", (), {"speedup": 2.0, "speedup_int8": 3.0, "speedup_fused": 0.5, "speedup_fused_single": 0.5,
+                             "export": str(tmp_path / "export")})()
     paired = quality_gate._predict_paired
 
     def timed(reference, candidate, texts, chunk):
         ref, cand, speed = paired(reference, candidate, texts, chunk)
-        return ref, cand, dict(speed, speedup=state.speedup_int8 if candidate.precision == "int8" else state.speedup)
+        if candidate.backend == "fused":  # the export's fused program (where the operator builds)
+            at_batch, single = state.speedup_fused, state.speedup_fused_single
+        else:
+            at_batch = single = state.speedup_int8 if candidate.precision == "int8" else state.speedup
+        return ref, cand, dict(speed, speedup=at_batch, speedup_batch_1=single)
 
     monkeypatch.setattr(quality_gate, "_predict_paired", timed)
     monkeypatch.setattr(quality_gate, "SETTLE_S", 0.0)
@@ -121,6 +126,36 @@ def test_auto_takes_onnxruntime_where_it_passed_and_is_faster(ort):
     reference = load_predictor(ort.export, backend="paddle", precision="fp32")
     assert reference.backend == "inference"
     np.testing.assert_allclose(predictor.predict_proba(TEXTS), reference.predict_proba(TEXTS), rtol=0, atol=1e-6)
+
+
+def test_auto_runs_small_batches_on_the_engine_fastest_on_single_reviews(ort):
+    if quality_gate.candidate_support("fused", ort.export)[0] is False:
+        pytest.skip(f"no fused program here: {quality_gate.candidate_support('fused', ort.export)[1]}")
+    ort.speedup_fused_single = 3.0  # ONNX Runtime 2.0x at the batch size and on single reviews, fused 0.5x / 3.0x
+    predictor = load_predictor(ort.export, batch_size=16)
+    assert (predictor.backend, predictor.precision) == ("onnxruntime", "fp32")
+    small = predictor.info()["small_batches"]
+    assert (small["backend"], small["precision"]) == ("fused", "fp32")
+    assert small["max_rows"] == predictor_module.SMALL_BATCH_ROWS == 4
+    assert "3.00x Paddle Inference fp32 on single reviews" in small["note"]
+    record = _gate(ort.export)["fused"]
+    assert record["status"] == "passed" and record["speedup_batch_1"] == 3.0 and record["backend"] == "fused"
+    ran = []
+    for name, runner in (("main", predictor._runner), ("small", predictor._small_runner)):
+        original = runner.run
+        runner.run = lambda ids, mask, _name=name, _run=original: ran.append((_name, len(ids))) or _run(ids, mask)
+    reference = load_predictor(ort.export, backend="paddle", precision="fp32", batch_size=16)
+    many = (TEXTS * 10)[:20]
+    np.testing.assert_allclose(predictor.predict_proba(many), reference.predict_proba(many), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(predictor.predict_proba(TEXTS[:1]), reference.predict_proba(TEXTS[:1]), rtol=0,
+                               atol=1e-5)
+    assert ran == [("main", 16), ("small", 4), ("small", 1)]  # 20 texts: 16 rows, then 4; then 1 text
+
+
+def test_one_engine_where_the_fastest_is_also_fastest_on_single_reviews(ort):
+    ort.speedup_fused_single = 1.5  # ONNX Runtime 2.0x on both
+    predictor = load_predictor(ort.export)
+    assert predictor.backend == "onnxruntime" and predictor.info()["small_batches"] is None
 
 
 def test_auto_keeps_paddle_where_onnxruntime_is_not_faster(ort):

@@ -99,7 +99,10 @@ def test_compare_predictions_thresholds():
 
 # -------------------------------------------------------------------------------------------- fallbacks and int8
 def test_bf16_without_cpu_support_warns_and_runs_fp32(built, monkeypatch):
+    from fastformer.inference import fused
+
     monkeypatch.setattr(precisions, "cpu_features", _features(False))
+    monkeypatch.setattr(fused, "_state", {"error": "left out: auto would weigh it (test_backends.py)"})
     export = str(built / "export")
     fp32 = load_predictor(export, precision="fp32")
     with pytest.warns(precisions.PrecisionWarning, match="avx512_bf16"):

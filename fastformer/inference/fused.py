@@ -1,0 +1,120 @@
+"""The fused inference operator: the whole classifier in one compiled Paddle operator (`csrc/infer_ops.cc`), exported
+beside the regular graph as model.fused.json and run by Paddle Inference (`--backend fused`, or `auto` where it
+measured faster on this CPU; docs/inference_speed.md, "Fused operator").
+
+Paddle Inference pays a fixed cost per operator that dominates small batches (60 operators per forward); one operator
+whose matrix products go to oneDNN's sgemm removes it. The operator is built with the machine's C++ compiler on first
+use (`extensions`); where it cannot be built the export has no fused program and the regular graph runs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ..cpu_layers import GELU
+from ..modeling import MASK_VALUE
+from .graph import FoldedClassifier, _Weights
+
+__all__ = ["FUSED_PREFIX", "SOURCES", "load_fused_ops", "fused_unavailable", "fusable", "FusedClassifier"]
+
+FUSED_PREFIX = "model.fused"  # model.fused.json + model.fused.pdiparams in an export folder
+SOURCES = [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc", "infer_ops.cc")]
+MODULE_NAME = "fastformer_infer_ops"
+# -ffast-math: vectorised erf/exp/tanh (glibc's libmvec); the inputs of those are finite activations
+CXX_FLAGS = ["-O3", "-ffast-math", "-fopenmp-simd", "-pthread"]
+POOLERS = {"attention": 0, "mean": 1, "first": 2}
+
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def _ld_flags():
+    import paddle
+
+    libs = os.path.join(os.path.dirname(paddle.__file__), "libs")
+    return [f"-L{libs}", "-l:libdnnl.so.3", f"-Wl,-rpath,{libs}", "-pthread"]
+
+
+def load_fused_ops():
+    """The compiled module (its operator registered with Paddle), built on first use; None where it cannot be built
+    (`fused_unavailable` says why)."""
+    with _lock:
+        if not _state:
+            import paddle
+
+            from .. import extensions
+
+            if os.environ.get("FASTFORMER_CPU_OPS", "1") == "0":
+                _state["error"] = "compiled operators are turned off (FASTFORMER_CPU_OPS=0)"
+            elif not os.path.isfile(os.path.join(os.path.dirname(paddle.__file__), "libs", "libdnnl.so.3")):
+                _state["error"] = f"this Paddle ({paddle.__version__}) ships no oneDNN library (libdnnl.so.3)"
+            else:
+                try:
+                    _state["module"] = extensions.build_extension(MODULE_NAME, "infer_ops", SOURCES, CXX_FLAGS,
+                                                                  _ld_flags())
+                except Exception as exc:  # no compiler, no headers: the regular graph runs
+                    _state["error"] = f"the fused operator could not be built ({type(exc).__name__}: " \
+                                      f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''})"
+        return _state.get("module")
+
+
+def fused_unavailable() -> Optional[str]:
+    """None where the fused operator can run here, else why not."""
+    load_fused_ops()
+    return _state.get("error")
+
+
+def fusable(graph) -> Tuple[bool, str]:
+    """(True, "") where `graph` (`export_graph`'s) is one the fused operator computes, else (False, why)."""
+    if not isinstance(graph, FoldedClassifier):
+        return False, "the fused operator computes additive-attention classifiers only"
+    if any(layer.value for layer in graph.layers):
+        return False, "the fused operator takes the queries as values (use_value_projection false)"
+    if not all(isinstance(layer.activation, GELU) for layer in graph.layers):
+        return False, "the fused operator computes the exact GELU (hidden_act 'gelu') only"
+    if graph.pooler_type not in POOLERS:
+        return False, f"the fused operator has no {graph.pooler_type!r} pooler"
+    return True, ""
+
+
+class FusedClassifier(_Weights):
+    """`FoldedClassifier`'s arithmetic as one operator call: (input_ids, attention_mask) -> logits [B, C]."""
+
+    def __init__(self, folded: FoldedClassifier):
+        super().__init__()
+        ok, why = fusable(folded)
+        if not ok:
+            raise ValueError(why)
+        self._ops = load_fused_ops()
+        if self._ops is None:
+            raise RuntimeError(fused_unavailable())
+        self.epsilon, self.pooler = float(folded.epsilon), POOLERS[folded.pooler_type]
+        f = folded
+        self.add(word=f.word.numpy(), position=f.position.numpy(), ln_w=f.ln_w.numpy(), ln_b=f.ln_b.numpy(),
+                 wc=f.wc.numpy(), bc=f.bc.numpy())
+        if self.pooler == 0:
+            self.add(w1=f.w1.numpy(), b1=f.b1.numpy(), w2=f.w2.numpy())
+        self.num_layers = len(f.layers)
+        for i, layer in enumerate(f.layers):
+            # one product for q, k and the residual branch: x [Wq | Wk | Wx] + [bq | bk | bx]
+            weights = {
+                "w_in": np.concatenate([layer.wq.numpy(), layer.wk.numpy(), layer.wx.numpy()], axis=1),
+                "b_in": np.concatenate([layer.bq.numpy(), layer.bk.numpy(), layer.bx.numpy()]),
+                "wqa": layer.wqa.numpy(), "wka": layer.wka.numpy(), "wu": layer.wu.numpy(),
+                "ln1_w": layer.ln1_w.numpy(), "ln1_b": layer.ln1_b.numpy(), "wi": layer.wi.numpy(),
+                "bi": layer.bi.numpy(), "wo": layer.wo.numpy(), "ln2_w": layer.ln2_w.numpy(),
+                "ln2_b": layer.ln2_b.numpy()}
+            self.add(**{f"l{i}_{name}": value for name, value in weights.items()})
+
+    LAYER_WEIGHTS = ("w_in", "b_in", "wqa", "wka", "wu", "ln1_w", "ln1_b", "wi", "bi", "wo", "ln2_w", "ln2_b")
+
+    def forward(self, input_ids, attention_mask):
+        layers = [getattr(self, f"l{i}_{name}") for i in range(self.num_layers) for name in self.LAYER_WEIGHTS]
+        head = ([self.w1, self.b1, self.w2] if self.pooler == 0 else []) + [self.wc, self.bc]
+        return self._ops.fastformer_classifier_infer(input_ids, attention_mask,
+                                                     [self.word, self.position, self.ln_w, self.ln_b], layers, head,
+                                                     self.epsilon, self.pooler, float(MASK_VALUE))
