@@ -147,7 +147,7 @@ def test_bf16_on_this_cpu(built):
     supported, why = precisions.bf16_support()
     export = str(built / "export")
     texts = [" ".join(CORPUS)] + CORPUS
-    reference = load_predictor(export, precision="fp32").predict_proba(texts)
+    reference = load_predictor(export, backend="paddle", precision="fp32").predict_proba(texts)
     if supported:
         predictor = load_predictor(export, precision="bf16", quality_gate=False)
         assert predictor.precision == "bf16"
