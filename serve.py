@@ -19,7 +19,8 @@ given: it loads Swagger UI from a third-party CDN into the browser; /openapi.jso
 
 Concurrent requests are batched (`fastformer.inference.batching.RequestBatcher`): the requests waiting while a forward pass
 runs go into the next one together, up to --max_batch_texts texts (default: --batch_size), waiting at most
---batch_wait_ms for more to arrive; every request still gets exactly its own answers. More than --max_queue_texts
+--batch_wait_ms for more to arrive; every request still gets exactly its own answers. A forward pass holds the GIL,
+so the next one starts once the answers of the last are written (at most 50 ms later). More than --max_queue_texts
 waiting texts: 503. `--max_batch_texts 1` serves one request per forward pass. --precision picks fp32 or bf16
 (`fastformer.inference.precision`).
 
@@ -38,6 +39,8 @@ import functools
 import json
 import socket
 import sys
+import threading
+import time
 from typing import Callable, Optional, Sequence
 
 from fastformer.cli import UserError, run_main
@@ -49,6 +52,7 @@ DEFAULT_MAX_QUEUE_TEXTS = 4096
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_HEADER_TIMEOUT = 10.0  # seconds to send the request line and headers
 DEFAULT_BODY_TIMEOUT = 30.0  # seconds to send the body
+DELIVERY_WAIT_S = 0.05  # the most a batch's answers hold back the next forward pass (`_wait_delivered`)
 MAX_HEADER_BYTES = 16 * 1024  # h11 refuses a longer request head (400)
 
 
@@ -120,6 +124,22 @@ def _parse_texts(body: bytes, max_texts: int) -> list:
     return texts
 
 
+def _json_bytes(content) -> bytes:
+    """`content` as starlette's JSONResponse encodes it (compact, UTF-8, no NaN)."""
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
+
+
+def _wait_delivered(futures) -> None:
+    """The batcher's `after_batch`: wait (at most DELIVERY_WAIT_S) until the answers of these futures are sent. A
+    forward pass holds the GIL, so the next one, started at once, would stop the event loop in the middle of sending
+    them. Requests that failed get their answer from an exception handler and are not waited for."""
+    deadline = time.monotonic() + DELIVERY_WAIT_S
+    for future in futures:
+        sent = getattr(future, "sent", None)
+        if sent is not None and not future.cancelled() and future.exception() is None:
+            sent.wait(max(0.0, deadline - time.monotonic()))
+
+
 def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_texts: int = DEFAULT_MAX_TEXTS,
                max_batch_texts: Optional[int] = None, batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
                max_queue_texts: int = DEFAULT_MAX_QUEUE_TEXTS, docs: bool = False,
@@ -132,7 +152,7 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
         raise ValueError(f"need max_body_bytes >= 1, max_texts >= 1 and body_timeout > 0, got {max_body_bytes}, "
                          f"{max_texts}, {body_timeout}")
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
 
     from fastformer.inference.batching import QueueFull, RequestBatcher
     from fastformer.inference.predictor import NonFiniteOutputError
@@ -140,9 +160,10 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
 
     batch_texts = max_batch_texts or getattr(predictor, "batch_size", 64)
     batcher = RequestBatcher(predictor.predict, max_batch_texts=batch_texts, max_wait_s=batch_wait_ms / 1000.0,
-                             max_queue_texts=max_queue_texts)
+                             max_queue_texts=max_queue_texts, after_batch=_wait_delivered)
     explainer = None if explain_fn is None else RequestBatcher(
-        explain_fn, max_batch_texts=batch_texts, max_wait_s=batch_wait_ms / 1000.0, max_queue_texts=max_queue_texts)
+        explain_fn, max_batch_texts=batch_texts, max_wait_s=batch_wait_ms / 1000.0, max_queue_texts=max_queue_texts,
+        after_batch=_wait_delivered)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -179,8 +200,10 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
         "properties": {"texts": {"type": "array", "items": {"type": "string"}, "maxItems": max_texts}},
     }}}}}
 
-    async def answer(request: Request, queue) -> dict:
-        """The checks and limits of every texts endpoint, then the answers of `queue` (a RequestBatcher)."""
+    async def answer(request: Request, queue) -> Response:
+        """The checks and limits of every texts endpoint, then the answers of `queue` (a RequestBatcher) as JSON.
+        The answer is encoded here, as JSONResponse would, without FastAPI's walk over every value of it
+        (`jsonable_encoder`): the results are plain JSON types already."""
         _check_content_type(request)
         body = await _read_body(request, max_body_bytes, body_timeout)
         texts = _parse_texts(body, max_texts)
@@ -188,7 +211,28 @@ def create_app(predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_text
             future = queue.submit(texts)
         except QueueFull as exc:
             raise RequestError(503, f"server busy: {exc}; retry later") from None
-        return {"predictions": await asyncio.wrap_future(future)}
+        future.sent = threading.Event()  # set once the answer is written (`_wait_delivered`)
+        try:
+            content = _json_bytes({"predictions": await asyncio.wrap_future(future)})
+        except BaseException:
+            future.sent.set()
+            raise
+        return _Answer(content, future.sent)
+
+    class _Answer(Response):
+        """A JSON answer that says when it has been written to the connection."""
+
+        media_type = "application/json"
+
+        def __init__(self, content: bytes, sent: threading.Event):
+            super().__init__(content)
+            self._sent = sent
+
+        async def __call__(self, scope, receive, send) -> None:
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                self._sent.set()
 
     @app.post("/predict", response_model=None, responses=RESPONSES, openapi_extra=texts_body)
     async def predict(request: Request):
@@ -216,8 +260,10 @@ def _port(text: str) -> int:
 
 def listen_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to (host, port), as uvicorn binds it; UserError when the address cannot be used (busy
-    port, no such address)."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    port, no such address). Its protocol is named (IPPROTO_TCP): asyncio sets TCP_NODELAY only on connections of
+    such a socket, and without it an answer's headers and body, written apart, wait for the client's delayed ACK
+    (about 40 ms on Linux)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -178,8 +178,8 @@ def prepare(args) -> dict:
 
 
 class PipelinePredictor:
-    """The Predictor's pipeline (tokenize, sort by length, pad, forward, softmax) around another engine's
-    `_probs(input_ids, attention_mask)`."""
+    """The Predictor's pipeline (tokenize, sort by length, split into passes by `length_groups`, pad, forward,
+    softmax) around another engine's `_probs(input_ids, attention_mask)`."""
 
     def __init__(self, tokenizer, max_length: int, batch_size: int, num_labels: int):
         from fastformer.inference.predictor import PAD_MULTIPLE
@@ -193,11 +193,13 @@ class PipelinePredictor:
 
         from fastformer import encoding
 
+        from fastformer.inference.predictor import length_groups
+
         ids = encoding.encode_texts(self.tokenizer, texts, self.max_length)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+        for start, stop in length_groups([len(ids[i]) for i in order], self.batch_size):
+            rows = order[start:stop]
             out[rows] = self._probs(*encoding.pad_batch([ids[i] for i in rows], self.pad_id, self.pad_multiple))
         return out
 

@@ -34,7 +34,8 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        "(model.fused.json, fp32); onnxruntime: the export's model.onnx (optional package)")
     group.add_argument("--device", choices=DEVICES, default="cpu")
     group.add_argument("--num_threads", type=_positive_int, default=None, help="CPU threads (default: every core)")
-    group.add_argument("--batch_size", type=_positive_int, default=64, help="texts per forward pass")
+    group.add_argument("--batch_size", type=_positive_int, default=64,
+                       help="the most texts in one forward pass (texts are split by length)")
     group.add_argument("--max_length", type=_positive_int, default=None,
                        help="tokens kept per review (default: the model folder's: the training max_length, or the "
                        "export's)")

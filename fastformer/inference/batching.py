@@ -12,7 +12,7 @@ import collections
 import threading
 import time
 from concurrent.futures import Future
-from typing import Callable, Deque, Dict, List, Sequence, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["RequestBatcher", "QueueFull"]
 
@@ -22,14 +22,20 @@ class QueueFull(RuntimeError):
 
 
 class RequestBatcher:
-    """Gathers concurrent requests into joint calls of `predict_fn(texts) -> list of one result per text`."""
+    """Gathers concurrent requests into joint calls of `predict_fn(texts) -> list of one result per text`.
+
+    `after_batch(futures)`, when given, runs in the worker thread once a batch's futures are resolved and before the
+    next batch is taken (serve.py waits there until the event loop has sent those answers: a forward pass holds the
+    GIL and would hold them back); its exceptions are ignored."""
 
     def __init__(self, predict_fn: Callable[[List[str]], Sequence], max_batch_texts: int = 64,
-                 max_wait_s: float = 0.002, max_queue_texts: int = 4096):
+                 max_wait_s: float = 0.002, max_queue_texts: int = 4096,
+                 after_batch: Optional[Callable[[List[Future]], None]] = None):
         if max_batch_texts < 1 or max_queue_texts < 1 or max_wait_s < 0:
             raise ValueError(f"need max_batch_texts >= 1, max_queue_texts >= 1 and max_wait_s >= 0, got "
                              f"{max_batch_texts}, {max_queue_texts}, {max_wait_s}")
         self.predict_fn = predict_fn
+        self.after_batch = after_batch
         self.max_batch_texts = int(max_batch_texts)
         self.max_wait_s = float(max_wait_s)
         self.max_queue_texts = int(max_queue_texts)
@@ -104,6 +110,11 @@ class RequestBatcher:
             live = [(texts, future) for texts, future in batch if future.set_running_or_notify_cancel()]
             if live:
                 self._answer(live)
+                if self.after_batch is not None:
+                    try:
+                        self.after_batch([future for _, future in live])
+                    except Exception:  # noqa: BLE001 - a hook's failure must not stop the answers
+                        pass
 
     def _answer(self, batch: List[Tuple[List[str], Future]]) -> None:
         texts = [text for request, _ in batch for text in request]

@@ -23,7 +23,7 @@ from .folders import (BACKENDS, MANIFEST_FILE, MODEL_PREFIX, ONNX_FILE, check_ma
 from .runners import DynamicRunner, InferenceRunner, OrtRunner, check_device
 
 __all__ = ["Predictor", "NonFiniteOutputError", "FIXED_PRECISIONS", "PAD_MULTIPLE", "SMALL_BATCH_ROWS", "bucket_rows",
-           "softmax", "check_onnx_file", "check_fused_files"]
+           "length_groups", "softmax", "check_onnx_file", "check_fused_files"]
 
 FIXED_PRECISIONS = ("fp32", "bf16", "int8")
 # Paddle Inference with oneDNN keeps kernels for every input shape it has run: lengths are padded to a multiple of 16
@@ -32,6 +32,11 @@ PAD_MULTIPLE = 16
 # batches of at most this many rows run on the small-batch engine where one is given (loader: the engine fastest on
 # single reviews on this CPU); measured crossover on the project's CPUs: docs/inference_speed.md
 SMALL_BATCH_ROWS = 4
+# The cost of a forward pass in padded tokens, for `length_groups`: FORWARD_COST once per pass and ROW_COST per row on
+# top of the row's padded length. A hand fit to Paddle Inference's forward times on the project's 2-core machine (bf16,
+# 2 threads, rows 1-64 x lengths 16-512): about 2.4 ms a pass, 0.12 ms a row and 6 us a padded token.
+FORWARD_COST = 400
+ROW_COST = 20
 MOSTLY_UNKNOWN = 0.5  # a result warns when more than this share of its tokens is [UNK]
 
 
@@ -59,6 +64,32 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def bucket_rows(n: int, batch_size: int) -> int:
     """Rows a batch of `n` texts is padded to: the next power of two, at most `batch_size`."""
     return min(batch_size, 1 << (n - 1).bit_length()) if n > 0 else 0
+
+
+def length_groups(lengths: Sequence[int], batch_size: int) -> List[Tuple[int, int]]:
+    """How texts of `lengths` (sorted, shortest first) are split into forward passes: (start, stop) slices of at
+    most `batch_size` texts, the split of least cost in padded tokens (each pass: FORWARD_COST, and per row of
+    `bucket_rows` its length padded to PAD_MULTIPLE plus ROW_COST). A few long texts among short ones get passes of
+    their own instead of making every row as long as theirs."""
+    n = len(lengths)
+    sizes = sorted({bucket_rows(k, batch_size) for k in range(1, batch_size + 1)})
+    best, cut = [0] + [0] * n, [0] * (n + 1)
+    for stop in range(1, n + 1):
+        padded = -(-max(1, lengths[stop - 1]) // PAD_MULTIPLE) * PAD_MULTIPLE + ROW_COST
+        best[stop] = -1
+        # for rows r, a pass of the most texts (r, or all so far) costs least: `best` grows with the texts covered
+        for size in sizes:
+            take = min(size, stop)
+            cost = best[stop - take] + FORWARD_COST + bucket_rows(take, batch_size) * padded
+            if best[stop] < 0 or cost < best[stop]:
+                best[stop], cut[stop] = cost, stop - take
+            if take == stop:
+                break
+    groups, stop = [], n
+    while stop:
+        groups.append((cut[stop], stop))
+        stop = cut[stop]
+    return groups[::-1]
 
 
 def check_onnx_file(model_dir: str, manifest: Optional[dict], precision: str = "fp32") -> str:
@@ -104,7 +135,7 @@ class Predictor:
             "auto" (inference or dynamic, from the folder's contents; `loader.load_predictor` also weighs onnxruntime).
         device: "cpu" or "gpu" (a clear error when Paddle has no CUDA or no GPU is visible).
         num_threads: CPU math threads (default: every core).
-        batch_size: texts per forward pass.
+        batch_size: the most texts per forward pass (the length-sorted texts are split by `length_groups`).
         max_length: tokens kept per text (default: the folder's truncation length); longer texts say so.
         enable_mkldnn: oneDNN for Paddle Inference on CPU.
         allow_pickle: also load a trained model folder with pickle-format weights (`model_folder.ALLOW_PICKLE_HELP`).
@@ -254,13 +285,14 @@ class Predictor:
         return logits
 
     def _logits(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-        """Logits [N, C] of id lists, batched by length (sorted), in input order. Batches are padded to few shapes
-        (lengths: a multiple of PAD_MULTIPLE; rows: `bucket_rows`, copies of the last text, their logits dropped)."""
+        """Logits [N, C] of id lists, batched by length (sorted, split by `length_groups`), in input order. Batches
+        are padded to few shapes (lengths: a multiple of PAD_MULTIPLE; rows: `bucket_rows`, copies of the last text,
+        their logits dropped)."""
         out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         pad_id = self.tokenizer.pad_token_id
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+        for start, stop in length_groups([len(ids[i]) for i in order], self.batch_size):
+            rows = order[start:stop]
             batch = [ids[i] for i in rows]
             batch += batch[-1:] * (bucket_rows(len(batch), self.batch_size) - len(batch))
             input_ids, attention_mask = pad_batch(batch, pad_id, PAD_MULTIPLE)

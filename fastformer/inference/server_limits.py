@@ -1,12 +1,14 @@
 """What slow or idle clients may hold in serve.py's server: at most `max_connections` open connections (one more
-closes the longest-idle one with 408, or itself with 503), and `header_timeout` seconds to send a request head."""
+closes the longest-idle one with 408, or itself with 503), and `header_timeout` seconds to send a request head. Its
+connections also send without Nagle's delay (`no_delay`)."""
 
 from __future__ import annotations
 
 import resource
+import socket
 from collections import OrderedDict
 
-__all__ = ["FD_RESERVE", "ACCEPT_BACKLOG", "fd_limit", "connection_budget", "limited_h11_protocol"]
+__all__ = ["FD_RESERVE", "ACCEPT_BACKLOG", "fd_limit", "connection_budget", "no_delay", "limited_h11_protocol"]
 
 ACCEPT_BACKLOG = 128  # connections the kernel queues; asyncio accepts up to this many before a protocol sees them
 FD_RESERVE = 2 * ACCEPT_BACKLOG  # file descriptors kept for the accept burst, the model, logs and libraries
@@ -26,6 +28,18 @@ def connection_budget() -> int:
     return max(0, soft - FD_RESERVE) if soft != resource.RLIM_INFINITY else 1 << 20
 
 
+def no_delay(transport) -> None:
+    """TCP_NODELAY on the transport's TCP socket: an answer's headers and body are written apart, and with Nagle's
+    algorithm the body waits for the client's delayed ACK (about 40 ms on Linux). asyncio sets it only where the
+    listening socket was made with IPPROTO_TCP named."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # closed meanwhile
+            pass
+
+
 def limited_h11_protocol(max_connections: int, header_timeout: float):
     """A uvicorn `http` protocol class (h11) with the bounds above, for one server."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -37,6 +51,7 @@ def limited_h11_protocol(max_connections: int, header_timeout: float):
     class LimitedH11Protocol(H11Protocol):
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
+            no_delay(transport)
             self._head_timer, self._request = None, None
             if len(self.connections) > max_connections:
                 oldest = next(iter(waiting), None)

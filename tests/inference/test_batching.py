@@ -110,6 +110,25 @@ def test_max_wait_lets_later_requests_join():
     batcher.close()
 
 
+def test_after_batch_sees_each_batch_answered_before_the_next_is_taken():
+    echo, seen = Echo(), []
+
+    def after_batch(futures):
+        seen.append([f.result(0) for f in futures])  # all answered already
+        if len(seen) == 1:
+            raise RuntimeError("a failing hook")  # ignored: the answers go on
+
+    batcher = RequestBatcher(echo, max_batch_texts=10, max_wait_s=0.0, after_batch=after_batch)
+    echo.gate.clear()
+    first = batcher.submit(["a"])
+    _wait(echo.entered.is_set)
+    second, third = batcher.submit(["b"]), batcher.submit(["c", "d"])
+    echo.gate.set()
+    assert first.result(10) == ["<a>"] and third.result(10) == ["<c>", "<d>"] and second.result(10) == ["<b>"]
+    batcher.close()
+    assert seen == [[["<a>"]], [["<b>"], ["<c>", "<d>"]]] and echo.calls == [1, 3]
+
+
 # -------------------------------------------------------------------------------------------- serve.py, end to end
 CORPUS = ["great product , works well .", "broke after a week , waste of money .", "the sound is ok ."]
 
@@ -185,6 +204,73 @@ def test_server_batches_concurrent_clients_and_answers_each(predictor):
         stats = httpx.get(base + "/health", trust_env=False).json()["batching"]
         assert stats["requests"] == 32 and stats["texts"] == sum(len(t) for t, _ in answers.values())
         assert stats["batches"] < 32 and max(slow.sizes) > 5  # requests shared forward passes
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def test_server_answer_is_the_predictors_results_as_compact_json(predictor):
+    """/predict and its errors over real HTTP: the body is JSONResponse's encoding of `Predictor.predict`'s list."""
+    from fastapi.responses import JSONResponse
+
+    server, thread, sock, base = _serve(serve.create_app(predictor, max_texts=8))
+    texts = ["great product , works well", "", "broke after a week , waste of money", "été ok"]
+    try:
+        response = httpx.post(base + "/predict", json={"texts": texts}, trust_env=False, timeout=30)
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+        assert response.content == JSONResponse({"predictions": predictor.predict(texts)}).body
+        assert int(response.headers["content-length"]) == len(response.content)
+        bad = httpx.post(base + "/predict", json={"texts": "one"}, trust_env=False, timeout=30)
+        assert bad.status_code == 422 and bad.json()["detail"].startswith('"texts" must be a list')
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def test_the_next_forward_pass_waits_until_the_answers_before_it_are_written(predictor, monkeypatch):
+    """A forward pass holds the GIL: serve.py starts the next one only once the last batch's answers are written
+    (here each answer's body is held back 0.3 s on its way out; without the wait the second request's pass would
+    start while the first answer is still unwritten)."""
+    import asyncio
+
+    monkeypatch.setattr(serve, "DELIVERY_WAIT_S", 10.0)
+    slow, starts, written = Slow(predictor), [], []
+    predict = slow.predict
+
+    def timed_predict(texts):
+        starts.append(time.monotonic())
+        return predict(texts)
+
+    slow.predict = timed_predict
+    app = serve.create_app(slow, max_texts=8, batch_wait_ms=0)
+
+    async def late_bodies(scope, receive, send):
+        async def send_late(message):
+            if message["type"] == "http.response.body":
+                await asyncio.sleep(0.3)
+                written.append(time.monotonic())
+            await send(message)
+
+        await app(scope, receive, send_late)
+
+    server, thread, sock, base = _serve(late_bodies)
+    answers = []
+
+    def post(text):
+        answers.append(httpx.post(base + "/predict", json={"texts": [text]}, trust_env=False, timeout=30).status_code)
+
+    try:
+        first = threading.Thread(target=post, args=("great product",))
+        first.start()
+        _wait(lambda: len(starts) == 1)
+        second = threading.Thread(target=post, args=("broke after a week",))  # queued while the first pass runs
+        second.start()
+        first.join(30)
+        second.join(30)
+        assert answers == [200, 200] and len(starts) == 2 and len(written) == 2
+        assert starts[1] >= written[0]  # the second pass began after the first answer was written
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -114,6 +114,22 @@ def test_slow_headers_and_bodies_time_out(start_server):
         assert http.get("/health").json()["status"] == "ok"  # the same connection, kept alive
 
 
+def test_connections_send_without_nagles_delay(start_server):
+    """Answers go out as written (TCP_NODELAY), whatever socket the server listens on: else an answer's body waits
+    for the client's delayed ACK of its headers."""
+    server, port = start_server(max_connections=8, header_timeout=5, body_timeout=5)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5, trust_env=False) as http:
+        assert http.post("/predict", json={"texts": ["fine"]}).json()["predictions"][0]["rating"] == 1
+        (connection,) = server.server_state.connections  # the client's, kept alive
+        sock = connection.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    listening = serve.listen_socket("127.0.0.1", 0)  # serve.py's own: asyncio sets TCP_NODELAY on its connections
+    try:
+        assert listening.proto == socket.IPPROTO_TCP and listening.type == socket.SOCK_STREAM
+    finally:
+        listening.close()
+
+
 def test_connections_are_capped_and_the_longest_waiting_make_room(start_server):
     server, port = start_server(max_connections=8, header_timeout=60, body_timeout=60)
     clients = _slow_clients(port, 40)
