@@ -136,7 +136,8 @@ def _gate_record(candidate: str, model_dir: str, manifest: Optional[dict], data_
     where it ran on another CPU: its speed is this CPU's to measure)."""
     record = ((manifest or {}).get(GATE_KEY) or {}).get(candidate) or {}
     stale = same_cpu and record.get("status") in ("passed", "failed") and (
-        record.get("cpu_flags") != features["flags"] or "speedup" not in record or "speedup_batch_1" not in record)
+        record.get("cpu_flags") != features["flags"] or "speedup_batch_1" not in record
+        or "speedup_dev_split" not in record)  # measured before speeds were taken on full batches and single reviews
     if record.get("status") not in ("passed", "failed") or stale:
         record = run_quality_gate(model_dir, candidate, data_file, when="first use", features=features,
                                   **predictor_kwargs)

@@ -119,3 +119,25 @@ def test_without_the_operator_the_export_says_why_and_the_fused_backend_refuses(
 def test_fused_runs_fp32_only(export_dir):
     with pytest.raises(ValueError, match=r"bf16 runs an export on CPU with oneDNN \(backend inference"):
         Predictor(export_dir, backend="fused", precision="bf16")
+
+
+def test_the_quality_gate_times_full_batches_single_reviews_and_the_split(export_dir, tmp_path):
+    import shutil
+
+    from fastformer.inference import gate
+
+    copy = tmp_path / "export"
+    shutil.copytree(export_dir, copy)
+    dev = tmp_path / "dev.jsonl"
+    rng = np.random.default_rng(5)
+    words = " ".join(CORPUS).split()
+    with open(dev, "w", encoding="utf-8") as f:
+        for _ in range(60):
+            f.write(json.dumps({"text": " ".join(rng.choice(words, size=int(rng.integers(2, 40)))),
+                                "label": int(rng.integers(0, 5))}) + "\n")
+    record = gate.run_quality_gate(str(copy), "fused", str(dev), when="first use", batch_size=8)
+    assert record["status"] == "passed" and record["agreement"] == 1.0 and record["backend"] == "fused"
+    for key in ("speedup", "speedup_batch_1", "speedup_dev_split", "reviews_per_s", "single_reviews_per_s"):
+        assert record[key] > 0, key
+    with open(copy / MANIFEST_FILE) as f:
+        assert json.load(f)["quality_gate"]["fused"]["speedup_batch_1"] == record["speedup_batch_1"]
