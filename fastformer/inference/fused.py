@@ -84,6 +84,10 @@ def fusable(graph) -> Tuple[bool, str]:
 class FusedClassifier(_Weights):
     """`FoldedClassifier`'s arithmetic as one operator call: (input_ids, attention_mask) -> logits [B, C]."""
 
+    # the operator's three tensor lists, in its order (csrc/infer_ops.cc)
+    EMBED = ("word", "position", "ln_w", "ln_b")
+    LAYER = ("w_in", "b_in", "wqa", "wka", "wu", "ln1_w", "ln1_b", "wi", "bi", "wo", "ln2_w", "ln2_b")
+
     def __init__(self, folded: FoldedClassifier):
         super().__init__()
         ok, why = fusable(folded)
@@ -93,28 +97,19 @@ class FusedClassifier(_Weights):
         if self._ops is None:
             raise RuntimeError(fused_unavailable())
         self.epsilon, self.pooler = float(folded.epsilon), POOLERS[folded.pooler_type]
-        f = folded
-        self.add(word=f.word.numpy(), position=f.position.numpy(), ln_w=f.ln_w.numpy(), ln_b=f.ln_b.numpy(),
-                 wc=f.wc.numpy(), bc=f.bc.numpy())
-        if self.pooler == 0:
-            self.add(w1=f.w1.numpy(), b1=f.b1.numpy(), w2=f.w2.numpy())
-        self.num_layers = len(f.layers)
-        for i, layer in enumerate(f.layers):
+        self.head = (("w1", "b1", "w2") if self.pooler == 0 else ()) + ("wc", "bc")
+        self.add(**{name: getattr(folded, name).numpy() for name in self.EMBED + self.head})
+        self.num_layers = len(folded.layers)
+        for i, layer in enumerate(folded.layers):
+            weights = {name: getattr(layer, name).numpy() for name in self.LAYER[2:]}
             # one product for q, k and the residual branch: x [Wq | Wk | Wx] + [bq | bk | bx]
-            weights = {
-                "w_in": np.concatenate([layer.wq.numpy(), layer.wk.numpy(), layer.wx.numpy()], axis=1),
-                "b_in": np.concatenate([layer.bq.numpy(), layer.bk.numpy(), layer.bx.numpy()]),
-                "wqa": layer.wqa.numpy(), "wka": layer.wka.numpy(), "wu": layer.wu.numpy(),
-                "ln1_w": layer.ln1_w.numpy(), "ln1_b": layer.ln1_b.numpy(), "wi": layer.wi.numpy(),
-                "bi": layer.bi.numpy(), "wo": layer.wo.numpy(), "ln2_w": layer.ln2_w.numpy(),
-                "ln2_b": layer.ln2_b.numpy()}
-            self.add(**{f"l{i}_{name}": value for name, value in weights.items()})
-
-    LAYER_WEIGHTS = ("w_in", "b_in", "wqa", "wka", "wu", "ln1_w", "ln1_b", "wi", "bi", "wo", "ln2_w", "ln2_b")
+            weights["w_in"] = np.concatenate([layer.wq.numpy(), layer.wk.numpy(), layer.wx.numpy()], axis=1)
+            weights["b_in"] = np.concatenate([layer.bq.numpy(), layer.bk.numpy(), layer.bx.numpy()])
+            self.add(**{f"l{i}_{name}": weights[name] for name in self.LAYER})
 
     def forward(self, input_ids, attention_mask):
-        layers = [getattr(self, f"l{i}_{name}") for i in range(self.num_layers) for name in self.LAYER_WEIGHTS]
-        head = ([self.w1, self.b1, self.w2] if self.pooler == 0 else []) + [self.wc, self.bc]
+        layers = [getattr(self, f"l{i}_{name}") for i in range(self.num_layers) for name in self.LAYER]
         return self._ops.fastformer_classifier_infer(input_ids, attention_mask,
-                                                     [self.word, self.position, self.ln_w, self.ln_b], layers, head,
+                                                     [getattr(self, name) for name in self.EMBED], layers,
+                                                     [getattr(self, name) for name in self.head],
                                                      self.epsilon, self.pooler, float(MASK_VALUE))
