@@ -45,7 +45,8 @@ from benchmarks import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-CASES = ("default", "default_paddle", "inference_onednn", "inference_bf16", "inference_plain", "fused", "dygraph",
+CASES = ("default", "default_paddle", "inference_onednn", "inference_bf16", "inference_plain", "fused", "fused_bf16",
+         "dygraph",
          "torch", "torch_bf16", "onnxruntime", "onnxruntime_int8")
 CASE_NAMES = {
     "default": "default serving path (auto, with onnxruntime)",
@@ -54,6 +55,7 @@ CASE_NAMES = {
     "inference_bf16": "Paddle Inference + oneDNN bf16",
     "inference_plain": "Paddle Inference, no oneDNN",
     "fused": "Paddle Inference, fused operator (fp32)",
+    "fused_bf16": "Paddle Inference, fused operator (bf16)",
     "dygraph": "Paddle dygraph",
     "torch": "PyTorch eager",
     "torch_bf16": "PyTorch eager, bf16 autocast",
@@ -292,8 +294,10 @@ def run_case(args) -> dict:
                     module.onnxruntime_missing = lambda: runners.ONNXRUNTIME_MISSING
             return load_predictor(export_dir, batch_size=batch_size, num_threads=threads)  # --backend/--precision auto
 
-        if case == "fused":
-            return load_predictor(export_dir, backend="fused", batch_size=batch_size, num_threads=threads)
+        if case in ("fused", "fused_bf16"):
+            return load_predictor(export_dir, backend="fused", batch_size=batch_size, num_threads=threads,
+                                  precision="bf16" if case == "fused_bf16" else "fp32",
+                                  quality_gate=False)  # speed only; the default cases are gated
         if case == "dygraph":
             return load_predictor(model_dir, backend="dynamic", batch_size=batch_size, max_length=args.seq_len,
                              num_threads=threads)

@@ -1,13 +1,15 @@
 // Inference: the whole folded classifier (fastformer/inference/graph.py, FoldedClassifier) as one Paddle operator,
 // so that Paddle Inference runs one kernel per forward instead of ~60 (docs/inference_speed.md, "Fused operator").
-// Float32, CPU. Matrix products by oneDNN's sgemm (the libdnnl Paddle ships, which picks the CPU's instruction set
-// and honours ONEDNN_MAX_CPU_ISA); the rest in loops, parallel over rows on std::threads for large batches (an
-// OpenMP runtime here would be a second one beside the Intel OpenMP of Paddle's oneDNN).
+// CPU. Matrix products by oneDNN's sgemm, or its gemm_bf16bf16f32 where the weights are bfloat16 (the bf16 program;
+// the libdnnl Paddle ships, which picks the CPU's instruction set and honours ONEDNN_MAX_CPU_ISA); the rest in loops.
+// Large batches run in blocks of a few reviews, one block per thread at a time (std::threads: an OpenMP runtime here
+// would be a second one beside the Intel OpenMP of Paddle's oneDNN), each block from the embedding to the logits.
 // Inputs: input_ids, attention_mask [B, L] int64; Embed = {word [V, H], position [P, H], ln_w, ln_b};
 // Layers = 12 tensors per layer {W_in = [Wq | Wk | Wx] [H, 3H], b_in [3H], wqa [H, N], wka [H, N], Wu [H, H],
 // ln1_w, ln1_b, Wi [H, I], bi [I], Wo [I, H], ln2_w, ln2_b}; Head = {W1 [H, P], b1 [P], w2 [P, 1]} (attention pooling
-// only) + {Wc [H, C], bc [C]}. Attributes: epsilon, pooler (0 attention, 1 mean, 2 first), mask_value.
+// only) + {Wc [H, C], bc [C]}. W_in, Wu, Wi, Wo, W1 and Wc are float32 or bfloat16; the rest float32. Attributes: epsilon, pooler (0 attention, 1 mean, 2 first), mask_value.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <dlfcn.h>
@@ -17,14 +19,12 @@
 
 #include "paddle/extension.h"
 
+// oneDNN's C products (row-major; 0 is success)
 extern "C" int dnnl_sgemm(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
-
-// C[m, n] (row stride ldc) = A[m, k] (row stride lda) B[k, n] + beta C
-static void Gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, float beta, float* c,
-                 int64_t ldc) {
-  dnnl_sgemm('N', 'N', m, n, k, 1.0f, a, lda, b, n, beta, c, ldc);
-}
+extern "C" int dnnl_gemm_bf16bf16f32(char transa, char transb, int64_t M, int64_t N, int64_t K, float alpha,
+                                     const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta,
+                                     float* C, int64_t ldc);
 
 
 // A float array that is not zero-filled on allocation (std::vector is: 50 MB of writes per batch of 64 x 128)
@@ -43,16 +43,11 @@ static int Threads() {
   return std::max(1, n);
 }
 
-// body(begin, end) over [0, n) in contiguous chunks on up to `threads` threads, at least `grain` items each
-template <typename Body>
-static void ParallelFor(int64_t n, int64_t grain, int threads, const Body& body) {
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(threads, n / std::max<int64_t>(grain, 1)));
-  if (parts == 1) return body(int64_t{0}, n);
-  const int64_t chunk = (n + parts - 1) / parts;
-  std::vector<std::thread> workers;
-  for (int64_t t = 1; t < parts; ++t) workers.emplace_back(body, std::min(n, t * chunk), std::min(n, (t + 1) * chunk));
-  body(int64_t{0}, std::min(n, chunk));
-  for (auto& worker : workers) worker.join();
+// the calling thread's OpenMP team size for oneDNN's products (a worker below runs its products on itself alone)
+static void SetThreads(int n) {
+  using Fn = void (*)(int);
+  static const Fn omp = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+  if (omp) omp(n);
 }
 
 // the loops below, compiled for AVX-512, AVX2 and the baseline; the CPU picks one when the library loads
@@ -78,6 +73,12 @@ FF_CLONES static void LayerNorm(float* x, int64_t rows, int64_t h, const float* 
 FF_CLONES static void Gelu(float* x, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.f + std::erf(x[i] * 0.70710678118654752f));
+}
+
+// tanh of x [n], in place
+FF_CLONES static void Tanh(float* x, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]);
 }
 
 // scores s [len, heads] (+ mask [len]) -> softmax over the sequence per head, in place
@@ -112,6 +113,163 @@ FF_CLONES static void PoolHeads(const float* weight, const float* x, int64_t ld,
     }
 }
 
+// token rows from which a batch is split into blocks that run on all threads at once (below: one block, the products
+// threaded by oneDNN), and the rows of one block: a few reviews, whose activations stay in a core's L2 cache
+// (by hand, batches of 64 x 128 tokens: blocks of 256-512 rows ran 1.2-1.3x the whole batch at once, 1,024 1.15x)
+constexpr int64_t kParallelRows = 1024;
+constexpr int64_t kBlockRows = 512;
+
+// One forward's weights: GEMM weights float32, or bfloat16 (the export's bf16 program: products by oneDNN's
+// gemm_bf16bf16f32, activations rounded to bf16 on the way in, sums in float32)
+struct Weight {
+  const float* f = nullptr;
+  const uint16_t* h = nullptr;
+};
+
+static Weight W(const paddle::Tensor& t) {
+  if (t.dtype() == paddle::DataType::BFLOAT16) return {nullptr, static_cast<const uint16_t*>(t.data())};
+  return {t.data<float>(), nullptr};
+}
+
+struct Layer {
+  Weight w_in, wu, wi, wo;
+  const float *b_in, *wqa, *wka, *ln1_w, *ln1_b, *bi, *ln2_w, *ln2_b;
+};
+
+struct Net {
+  int64_t L, H, N, D, I, P, C;
+  float eps;
+  int pooler;
+  const int64_t *ids, *keep;
+  const float* mask;
+  const float *word, *position, *ln_w, *ln_b;
+  std::vector<Layer> layers;
+  Weight w1, wc;
+  const float *b1, *w2, *bc;
+};
+
+// one worker's buffers for blocks of up to `rows` token rows, left uninitialised: every element is written before
+// it is read
+struct Scratch {
+  Scratch(const Net& net, int64_t reviews)
+      : x(reviews * net.L * net.H), qkx(reviews * net.L * 3 * net.H), s(reviews * net.L * net.N),
+        p(reviews * net.L * net.H), h(reviews * net.L * std::max<int64_t>({net.I, net.P, 1})),
+        a16(new uint16_t[reviews * net.L * std::max<int64_t>({net.H, net.I, net.P, 1})]), pooled(net.H),
+        rows(reviews * net.H) {}
+  Buffer x, qkx, s, p, h;
+  std::unique_ptr<uint16_t[]> a16;
+  std::vector<float> pooled;
+  Buffer rows;
+};
+
+// a [m, k] (row stride lda) -> out [m, k] in bfloat16, rounded to nearest even
+FF_CLONES static void ToBf16(const float* a, int64_t m, int64_t k, int64_t lda, uint16_t* out) {
+  for (int64_t r = 0; r < m; ++r) {
+    const uint32_t* row = reinterpret_cast<const uint32_t*>(a + r * lda);
+    uint16_t* o = out + r * k;
+#pragma omp simd
+    for (int64_t c = 0; c < k; ++c) o[c] = static_cast<uint16_t>((row[c] + 0x7FFFu + ((row[c] >> 16) & 1u)) >> 16);
+  }
+}
+
+// C[m, n] (row stride ldc) = A[m, k] (row stride lda) B[k, n] + beta C; 0 or oneDNN's status
+static int Gemm(Scratch& sc, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, Weight b, float beta,
+                float* c, int64_t ldc) {
+  if (!b.h) return dnnl_sgemm('N', 'N', m, n, k, 1.0f, a, lda, b.f, n, beta, c, ldc);
+  ToBf16(a, m, k, lda, sc.a16.get());
+  return dnnl_gemm_bf16bf16f32('N', 'N', m, n, k, 1.0f, sc.a16.get(), k, b.h, n, beta, c, ldc);
+}
+
+// rows [r, n] <- bias [n] each
+static void Fill(float* rows, int64_t r, int64_t n, const float* bias) {
+  for (int64_t i = 0; i < r; ++i) std::copy(bias, bias + n, rows + i * n);
+}
+
+// logits [nb, C] of reviews b0 .. b0 + nb; 0 or the first failed product's status
+static int Block(const Net& net, Scratch& sc, int64_t b0, int64_t nb, float* logits) {
+  const int64_t L = net.L, H = net.H, N = net.N, D = net.D, I = net.I, R = nb * L;
+  const int64_t* ids = net.ids + b0 * L;
+  const float* mask = net.mask + b0 * L;
+  float *x = sc.x.data(), *qkx = sc.qkx.data(), *s = sc.s.data(), *p = sc.p.data(), *h = sc.h.data();
+  int status = 0;
+  // x = LN(word[ids] + position[l])
+  for (int64_t r = 0; r < R; ++r) {
+    const float* we = net.word + ids[r] * H;
+    const float* pe = net.position + (r % L) * H;
+    float* xr = x + r * H;
+#pragma omp simd
+    for (int64_t c = 0; c < H; ++c) xr[c] = we[c] + pe[c];
+  }
+  LayerNorm(x, R, H, net.ln_w, net.ln_b, net.eps);
+  for (const Layer& w : net.layers) {
+    // [q | k | x Wx + bx] = x [Wq | Wk | Wx] + [bq | bk | bx]
+    Fill(qkx, R, 3 * H, w.b_in);
+    status = status ? status : Gemm(sc, R, 3 * H, H, x, H, w.w_in, 1.f, qkx, 3 * H);
+    // alpha = softmax_l(q wqa + mask) per head; global query = sum_l alpha q; p = k * global query
+    status = status ? status : Gemm(sc, R, N, H, qkx, 3 * H, {w.wqa, nullptr}, 0.f, s, N);
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* qb = qkx + b * L * 3 * H;
+      float* sb = s + b * L * N;
+      SoftmaxOverSequence(sb, mask + b * L, L, N);
+      PoolHeads(sb, qb, 3 * H, L, N, D, sc.pooled.data());
+      float* pb = p + b * L * H;
+      const float* g = sc.pooled.data();
+      for (int64_t l = 0; l < L; ++l)
+#pragma omp simd
+        for (int64_t c = 0; c < H; ++c) pb[l * H + c] = qb[l * 3 * H + H + c] * g[c];
+    }
+    // beta = softmax_l(p wka + mask); global key = sum_l beta p; u = global key * q (values = queries)
+    status = status ? status : Gemm(sc, R, N, H, p, H, {w.wka, nullptr}, 0.f, s, N);
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* qb = qkx + b * L * 3 * H;
+      float* sb = s + b * L * N;
+      float* pb = p + b * L * H;
+      SoftmaxOverSequence(sb, mask + b * L, L, N);
+      PoolHeads(sb, pb, H, L, N, D, sc.pooled.data());
+      const float* g = sc.pooled.data();
+      for (int64_t l = 0; l < L; ++l)
+#pragma omp simd
+        for (int64_t c = 0; c < H; ++c) pb[l * H + c] = g[c] * qb[l * 3 * H + c];
+    }
+    // a = LN(u Wu + x Wx + bx), into x
+    for (int64_t r = 0; r < R; ++r) std::copy(qkx + r * 3 * H + 2 * H, qkx + (r + 1) * 3 * H, x + r * H);
+    status = status ? status : Gemm(sc, R, H, H, p, H, w.wu, 1.f, x, H);
+    LayerNorm(x, R, H, w.ln1_w, w.ln1_b, net.eps);
+    // x = LN(gelu(a Wi + bi) Wo + a)
+    Fill(h, R, I, w.bi);
+    status = status ? status : Gemm(sc, R, I, H, x, H, w.wi, 1.f, h, I);
+    Gelu(h, R * I);
+    status = status ? status : Gemm(sc, R, H, I, h, I, w.wo, 1.f, x, H);
+    LayerNorm(x, R, H, w.ln2_w, w.ln2_b, net.eps);
+  }
+  // pooled [nb, H]: attention pooling (softmax_l(tanh(x W1 + b1) w2 + mask)), mean over real tokens, or the first
+  float* rows = sc.rows.data();
+  if (net.pooler == 0) {
+    float* z = h;  // [R, P]
+    Fill(z, R, net.P, net.b1);
+    status = status ? status : Gemm(sc, R, net.P, H, x, H, net.w1, 1.f, z, net.P);
+    Tanh(z, R * net.P);
+    status = status ? status : Gemm(sc, R, 1, net.P, z, net.P, {net.w2, nullptr}, 0.f, s, 1);
+    for (int64_t b = 0; b < nb; ++b) {
+      SoftmaxOverSequence(s + b * L, mask + b * L, L, 1);
+      PoolHeads(s + b * L, x + b * L * H, H, L, 1, H, rows + b * H);
+    }
+  } else if (net.pooler == 1) {
+    std::vector<float> weight(L);
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t* keep = net.keep + (b0 + b) * L;
+      float count = 0.f;
+      for (int64_t l = 0; l < L; ++l) count += keep[l] ? 1.f : 0.f;
+      for (int64_t l = 0; l < L; ++l) weight[l] = (keep[l] ? 1.f : 0.f) / std::max(count, 1.f);
+      PoolHeads(weight.data(), x + b * L * H, H, L, 1, H, rows + b * H);
+    }
+  } else {
+    for (int64_t b = 0; b < nb; ++b) std::copy(x + b * L * H, x + b * L * H + H, rows + b * H);
+  }
+  Fill(logits, nb, net.C, net.bc);
+  return status ? status : Gemm(sc, nb, net.C, H, rows, H, net.wc, 1.f, logits, net.C);
+}
+
 std::vector<paddle::Tensor> ClassifierForward(const paddle::Tensor& input_ids, const paddle::Tensor& attention_mask,
                                               const std::vector<paddle::Tensor>& embed,
                                               const std::vector<paddle::Tensor>& layers,
@@ -119,125 +277,75 @@ std::vector<paddle::Tensor> ClassifierForward(const paddle::Tensor& input_ids, c
                                               float mask_value) {
   PD_CHECK(input_ids.is_cpu(), "fastformer_classifier_infer: CPU only");
   PD_CHECK(layers.size() % 12 == 0, "fastformer_classifier_infer: 12 tensors per layer");
-  const int64_t B = input_ids.shape()[0], L = input_ids.shape()[1];
-  const float* word = embed[0].data<float>();
-  const float* position = embed[1].data<float>();
-  const int64_t V = embed[0].shape()[0], H = embed[0].shape()[1], T = B * L;
+  Net net;
+  const int64_t B = input_ids.shape()[0], L = input_ids.shape()[1], V = embed[0].shape()[0];
+  net.L = L;
+  net.H = embed[0].shape()[1];
   PD_CHECK(L <= embed[1].shape()[0], "fastformer_classifier_infer: sequence longer than the position embeddings");
-  const int64_t N = layers.empty() ? 1 : layers[2].shape()[1], D = H / N;
-  const int64_t I = layers.empty() ? 0 : layers[7].shape()[1];
-  const int64_t* ids = input_ids.data<int64_t>();
-  const int64_t* keep = attention_mask.data<int64_t>();
-  std::vector<float> mask(T);
-  for (int64_t t = 0; t < T; ++t) mask[t] = keep[t] ? 0.f : mask_value;
-  const int threads = Threads();
-  // rows of H values per thread at least: starting a thread costs tens of microseconds, as much as ~1,000 rows of
-  // these loops, so small batches run on the calling thread alone (the products use every thread regardless)
-  const int64_t kRows = 2048;
-  // x = LN(word[ids] + position[l])
-  // work buffers, left uninitialised: every element is written before it is read
-  Buffer x(T * H), qkx(T * 3 * H), s(T * N), p(T * H), h(T * std::max<int64_t>(I, 1));
-  for (int64_t t = 0; t < T; ++t)
-    PD_CHECK(ids[t] >= 0 && ids[t] < V, "fastformer_classifier_infer: token id ", ids[t], " outside the vocabulary");
-  ParallelFor(T, kRows, threads, [&](int64_t begin, int64_t end) {
-  for (int64_t t = begin; t < end; ++t) {
-    const int64_t id = ids[t];
-    const float* we = word + id * H;
-    const float* pe = position + (t % L) * H;
-    float* xt = x.data() + t * H;
-#pragma omp simd
-    for (int64_t c = 0; c < H; ++c) xt[c] = we[c] + pe[c];
-  }
-  LayerNorm(x.data() + begin * H, end - begin, H, embed[2].data<float>(), embed[3].data<float>(), epsilon);
-  });
+  net.N = layers.empty() ? 1 : layers[2].shape()[1];
+  net.D = net.H / net.N;
+  net.I = layers.empty() ? 0 : layers[7].shape()[1];
+  net.eps = epsilon;
+  net.pooler = pooler;
+  net.ids = input_ids.data<int64_t>();
+  net.keep = attention_mask.data<int64_t>();
+  for (int64_t t = 0; t < B * L; ++t)
+    PD_CHECK(net.ids[t] >= 0 && net.ids[t] < V, "fastformer_classifier_infer: token id ", net.ids[t],
+             " outside the vocabulary");
+  std::vector<float> mask(B * L);
+  for (int64_t t = 0; t < B * L; ++t) mask[t] = net.keep[t] ? 0.f : mask_value;
+  net.mask = mask.data();
+  net.word = embed[0].data<float>();
+  net.position = embed[1].data<float>();
+  net.ln_w = embed[2].data<float>();
+  net.ln_b = embed[3].data<float>();
   for (size_t at = 0; at < layers.size(); at += 12) {
     const paddle::Tensor* w = &layers[at];
-    // [q | k | x Wx + bx] = x [Wq | Wk | Wx] + [bq | bk | bx]
-    const float* b_in = w[1].data<float>();
-    for (int64_t t = 0; t < T; ++t) std::copy(b_in, b_in + 3 * H, qkx.data() + t * 3 * H);
-    Gemm(T, 3 * H, H, x.data(), H, w[0].data<float>(), 1.f, qkx.data(), 3 * H);
-    // alpha = softmax_l(q wqa + mask) per head
-    Gemm(T, N, H, qkx.data(), 3 * H, w[2].data<float>(), 0.f, s.data(), N);
-    ParallelFor(B, std::max<int64_t>(1, kRows / L), threads, [&](int64_t b0, int64_t b1) {
-    std::vector<float> pooled(H);
-    for (int64_t b = b0; b < b1; ++b) {
-      const float* qb = qkx.data() + b * L * 3 * H;
-      float* sb = s.data() + b * L * N;
-      SoftmaxOverSequence(sb, mask.data() + b * L, L, N);
-      PoolHeads(sb, qb, 3 * H, L, N, D, pooled.data());  // global query
-      float* pb = p.data() + b * L * H;
-      for (int64_t l = 0; l < L; ++l)  // p = k * global query
-#pragma omp simd
-        for (int64_t c = 0; c < H; ++c) pb[l * H + c] = qb[l * 3 * H + H + c] * pooled[c];
-    }
-    });
-    // beta = softmax_l(p wka + mask); global key = sum_l beta p; u = global key * q (values = queries)
-    Gemm(T, N, H, p.data(), H, w[3].data<float>(), 0.f, s.data(), N);
-    ParallelFor(B, std::max<int64_t>(1, kRows / L), threads, [&](int64_t b0, int64_t b1) {
-    std::vector<float> pooled(H);
-    for (int64_t b = b0; b < b1; ++b) {
-      const float* qb = qkx.data() + b * L * 3 * H;
-      float* sb = s.data() + b * L * N;
-      float* pb = p.data() + b * L * H;
-      SoftmaxOverSequence(sb, mask.data() + b * L, L, N);
-      PoolHeads(sb, pb, H, L, N, D, pooled.data());
-      for (int64_t l = 0; l < L; ++l)
-#pragma omp simd
-        for (int64_t c = 0; c < H; ++c) pb[l * H + c] = pooled[c] * qb[l * 3 * H + c];
-    }
-    });
-    // a = LN(u Wu + x Wx + bx), into x
-    for (int64_t t = 0; t < T; ++t) std::copy(qkx.data() + t * 3 * H + 2 * H, qkx.data() + (t + 1) * 3 * H, x.data() + t * H);
-    Gemm(T, H, H, p.data(), H, w[4].data<float>(), 1.f, x.data(), H);
-    ParallelFor(T, kRows, threads, [&](int64_t begin, int64_t end) {
-      LayerNorm(x.data() + begin * H, end - begin, H, w[5].data<float>(), w[6].data<float>(), epsilon);
-    });
-    // x = LN(gelu(a Wi + bi) Wo + a)
-    const float* bi = w[8].data<float>();
-    for (int64_t t = 0; t < T; ++t) std::copy(bi, bi + I, h.data() + t * I);
-    Gemm(T, I, H, x.data(), H, w[7].data<float>(), 1.f, h.data(), I);
-    float* hp = h.data();
-    ParallelFor(T * I, kRows * H, threads, [&](int64_t begin, int64_t end) { Gelu(hp + begin, end - begin); });
-    Gemm(T, H, I, hp, I, w[9].data<float>(), 1.f, x.data(), H);
-    ParallelFor(T, kRows, threads, [&](int64_t begin, int64_t end) {
-      LayerNorm(x.data() + begin * H, end - begin, H, w[10].data<float>(), w[11].data<float>(), epsilon);
-    });
+    net.layers.push_back({W(w[0]), W(w[4]), W(w[7]), W(w[9]), w[1].data<float>(), w[2].data<float>(),
+                          w[3].data<float>(), w[5].data<float>(), w[6].data<float>(), w[8].data<float>(),
+                          w[10].data<float>(), w[11].data<float>()});
   }
-  // pooled [B, H]: attention pooling (softmax_l(tanh(x W1 + b1) w2 + mask)), mean over real tokens, or the first
-  std::vector<float> rows(B * H, 0.f);
   size_t at = 0;
+  net.P = 0;
   if (pooler == 0) {
-    const int64_t P = head[0].shape()[1];
-    Buffer z(T * P), score(T);
-    const float* b1 = head[1].data<float>();
-    for (int64_t t = 0; t < T; ++t) std::copy(b1, b1 + P, z.data() + t * P);
-    Gemm(T, P, H, x.data(), H, head[0].data<float>(), 1.f, z.data(), P);
-    ParallelFor(T * P, kRows * H, threads, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) z[i] = std::tanh(z[i]);
-    });
-    Gemm(T, 1, P, z.data(), P, head[2].data<float>(), 0.f, score.data(), 1);
-    for (int64_t b = 0; b < B; ++b) {
-      SoftmaxOverSequence(score.data() + b * L, mask.data() + b * L, L, 1);
-      PoolHeads(score.data() + b * L, x.data() + b * L * H, H, L, 1, H, rows.data() + b * H);
-    }
+    net.w1 = W(head[0]);
+    net.P = head[0].shape()[1];
+    net.b1 = head[1].data<float>();
+    net.w2 = head[2].data<float>();
     at = 3;
-  } else if (pooler == 1) {
-    for (int64_t b = 0; b < B; ++b) {
-      std::vector<float> weight(L);
-      float count = 0.f;
-      for (int64_t l = 0; l < L; ++l) count += keep[b * L + l] ? 1.f : 0.f;
-      for (int64_t l = 0; l < L; ++l) weight[l] = (keep[b * L + l] ? 1.f : 0.f) / std::max(count, 1.f);
-      PoolHeads(weight.data(), x.data() + b * L * H, H, L, 1, H, rows.data() + b * H);
-    }
-  } else {
-    for (int64_t b = 0; b < B; ++b) std::copy(x.data() + b * L * H, x.data() + b * L * H + H, rows.data() + b * H);
   }
-  const int64_t C = head[at].shape()[1];
-  auto logits = paddle::empty({B, C}, paddle::DataType::FLOAT32, input_ids.place());
+  net.wc = W(head[at]);
+  net.bc = head[at + 1].data<float>();
+  net.C = head[at].shape()[1];
+  auto logits = paddle::empty({B, net.C}, paddle::DataType::FLOAT32, input_ids.place());
   float* out = logits.data<float>();
-  const float* bc = head[at + 1].data<float>();
-  for (int64_t b = 0; b < B; ++b) std::copy(bc, bc + C, out + b * C);
-  Gemm(B, C, H, rows.data(), H, head[at].data<float>(), 1.f, out, C);
+  // large batches: blocks of reviews on every thread at once, each block's rows kept in the core's cache from the
+  // embedding to the logits, its products on that thread alone; small ones: one block, products on every thread
+  const int threads = Threads();
+  const int64_t per_block = std::max<int64_t>(1, kBlockRows / L), blocks = (B + per_block - 1) / per_block;
+  int status = 0;
+  if (threads == 1 || B * L < kParallelRows || blocks < 2) {
+    Scratch sc(net, B);
+    status = Block(net, sc, 0, B, out);
+  } else {
+    const int workers = static_cast<int>(std::min<int64_t>(threads, blocks));
+    std::atomic<int64_t> next{0};
+    std::vector<int> failed(workers, 0);
+    auto work = [&](int worker) {
+      SetThreads(1);
+      Scratch sc(net, per_block);
+      for (int64_t b; !failed[worker] && (b = next++) < blocks;)
+        failed[worker] = Block(net, sc, b * per_block, std::min(per_block, B - b * per_block), out + b * per_block * net.C);
+    };
+    std::vector<std::thread> pool;
+    for (int worker = 1; worker < workers; ++worker) pool.emplace_back(work, worker);
+    work(0);
+    SetThreads(threads);
+    for (auto& t : pool) t.join();
+    for (int f : failed) status = status ? status : f;
+  }
+  PD_CHECK(status == 0, "fastformer_classifier_infer: oneDNN's matrix product failed (status ", status,
+           "); a bf16 program needs a CPU with AVX-512");
   return {logits};
 }
 

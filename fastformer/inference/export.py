@@ -23,7 +23,7 @@ from ..fileio import atomic_dir, file_sha256, write_json
 from . import gate
 from . import precision as precisions
 from .folders import INPUT_NAMES, MANIFEST_FILE, MODEL_PREFIX
-from .fused import FUSED_PREFIX, FusedClassifier, fusable, fused_unavailable
+from .fused import BF16_WEIGHTS, FUSED_BF16_PREFIX, FUSED_PREFIX, FusedClassifier, fusable, fused_unavailable
 from .graph import LogitsModel, export_graph
 from .quantize import INT8_FILE, quantize_int8
 from .runners import InferenceRunner, onnxruntime_missing
@@ -256,8 +256,8 @@ def export_model(
         manifest = _export_into(staging, model, tokenizer, max_length, onnx, tolerance, parity_texts, log)
         if precision != "fp32":
             data_file = precision_data or gate.default_data_file(model_dir)
-            candidates = (list(precisions.REDUCED_PRECISIONS) + ["fused"] * ((manifest.get("fused") or {}).get("status")
-                                                                              == "ok")
+            fused = ["fused", "fused-bf16"] if (manifest.get("fused") or {}).get("status") == "ok" else []
+            candidates = (list(precisions.REDUCED_PRECISIONS) + fused
                           + (["onnxruntime", "onnxruntime-int8"] if onnx else []))
             for candidate in candidates:
                 record = gate.run_quality_gate(staging, candidate, data_file, when="export", max_length=max_length)
@@ -277,12 +277,7 @@ def _export_fused(model, graph, tokenizer, folder: str, max_length: int, parity_
     if why:
         log(f"fused operator: not exported ({why})")
         return {"status": "unavailable", "reason": why}
-    fused = FusedClassifier(graph)
-    fused.eval()
-    input_spec = [paddle.static.InputSpec(shape=[None, None], dtype="int64", name=name) for name in INPUT_NAMES]
-    prefix = os.path.join(folder, FUSED_PREFIX)
-    paddle.jit.save(paddle.jit.to_static(fused, input_spec=input_spec, full_graph=True), prefix)
-    files = [prefix + ".json", prefix + ".pdiparams"]
+    files = _save_fused(FusedClassifier(graph), os.path.join(folder, FUSED_PREFIX))
     parity = check_parity(model, tokenizer, *files, max_length, parity_texts, enable_mkldnn_options=(False,))
     if not parity["max_abs_logits_diff"] <= tolerance:
         for file in files:
@@ -292,9 +287,24 @@ def _export_fused(model, graph, tokenizer, folder: str, max_length: int, parity_
         return {"status": "failed", "reason": f"max abs logits difference {parity['max_abs_logits_diff']:.3g} > "
                                               f"{tolerance:g}", "max_abs_logits_diff": parity["max_abs_logits_diff"]}
     log(f"fused operator: wrote {FUSED_PREFIX}.json (max abs logits difference {parity['max_abs_logits_diff']:.3g})")
-    return {"status": "ok", "model_file": os.path.basename(files[0]), "params_file": os.path.basename(files[1]),
-            "sha256": {os.path.basename(f): file_sha256(f) for f in files},
-            "max_abs_logits_diff": parity["max_abs_logits_diff"]}
+    # the same in bf16: not exact, so held to the quality gate on the dev split where it runs (CPUs with bf16)
+    bf16 = _save_fused(FusedClassifier(graph, bf16=True), os.path.join(folder, FUSED_BF16_PREFIX))
+    log(f"fused operator: wrote {FUSED_BF16_PREFIX}.json (products in bf16; run where the CPU has bf16 and its quality "
+        "gate passed)")
+    return {"status": "ok", **_files_record(files), "max_abs_logits_diff": parity["max_abs_logits_diff"],
+            "bf16": {"status": "ok", **_files_record(bf16), "bf16_weights": list(BF16_WEIGHTS)}}
+
+
+def _save_fused(fused: FusedClassifier, prefix: str) -> List[str]:
+    fused.eval()
+    input_spec = [paddle.static.InputSpec(shape=[None, None], dtype="int64", name=name) for name in INPUT_NAMES]
+    paddle.jit.save(paddle.jit.to_static(fused, input_spec=input_spec, full_graph=True), prefix)
+    return [prefix + ".json", prefix + ".pdiparams"]
+
+
+def _files_record(files: Sequence[str]) -> Dict[str, object]:
+    return {"model_file": os.path.basename(files[0]), "params_file": os.path.basename(files[1]),
+            "sha256": {os.path.basename(f): file_sha256(f) for f in files}}
 
 
 def _export_into(folder: str, model, tokenizer, max_length: int, onnx: bool, tolerance: float,

@@ -19,9 +19,12 @@ from ..cpu_layers import GELU
 from ..modeling import MASK_VALUE
 from .graph import FoldedClassifier, _Weights
 
-__all__ = ["FUSED_PREFIX", "SOURCES", "load_fused_ops", "fused_unavailable", "fusable", "FusedClassifier"]
+__all__ = ["FUSED_PREFIX", "FUSED_BF16_PREFIX", "BF16_WEIGHTS", "SOURCES", "load_fused_ops", "fused_unavailable", "fusable", "FusedClassifier"]
 
 FUSED_PREFIX = "model.fused"  # model.fused.json + model.fused.pdiparams in an export folder
+FUSED_BF16_PREFIX = "model.fused.bf16"  # the same with its matrix-product weights in bfloat16
+# the weights whose products run in bf16 in that program (the large ones; the scoring vectors stay float32)
+BF16_WEIGHTS = ("w_in", "wu", "wi", "wo", "w1")
 SOURCES = [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc", "infer_ops.cc")]
 MODULE_NAME = "fastformer_infer_ops"
 # -ffast-math: vectorised erf/exp/tanh (glibc's libmvec); the inputs of those are finite activations
@@ -82,13 +85,14 @@ def fusable(graph) -> Tuple[bool, str]:
 
 
 class FusedClassifier(_Weights):
-    """`FoldedClassifier`'s arithmetic as one operator call: (input_ids, attention_mask) -> logits [B, C]."""
+    """`FoldedClassifier`'s arithmetic as one operator call: (input_ids, attention_mask) -> logits [B, C]. With
+    `bf16`, the weights of BF16_WEIGHTS are kept in bfloat16 and their products run in bf16 (float32 sums)."""
 
     # the operator's three tensor lists, in its order (csrc/infer_ops.cc)
     EMBED = ("word", "position", "ln_w", "ln_b")
     LAYER = ("w_in", "b_in", "wqa", "wka", "wu", "ln1_w", "ln1_b", "wi", "bi", "wo", "ln2_w", "ln2_b")
 
-    def __init__(self, folded: FoldedClassifier):
+    def __init__(self, folded: FoldedClassifier, bf16: bool = False):
         super().__init__()
         ok, why = fusable(folded)
         if not ok:
@@ -106,6 +110,12 @@ class FusedClassifier(_Weights):
             weights["w_in"] = np.concatenate([layer.wq.numpy(), layer.wk.numpy(), layer.wx.numpy()], axis=1)
             weights["b_in"] = np.concatenate([layer.bq.numpy(), layer.bk.numpy(), layer.bx.numpy()])
             self.add(**{f"l{i}_{name}": weights[name] for name in self.LAYER})
+        if bf16:
+            for name in [n for n in self.head if n in BF16_WEIGHTS] + [
+                    f"l{i}_{n}" for i in range(self.num_layers) for n in self.LAYER if n in BF16_WEIGHTS]:
+                weight = getattr(self, name)
+                setattr(self, name, self.create_parameter(weight.shape, dtype="bfloat16"))
+                getattr(self, name).set_value(weight.astype("bfloat16"))
 
     def forward(self, input_ids, attention_mask):
         layers = [getattr(self, f"l{i}_{name}") for i in range(self.num_layers) for name in self.LAYER]

@@ -26,8 +26,8 @@ MIN_AGREEMENT = 0.995  # share of dev reviews whose predicted rating is the fp32
 MAX_MACRO_F1_CHANGE = 0.003  # 0.3 points of macro-F1, up or down
 GATE_KEY = "quality_gate"
 # what the gate checks against Paddle Inference fp32: record key -> (backend, precision)
-CANDIDATES = {"bf16": ("inference", "bf16"), "fused": ("fused", "fp32"), "onnxruntime": ("onnxruntime", "fp32"),
-              "onnxruntime-int8": ("onnxruntime", "int8")}
+CANDIDATES = {"bf16": ("inference", "bf16"), "fused": ("fused", "fp32"), "fused-bf16": ("fused", "bf16"),
+              "onnxruntime": ("onnxruntime", "fp32"), "onnxruntime-int8": ("onnxruntime", "int8")}
 # pause before each timed chunk: Intel OpenMP workers spin 200 ms after a parallel region (KMP_BLOCKTIME) and would
 # slow the other engine, which no single-engine server sees
 SETTLE_S = 0.2
@@ -98,14 +98,20 @@ def candidate_support(candidate: str, model_dir: str, features: Optional[dict] =
                          f"{candidate!r}")
     if candidate == "bf16":
         return precisions.bf16_support(features or precisions.cpu_features())
-    if candidate == "fused":
+    if candidate in ("fused", "fused-bf16"):
         from .fused import fused_unavailable
 
         record = (read_manifest(model_dir) or {}).get("fused") or {}
+        if record.get("status") == "ok" and candidate == "fused-bf16":
+            record = record.get("bf16") or {}
         if record.get("status") != "ok":
-            return False, (f"the export has no fused program ({record.get('reason') or 'exported before it existed'})")
+            return False, (f"the export has no fused {CANDIDATES[candidate][1]} program "
+                           f"({record.get('reason') or 'exported before it existed'})")
         why = fused_unavailable()
-        return (False, why) if why else (True, "")
+        if why:
+            return False, why
+        return precisions.bf16_support(features or precisions.cpu_features()) if candidate == "fused-bf16" else (
+            True, "")
     missing = onnxruntime_missing()
     if missing:
         return False, missing
@@ -167,9 +173,8 @@ def _predict_paired(reference: Predictor, candidate: Predictor, texts: Sequence[
 
 def run_quality_gate(model_dir: str, candidate: str = "bf16", data_file: Optional[str] = None, when: str = "export",
                      features: Optional[dict] = None, **predictor_kwargs) -> dict:
-    """Compare `candidate` ("bf16": Paddle Inference bf16; "fused": the export's fused program; "onnxruntime": ONNX
-    Runtime fp32 on model.onnx;
-    "onnxruntime-int8": ONNX Runtime on model.int8.onnx) with
+    """Compare `candidate` ("bf16": Paddle Inference bf16; "fused", "fused-bf16": the export's fused programs;
+    "onnxruntime": ONNX Runtime fp32 on model.onnx; "onnxruntime-int8": ONNX Runtime on model.int8.onnx) with
     Paddle Inference fp32 on the dev split of the export `model_dir`; record and return the result.
 
     The record has "status": "passed", "failed" or "not checked" (with a "reason": the machine lacks the candidate, no

@@ -167,7 +167,8 @@ def choose(
     gate on this CPU, by the speed the gate measured against Paddle Inference fp32 at the batch size (a tie keeps
     Paddle); `small_batch` is the one fastest on single reviews where it is another (None otherwise).
     `--backend onnxruntime` or precision int8 asks for ONNX Runtime: where no candidate passed, Paddle Inference fp32
-    runs, with a warning. `--backend fused` runs the fused program (fp32, parity-checked at export).
+    runs, with a warning. `--backend fused` runs the fused program (fp32, parity-checked at export; its bf16 program
+    where asked for, or with precision auto where its gate passed).
     """
     if precision == "int8" and (backend in ("inference", "dynamic", "fused") or folder_kind != "inference"):
         import paddle
@@ -178,9 +179,8 @@ def choose(
         return _choose_onnxruntime(precision, model_dir, manifest, data_file, quality_gate, features,
                                    **predictor_kwargs) + (None,)
     if backend == "fused":
-        if precision == "bf16":
-            raise ValueError("bf16 is a Paddle Inference graph precision; the fused backend runs fp32")
-        return "fused", "fp32", "fused: the export's one-operator program (fp32)", None
+        return _choose_fused(precision, model_dir, manifest, data_file, quality_gate, features,
+                             **predictor_kwargs) + (None,)
     backend = folder_kind if backend == "auto" else backend
     chosen, note = choose_precision(precision, model_dir, manifest, backend, device=device, onednn=onednn,
                                     data_file=data_file, quality_gate=quality_gate, features=features,
@@ -195,7 +195,8 @@ def choose(
             options[0] = (float(record["speedup"]), float(record["speedup_batch_1"]), "inference", chosen, note)
         else:
             options[0] = (1.0, 1.0, "inference", "fp32", f"bf16 not used, running fp32: {describe_record(record)}")
-    candidates = ["fused"] + (["onnxruntime", "onnxruntime-int8"] if precision == "auto" else ["onnxruntime"])
+    candidates = ["fused"] + (["fused-bf16", "onnxruntime", "onnxruntime-int8"] if precision == "auto"
+                              else ["onnxruntime"])
     for candidate in candidates:  # Paddle's oneDNN turned off on purpose: Paddle Inference's graph only
         if onednn and candidate_support(candidate, model_dir, features)[0]:
             options += _passed(candidate, model_dir, manifest, data_file, features, True, **predictor_kwargs)
@@ -205,6 +206,28 @@ def choose(
     if (small_backend, small_precision) != (backend, chosen):
         small = (small_backend, small_precision, f"{small_note}; {single:.2f}x Paddle Inference fp32 on single reviews")
     return backend, chosen, note, small
+
+
+def _choose_fused(precision: str, model_dir: str, manifest: Optional[dict], data_file: Optional[str],
+                  quality_gate: bool, features: Optional[dict], **predictor_kwargs) -> Tuple[str, str, str]:
+    """`--backend fused`: its bf16 program where asked for or (auto) where its gate passed on this CPU, else fp32."""
+    fp32 = ("fused", "fp32", "fused: the export's one-operator program (fp32)")
+    if precision == "fp32":
+        return fp32
+    features = features or precisions.cpu_features()
+    supported, why = candidate_support("fused-bf16", model_dir, features)
+    warn = precision == "bf16"
+    if supported and not quality_gate:
+        return "fused", "bf16", "fused bf16 without the quality gate (not checked against fp32)"
+    if supported:
+        record = _gate_record("fused-bf16", model_dir, manifest, data_file, features, False, **predictor_kwargs)
+        if record.get("status") == "passed":
+            return "fused", "bf16", f"fused-bf16: quality gate passed at {record.get('checked_at')} ({figures(record)})"
+        why, warn = f"quality gate {describe_record(record)}", warn or record.get("status") == "failed"
+    if warn:
+        warnings.warn(f"fastformer: fused bf16 not used, running the fused program in fp32: {why}",
+                      precisions.PrecisionWarning, stacklevel=4)
+    return "fused", "fp32", f"fused bf16 not used, running fp32: {why}"
 
 
 def _passed(candidate: str, model_dir: str, manifest: Optional[dict], data_file: Optional[str], features: dict,

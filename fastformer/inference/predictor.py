@@ -111,15 +111,19 @@ def check_onnx_file(model_dir: str, manifest: Optional[dict], precision: str = "
     return path
 
 
-def check_fused_files(model_dir: str, manifest: Optional[dict]) -> Tuple[str, str]:
-    """The export's fused program (model.fused.json, .pdiparams), checked against the SHA-256 its manifest records;
-    ValueError saying why there is none."""
+def check_fused_files(model_dir: str, manifest: Optional[dict], precision: str = "fp32") -> Tuple[str, str]:
+    """The export's fused program (model.fused.json, .pdiparams; model.fused.bf16.* for bf16), checked against the
+    SHA-256 its manifest records; ValueError saying why there is none."""
     from ..fileio import check_checksums
 
     record = (manifest or {}).get("fused") or {}
+    if record.get("status") == "ok" and precision == "bf16":
+        record = record.get("bf16") or {"reason": "an export made before the fused bf16 program existed: export the "
+                                                  "model again"}
     if record.get("status") != "ok":
         why = record.get("reason") or "an export made before the fused operator existed: export the model again"
-        raise ValueError(f"{model_dir!r} has no fused program for the fused backend ({why})")
+        raise ValueError(f"{model_dir!r} has no fused{' bf16' if precision == 'bf16' else ''} program for the fused "
+                         f"backend ({why})")
     files = (os.path.basename(record["model_file"]), os.path.basename(record["params_file"]))
     check_checksums(model_dir, {name: record["sha256"][name] for name in files}, source=MANIFEST_FILE)
     return files
@@ -170,12 +174,14 @@ class Predictor:
         backend = "inference" if backend == "paddle" else backend
         if backend == "auto":
             backend = detect_backend(model_dir)
-        if precision == "bf16" and not (backend == "inference" and device == "cpu" and enable_mkldnn):
-            raise ValueError("bf16 runs an export on CPU with oneDNN (backend inference, device cpu, oneDNN on)")
         if backend in ("onnxruntime", "fused") and device != "cpu":
             raise ValueError(f"the {backend} backend runs on CPU, not device {device!r}")
-        if backend == "fused" and precision != "fp32":
-            raise ValueError(f"the fused backend runs fp32, not {precision}")
+        if precision == "bf16" and not (backend == "fused" or (backend == "inference" and device == "cpu"
+                                                               and enable_mkldnn)):
+            raise ValueError("bf16 runs an export on CPU: Paddle Inference with oneDNN (backend inference, oneDNN on) "
+                             "or the fused program (backend fused)")
+        if backend == "fused" and precision not in ("fp32", "bf16"):
+            raise ValueError(f"the fused backend runs fp32 or bf16, not {precision}")
         if precision == "int8" and backend != "onnxruntime":
             raise ValueError(f"int8 runs on the onnxruntime backend (model.int8.onnx), not {backend}")
         self.model_dir = model_dir
@@ -223,7 +229,7 @@ class Predictor:
             return OrtRunner(check_onnx_file(self.model_dir, self.manifest, precision), num_threads=num_threads,
                              precision=precision)
         if backend == "fused":
-            model_file, params_file = check_fused_files(self.model_dir, self.manifest)
+            model_file, params_file = check_fused_files(self.model_dir, self.manifest, precision)
         return InferenceRunner(os.path.join(self.model_dir, model_file), os.path.join(self.model_dir, params_file),
                                device=device, num_threads=num_threads, enable_mkldnn=enable_mkldnn,
                                precision=precision, fused=backend == "fused")

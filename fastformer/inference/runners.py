@@ -59,7 +59,7 @@ class InferenceRunner:
             why = fused_unavailable() if device == "cpu" else f"the fused operator runs on CPU, not {device!r}"
             if why:
                 raise ValueError(f"the fused backend cannot run here: {why}")
-            enable_mkldnn = False  # no oneDNN operators left in the program (its products call oneDNN's sgemm)
+            enable_mkldnn = False  # no oneDNN operators left in the program (its products call oneDNN's gemm)
         if device == "cpu":
             keep_freed_memory()  # no page faults for every activation on every forward (docs/inference_speed.md)
         config = inference.Config(model_file, params_file)
@@ -80,7 +80,7 @@ class InferenceRunner:
         config.switch_ir_optim(True)
         self.device = device
         self.enable_mkldnn = bool(enable_mkldnn and device == "cpu")
-        self.precision = precision if self.enable_mkldnn else "fp32"
+        self.precision = precision if self.enable_mkldnn or fused else "fp32"  # fused: its program's precision
         try:
             self._predictor = inference.create_predictor(config)
         except (RuntimeError, ValueError, OSError) as exc:  # Paddle's many-line message: its first line

@@ -39,7 +39,7 @@ def test_the_fused_operator_computes_the_models_logits(name):
     rng = np.random.default_rng(0)
     words = " ".join(CORPUS).split()
     many = [" ".join(rng.choice(words, size=int(rng.integers(1, 30)))) for _ in range(40)]
-    # one row per text (some padded), and 40 rows of up to 32 tokens: the operator's threaded loops
+    # one row per text (some padded), and 40 rows of up to 32 tokens: blocks of texts on every thread
     for texts in (TEXTS, many):
         input_ids, attention_mask = pad_batch(encode_texts(tokenizer, texts, 40), tokenizer.pad_token_id, 8)
         expected = _logits(LogitsModel(model), input_ids, attention_mask)
@@ -75,7 +75,7 @@ def test_the_export_writes_and_checks_the_fused_program(export_dir):
     assert one.info()["backend"] == "fused" and not one.info()["onednn"]
     rng = np.random.default_rng(4)
     words = " ".join(CORPUS).split()
-    # 128 texts of 20-40 tokens: more than 4,096 token rows, where the operator's loops run on two threads
+    # 128 texts of 20-40 tokens: more than 4,096 token rows, in blocks of texts on two threads
     texts = TEXTS + [" ".join(rng.choice(words, size=int(rng.integers(20, 41)))) for _ in range(125)]
     np.testing.assert_allclose(one.predict_proba(texts), graph.predict_proba(texts), rtol=0, atol=1e-5)
 
@@ -116,9 +116,65 @@ def test_without_the_operator_the_export_says_why_and_the_fused_backend_refuses(
     assert len(err.strip().splitlines()) == 1
 
 
-def test_fused_runs_fp32_only(export_dir):
-    with pytest.raises(ValueError, match=r"bf16 runs an export on CPU with oneDNN \(backend inference"):
-        Predictor(export_dir, backend="fused", precision="bf16")
+def test_the_bf16_fused_program_runs_close_to_fp32(export_dir):
+    with open(os.path.join(export_dir, MANIFEST_FILE)) as f:
+        record = json.load(f)["fused"]["bf16"]
+    assert record["status"] == "ok"
+    assert sorted(record["sha256"]) == ["model.fused.bf16.json", "model.fused.bf16.pdiparams"]
+    fp32 = Predictor(export_dir, backend="fused", precision="fp32", num_threads=2)
+    bf16 = Predictor(export_dir, backend="fused", precision="bf16", num_threads=2)
+    assert bf16.info()["precision"] == "bf16" and bf16.info()["backend"] == "fused"
+    rng = np.random.default_rng(6)
+    words = " ".join(CORPUS).split()
+    # a few texts (one block, products on every thread) and 64 texts of 20-40 tokens (blocks on both threads)
+    for texts in (TEXTS, [" ".join(rng.choice(words, size=int(rng.integers(20, 41)))) for _ in range(64)]):
+        difference = np.abs(fp32.predict_proba(texts) - bf16.predict_proba(texts)).max()
+        assert 0 < difference < 0.02  # products of bf16-rounded numbers: close to fp32, not equal
+
+
+def test_fused_bf16_on_a_cpu_without_bf16_runs_fp32_with_a_warning(export_dir, monkeypatch):
+    import fake_cpu
+    from fastformer.inference import precision
+    from fastformer.inference.loader import load_predictor
+
+    monkeypatch.setattr(precision, "cpu_features", lambda: fake_cpu.report("avx2"))
+    with pytest.warns(precision.PrecisionWarning, match="fused bf16 not used, running the fused program in fp32"):
+        predictor = load_predictor(export_dir, backend="fused", precision="bf16")
+    assert (predictor.backend, predictor.precision) == ("fused", "fp32")
+    predictor = load_predictor(export_dir, backend="fused", precision="auto")  # auto: quietly fp32
+    assert predictor.precision == "fp32" and "bf16" in predictor.precision_note
+
+
+def test_fused_bf16_runs_where_its_quality_gate_passed(export_dir, tmp_path, monkeypatch):
+    import shutil
+    import warnings
+
+    import fake_cpu
+    from fastformer.inference import precision
+    from fastformer.inference.loader import load_predictor
+
+    copy = tmp_path / "export"
+    shutil.copytree(export_dir, copy)
+    fp32 = Predictor(str(copy), backend="fused", precision="fp32")
+    rng = np.random.default_rng(7)
+    words = " ".join(CORPUS).split()
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(2, 40)))) for _ in range(60)]
+    with open(tmp_path / "dev.jsonl", "w", encoding="utf-8") as f:
+        for text, label in zip(texts, fp32.predict_proba(texts).argmax(-1)):
+            f.write(json.dumps({"text": text, "label": int(label)}) + "\n")
+    monkeypatch.setattr(precision, "cpu_features", lambda: fake_cpu.report("bf16"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor = load_predictor(str(copy), backend="fused", precision="auto", batch_size=8,
+                                   precision_data=str(tmp_path / "dev.jsonl"))
+    with open(copy / MANIFEST_FILE) as f:
+        record = json.load(f)["quality_gate"]["fused-bf16"]
+    assert (record["backend"], record["precision"], record["num_examples"]) == ("fused", "bf16", 60)
+    assert record["status"] in ("passed", "failed") and record["max_abs_prob_diff"] > 0
+    # a random tiny model can have near-tied ratings that bf16 flips: either way the gate decides
+    expected = "bf16" if record["status"] == "passed" else "fp32"
+    assert predictor.precision == expected
+    assert any("fused bf16 not used" in str(w.message) for w in caught) == (expected == "fp32")
 
 
 def test_the_quality_gate_times_full_batches_single_reviews_and_the_split(export_dir, tmp_path):
