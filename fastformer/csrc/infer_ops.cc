@@ -7,7 +7,8 @@
 // Inputs: input_ids, attention_mask [B, L] int64; Embed = {word [V, H], position [P, H], ln_w, ln_b};
 // Layers = 12 tensors per layer {W_in = [Wq | Wk | Wx] [H, 3H], b_in [3H], wqa [H, N], wka [H, N], Wu [H, H],
 // ln1_w, ln1_b, Wi [H, I], bi [I], Wo [I, H], ln2_w, ln2_b}; Head = {W1 [H, P], b1 [P], w2 [P, 1]} (attention pooling
-// only) + {Wc [H, C], bc [C]}. W_in, Wu, Wi, Wo, W1 and Wc are float32 or bfloat16; the rest float32. Attributes: epsilon, pooler (0 attention, 1 mean, 2 first), mask_value.
+// only) + {Wc [H, C], bc [C]}. W_in, Wu, Wi, Wo, W1 and Wc are float32 or bfloat16; the rest float32.
+// Attributes: epsilon, pooler (0 attention, 1 mean, 2 first), mask_value.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -113,6 +114,29 @@ FF_CLONES static void PoolHeads(const float* weight, const float* x, int64_t ld,
     }
 }
 
+// Python's GIL, let go while the operator computes where a Python thread holding it called it (Paddle Inference's
+// run and Paddle's dygraph keep it): serve.py's event loop reads and answers requests meanwhile. No Python object is
+// touched in between; where no Python runtime is loaded the symbols are missing and nothing happens.
+class GilReleased {
+ public:
+  GilReleased() {
+    static const auto running = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "Py_IsInitialized"));
+    static const auto holds = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "PyGILState_Check"));
+    static const auto save = reinterpret_cast<void* (*)()>(dlsym(RTLD_DEFAULT, "PyEval_SaveThread"));
+    restore_ = reinterpret_cast<void (*)(void*)>(dlsym(RTLD_DEFAULT, "PyEval_RestoreThread"));
+    if (running && holds && save && restore_ && running() && holds()) state_ = save();
+  }
+  ~GilReleased() {
+    if (state_) restore_(state_);
+  }
+  GilReleased(const GilReleased&) = delete;
+  GilReleased& operator=(const GilReleased&) = delete;
+
+ private:
+  void* state_ = nullptr;
+  void (*restore_)(void*) = nullptr;
+};
+
 // token rows from which a batch is split into blocks that run on all threads at once (below: one block, the products
 // threaded by oneDNN), and the rows of one block: a few reviews, whose activations stay in a core's L2 cache
 // (by hand, batches of 64 x 128 tokens: blocks of 256-512 rows ran 1.2-1.3x the whole batch at once, 1,024 1.15x)
@@ -142,24 +166,28 @@ struct Net {
   int pooler;
   const int64_t *ids, *keep;
   const float* mask;
+  // tokens computed per review: up to its last real token where the padding is a suffix (padded rows change no real
+  // row: their softmax weight is exactly 0), else all L
+  std::vector<int64_t> len;
   const float *word, *position, *ln_w, *ln_b;
   std::vector<Layer> layers;
   Weight w1, wc;
   const float *b1, *w2, *bc;
 };
 
-// one worker's buffers for blocks of up to `rows` token rows, left uninitialised: every element is written before
-// it is read
+// one worker's buffers for blocks of up to `rows` token rows and `reviews` reviews, left uninitialised: every
+// element is written before it is read
 struct Scratch {
-  Scratch(const Net& net, int64_t reviews)
-      : x(reviews * net.L * net.H), qkx(reviews * net.L * 3 * net.H), s(reviews * net.L * net.N),
-        p(reviews * net.L * net.H), h(reviews * net.L * std::max<int64_t>({net.I, net.P, 1})),
-        a16(new uint16_t[reviews * net.L * std::max<int64_t>({net.H, net.I, net.P, 1})]), pooled(net.H),
-        rows(reviews * net.H) {}
+  Scratch(const Net& net, int64_t rows, int64_t reviews)
+      : x(rows * net.H), qkx(rows * 3 * net.H), s(rows * net.N), p(rows * net.H),
+        h(rows * std::max<int64_t>({net.I, net.P, 1})),
+        a16(new uint16_t[rows * std::max<int64_t>({net.H, net.I, net.P, 1})]), pooled(net.H),
+        rows(reviews * net.H), at(reviews + 1) {}
   Buffer x, qkx, s, p, h;
   std::unique_ptr<uint16_t[]> a16;
   std::vector<float> pooled;
   Buffer rows;
+  std::vector<int64_t> at;  // first row of each review of the block, and the end
 };
 
 // a [m, k] (row stride lda) -> out [m, k] in bfloat16, rounded to nearest even
@@ -185,21 +213,25 @@ static void Fill(float* rows, int64_t r, int64_t n, const float* bias) {
   for (int64_t i = 0; i < r; ++i) std::copy(bias, bias + n, rows + i * n);
 }
 
-// logits [nb, C] of reviews b0 .. b0 + nb; 0 or the first failed product's status
+// logits [nb, C] of reviews b0 .. b0 + nb, their rows packed one after another (net.len[b] each); 0 or the first
+// failed product's status
 static int Block(const Net& net, Scratch& sc, int64_t b0, int64_t nb, float* logits) {
-  const int64_t L = net.L, H = net.H, N = net.N, D = net.D, I = net.I, R = nb * L;
-  const int64_t* ids = net.ids + b0 * L;
-  const float* mask = net.mask + b0 * L;
+  const int64_t L = net.L, H = net.H, N = net.N, D = net.D, I = net.I;
+  int64_t* at = sc.at.data();
+  at[0] = 0;
+  for (int64_t b = 0; b < nb; ++b) at[b + 1] = at[b] + net.len[b0 + b];
+  const int64_t R = at[nb];
   float *x = sc.x.data(), *qkx = sc.qkx.data(), *s = sc.s.data(), *p = sc.p.data(), *h = sc.h.data();
   int status = 0;
   // x = LN(word[ids] + position[l])
-  for (int64_t r = 0; r < R; ++r) {
-    const float* we = net.word + ids[r] * H;
-    const float* pe = net.position + (r % L) * H;
-    float* xr = x + r * H;
+  for (int64_t b = 0; b < nb; ++b)
+    for (int64_t l = 0; l < at[b + 1] - at[b]; ++l) {
+      const float* we = net.word + net.ids[(b0 + b) * L + l] * H;
+      const float* pe = net.position + l * H;
+      float* xr = x + (at[b] + l) * H;
 #pragma omp simd
-    for (int64_t c = 0; c < H; ++c) xr[c] = we[c] + pe[c];
-  }
+      for (int64_t c = 0; c < H; ++c) xr[c] = we[c] + pe[c];
+    }
   LayerNorm(x, R, H, net.ln_w, net.ln_b, net.eps);
   for (const Layer& w : net.layers) {
     // [q | k | x Wx + bx] = x [Wq | Wk | Wx] + [bq | bk | bx]
@@ -208,26 +240,28 @@ static int Block(const Net& net, Scratch& sc, int64_t b0, int64_t nb, float* log
     // alpha = softmax_l(q wqa + mask) per head; global query = sum_l alpha q; p = k * global query
     status = status ? status : Gemm(sc, R, N, H, qkx, 3 * H, {w.wqa, nullptr}, 0.f, s, N);
     for (int64_t b = 0; b < nb; ++b) {
-      const float* qb = qkx + b * L * 3 * H;
-      float* sb = s + b * L * N;
-      SoftmaxOverSequence(sb, mask + b * L, L, N);
-      PoolHeads(sb, qb, 3 * H, L, N, D, sc.pooled.data());
-      float* pb = p + b * L * H;
+      const int64_t len = at[b + 1] - at[b];
+      const float* qb = qkx + at[b] * 3 * H;
+      float* sb = s + at[b] * N;
+      SoftmaxOverSequence(sb, net.mask + (b0 + b) * L, len, N);
+      PoolHeads(sb, qb, 3 * H, len, N, D, sc.pooled.data());
+      float* pb = p + at[b] * H;
       const float* g = sc.pooled.data();
-      for (int64_t l = 0; l < L; ++l)
+      for (int64_t l = 0; l < len; ++l)
 #pragma omp simd
         for (int64_t c = 0; c < H; ++c) pb[l * H + c] = qb[l * 3 * H + H + c] * g[c];
     }
     // beta = softmax_l(p wka + mask); global key = sum_l beta p; u = global key * q (values = queries)
     status = status ? status : Gemm(sc, R, N, H, p, H, {w.wka, nullptr}, 0.f, s, N);
     for (int64_t b = 0; b < nb; ++b) {
-      const float* qb = qkx + b * L * 3 * H;
-      float* sb = s + b * L * N;
-      float* pb = p + b * L * H;
-      SoftmaxOverSequence(sb, mask + b * L, L, N);
-      PoolHeads(sb, pb, H, L, N, D, sc.pooled.data());
+      const int64_t len = at[b + 1] - at[b];
+      const float* qb = qkx + at[b] * 3 * H;
+      float* sb = s + at[b] * N;
+      float* pb = p + at[b] * H;
+      SoftmaxOverSequence(sb, net.mask + (b0 + b) * L, len, N);
+      PoolHeads(sb, pb, H, len, N, D, sc.pooled.data());
       const float* g = sc.pooled.data();
-      for (int64_t l = 0; l < L; ++l)
+      for (int64_t l = 0; l < len; ++l)
 #pragma omp simd
         for (int64_t c = 0; c < H; ++c) pb[l * H + c] = g[c] * qb[l * 3 * H + c];
     }
@@ -251,20 +285,21 @@ static int Block(const Net& net, Scratch& sc, int64_t b0, int64_t nb, float* log
     Tanh(z, R * net.P);
     status = status ? status : Gemm(sc, R, 1, net.P, z, net.P, {net.w2, nullptr}, 0.f, s, 1);
     for (int64_t b = 0; b < nb; ++b) {
-      SoftmaxOverSequence(s + b * L, mask + b * L, L, 1);
-      PoolHeads(s + b * L, x + b * L * H, H, L, 1, H, rows + b * H);
+      SoftmaxOverSequence(s + at[b], net.mask + (b0 + b) * L, at[b + 1] - at[b], 1);
+      PoolHeads(s + at[b], x + at[b] * H, H, at[b + 1] - at[b], 1, H, rows + b * H);
     }
   } else if (net.pooler == 1) {
     std::vector<float> weight(L);
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t* keep = net.keep + (b0 + b) * L;
+      const int64_t len = at[b + 1] - at[b];
       float count = 0.f;
-      for (int64_t l = 0; l < L; ++l) count += keep[l] ? 1.f : 0.f;
-      for (int64_t l = 0; l < L; ++l) weight[l] = (keep[l] ? 1.f : 0.f) / std::max(count, 1.f);
-      PoolHeads(weight.data(), x + b * L * H, H, L, 1, H, rows + b * H);
+      for (int64_t l = 0; l < len; ++l) count += keep[l] ? 1.f : 0.f;
+      for (int64_t l = 0; l < len; ++l) weight[l] = (keep[l] ? 1.f : 0.f) / std::max(count, 1.f);
+      PoolHeads(weight.data(), x + at[b] * H, H, len, 1, H, rows + b * H);
     }
   } else {
-    for (int64_t b = 0; b < nb; ++b) std::copy(x + b * L * H, x + b * L * H + H, rows + b * H);
+    for (int64_t b = 0; b < nb; ++b) std::copy(x + at[b] * H, x + at[b] * H + H, rows + b * H);
   }
   Fill(logits, nb, net.C, net.bc);
   return status ? status : Gemm(sc, nb, net.C, H, rows, H, net.wc, 1.f, logits, net.C);
@@ -319,33 +354,53 @@ std::vector<paddle::Tensor> ClassifierForward(const paddle::Tensor& input_ids, c
   net.C = head[at].shape()[1];
   auto logits = paddle::empty({B, net.C}, paddle::DataType::FLOAT32, input_ids.place());
   float* out = logits.data<float>();
-  // large batches: blocks of reviews on every thread at once, each block's rows kept in the core's cache from the
-  // embedding to the logits, its products on that thread alone; small ones: one block, products on every thread
-  const int threads = Threads();
-  const int64_t per_block = std::max<int64_t>(1, kBlockRows / L), blocks = (B + per_block - 1) / per_block;
-  int status = 0;
-  if (threads == 1 || B * L < kParallelRows || blocks < 2) {
-    Scratch sc(net, B);
-    status = Block(net, sc, 0, B, out);
-  } else {
-    const int workers = static_cast<int>(std::min<int64_t>(threads, blocks));
-    std::atomic<int64_t> next{0};
-    std::vector<int> failed(workers, 0);
-    auto work = [&](int worker) {
-      SetThreads(1);
-      Scratch sc(net, per_block);
-      for (int64_t b; !failed[worker] && (b = next++) < blocks;)
-        failed[worker] = Block(net, sc, b * per_block, std::min(per_block, B - b * per_block), out + b * per_block * net.C);
-    };
-    std::vector<std::thread> pool;
-    for (int worker = 1; worker < workers; ++worker) pool.emplace_back(work, worker);
-    work(0);
-    SetThreads(threads);
-    for (auto& t : pool) t.join();
-    for (int f : failed) status = status ? status : f;
+  // rows to compute per review: padding after the last real token is skipped (a mask with holes, or none, keeps all)
+  net.len.assign(B, L);
+  int64_t total = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t* keep = net.keep + b * L;
+    int64_t real = 0, last = -1;
+    for (int64_t l = 0; l < L; ++l)
+      if (keep[l]) ++real, last = l;
+    if (real > 0 && real == last + 1) net.len[b] = real;
+    total += net.len[b];
   }
-  PD_CHECK(status == 0, "fastformer_classifier_infer: oneDNN's matrix product failed (status ", status,
-           "); a bf16 program needs a CPU with AVX-512");
+  // large batches: blocks of a few reviews (up to kBlockRows rows) on every thread at once, each block's rows kept
+  // in the core's cache from the embedding to the logits, its products on that thread alone; small ones: one block,
+  // products on every thread
+  std::vector<int64_t> starts{0};
+  for (int64_t b = 0, rows = 0; b < B; ++b) {
+    if (rows > 0 && rows + net.len[b] > kBlockRows) starts.push_back(b), rows = 0;
+    rows += net.len[b];
+  }
+  starts.push_back(B);
+  const int64_t blocks = static_cast<int64_t>(starts.size()) - 1;
+  const int threads = Threads();
+  int status = 0;
+  {
+    GilReleased unlocked;
+    if (threads == 1 || total < kParallelRows || blocks < 2) {
+      Scratch sc(net, total, B);
+      status = Block(net, sc, 0, B, out);
+    } else {
+      const int workers = static_cast<int>(std::min<int64_t>(threads, blocks));
+      std::atomic<int64_t> next{0};
+      std::vector<int> failed(workers, 0);
+      auto work = [&](int worker) {
+        SetThreads(1);
+        Scratch sc(net, std::max(kBlockRows, L), std::min(kBlockRows, B));
+        for (int64_t k; !failed[worker] && (k = next++) < blocks;)
+          failed[worker] = Block(net, sc, starts[k], starts[k + 1] - starts[k], out + starts[k] * net.C);
+      };
+      std::vector<std::thread> pool;
+      for (int worker = 1; worker < workers; ++worker) pool.emplace_back(work, worker);
+      work(0);
+      SetThreads(threads);
+      for (auto& t : pool) t.join();
+      for (int f : failed) status = status ? status : f;
+    }
+  }
+  PD_CHECK(status == 0, "fastformer_classifier_infer: oneDNN's matrix product failed (status ", status, ")");
   return {logits};
 }
 

@@ -31,7 +31,7 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        "Inference, its fused operator, or ONNX Runtime where installed), and for batches of up to 4 "
                        "texts the one fastest on single texts; dynamic for a trained model folder; paddle (or "
                        "inference): Paddle Inference; fused: Paddle Inference on the export's one-operator program "
-                       "(model.fused.json, fp32); onnxruntime: the export's model.onnx (optional package)")
+                       "(model.fused.json; model.fused.bf16.json in bf16); onnxruntime: the export's model.onnx (optional package)")
     group.add_argument("--device", choices=DEVICES, default="cpu")
     group.add_argument("--num_threads", type=_positive_int, default=None, help="CPU threads (default: every core)")
     group.add_argument("--batch_size", type=_positive_int, default=64,
@@ -44,7 +44,8 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     group.add_argument("--precision", type=precision_arg, default="auto", metavar="{auto,fp32,bf16,int8}",
                        help="auto: bf16 where the CPU has avx512_bf16/AMX and the export passed the quality gate "
                        "against fp32 on the dev split, else fp32 (with --backend auto also ONNX Runtime int8 where "
-                       "the CPU has VNNI, it passed and ran faster); bf16: the same, with a warning when it falls "
+                       "the CPU has VNNI, it passed and ran faster; for the fused operator its bf16 program, "
+                       "likewise); bf16: the same, with a warning when it falls "
                        "back; int8: ONNX Runtime's model.int8.onnx, gated likewise (Paddle 3.3 Inference has no CPU "
                        "int8 path for this model); fp32")
     group.add_argument("--precision_data", default=None,

@@ -3,8 +3,11 @@ beside the regular graph as model.fused.json and run by Paddle Inference (`--bac
 measured faster on this CPU; docs/inference_speed.md, "Fused operator").
 
 Paddle Inference pays a fixed cost per operator that dominates small batches (60 operators per forward); one operator
-whose matrix products go to oneDNN's sgemm removes it. The operator is built with the machine's C++ compiler on first
-use (`extensions`); where it cannot be built the export has no fused program and the regular graph runs.
+whose matrix products go to oneDNN's sgemm removes it, and large batches run in blocks of a few reviews per thread
+whose activations stay in cache. The export also writes the same program with the large products' weights in bfloat16
+(model.fused.bf16.json), for CPUs with bf16 and held to the quality gate like Paddle Inference's bf16. The operator is
+built with the machine's C++ compiler on first use (`extensions`); where it cannot be built the export has no fused
+program and the regular graph runs.
 """
 
 from __future__ import annotations

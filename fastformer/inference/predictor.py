@@ -293,15 +293,19 @@ class Predictor:
     def _logits(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Logits [N, C] of id lists, batched by length (sorted, split by `length_groups`), in input order. Batches
         are padded to few shapes (lengths: a multiple of PAD_MULTIPLE; rows: `bucket_rows`, copies of the last text,
-        their logits dropped)."""
+        their logits dropped), except for a runner that skips padding (the fused operator): runs of `batch_size`."""
         out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         pad_id = self.tokenizer.pad_token_id
-        for start, stop in length_groups([len(ids[i]) for i in order], self.batch_size):
+        unpadded = getattr(self._runner, "skips_padding", False)
+        groups = ([(start, min(start + self.batch_size, len(ids))) for start in range(0, len(ids), self.batch_size)]
+                  if unpadded else length_groups([len(ids[i]) for i in order], self.batch_size))
+        for start, stop in groups:
             rows = order[start:stop]
             batch = [ids[i] for i in rows]
-            batch += batch[-1:] * (bucket_rows(len(batch), self.batch_size) - len(batch))
-            input_ids, attention_mask = pad_batch(batch, pad_id, PAD_MULTIPLE)
+            if not unpadded:
+                batch += batch[-1:] * (bucket_rows(len(batch), self.batch_size) - len(batch))
+            input_ids, attention_mask = pad_batch(batch, pad_id, 1 if unpadded else PAD_MULTIPLE)
             small = self._small_runner is not None and len(batch) <= SMALL_BATCH_ROWS
             with self._lock:
                 logits = (self._small_runner if small else self._runner).run(input_ids, attention_mask)

@@ -81,6 +81,8 @@ class InferenceRunner:
         self.device = device
         self.enable_mkldnn = bool(enable_mkldnn and device == "cpu")
         self.precision = precision if self.enable_mkldnn or fused else "fp32"  # fused: its program's precision
+        # the fused operator computes no padding after a text's last token: one pass per batch, no shapes to bucket
+        self.skips_padding = bool(fused)
         try:
             self._predictor = inference.create_predictor(config)
         except (RuntimeError, ValueError, OSError) as exc:  # Paddle's many-line message: its first line

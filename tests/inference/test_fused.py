@@ -46,6 +46,23 @@ def test_the_fused_operator_computes_the_models_logits(name):
         np.testing.assert_allclose(_logits(graph, input_ids, attention_mask), expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["paper", "mean_pooler"])
+def test_masks_other_than_padding_at_the_end_are_computed_in_full(name):
+    # padding after the last real token is skipped; a mask with leading zeros, a hole or no real token is not
+    model, tokenizer = _model(seed=3, **ACCEPTED[name])
+    folded = export_graph(model)
+    graph = fused.FusedClassifier(folded)
+    input_ids, attention_mask = pad_batch(encode_texts(tokenizer, TEXTS, 40), tokenizer.pad_token_id, 8)
+    assert attention_mask[1].sum() > 3 and attention_mask[3].all()
+    mask = attention_mask.copy()
+    mask[0] = 0  # no real token: the exported graph's arithmetic (the model's pooling weights would all be 0)
+    mask[1, :2] = 0
+    mask[3, 5] = 0
+    got = _logits(graph, input_ids, mask)
+    np.testing.assert_allclose(got, _logits(folded, input_ids, mask), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got[1:], _logits(LogitsModel(model), input_ids, mask)[1:], rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["mean_pooler_value_projection", "first_token_relu_shared"])
 def test_models_the_operator_does_not_compute_are_refused_with_the_reason(name):
     model, _ = _model(seed=3, **CONFIGS[name])
