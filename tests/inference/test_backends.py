@@ -101,7 +101,7 @@ def ort(built, tmp_path, monkeypatch):
             at_batch, single = state.speedup_fused, state.speedup_fused_single
         else:
             at_batch = single = state.speedup_int8 if candidate.precision == "int8" else state.speedup
-        return ref, cand, dict(speed, speedup=at_batch, speedup_batch_1=single)
+        return ref, cand, dict(speed, speedup=at_batch, speedup_dev_split=at_batch, speedup_batch_1=single)
 
     monkeypatch.setattr(quality_gate, "_predict_paired", timed)
     monkeypatch.setattr(quality_gate, "SETTLE_S", 0.0)
@@ -300,3 +300,9 @@ def test_a_changed_model_onnx_is_refused(onnx_export, tmp_path):
         f.write(b"\0")
     with pytest.raises(ValueError, match="SHA-256"):
         load_predictor(str(damaged), backend="onnxruntime", quality_gate=False)
+
+
+def test_auto_weighs_full_batches_and_the_dev_split_as_it_comes():
+    # the geometric mean: 4x on full batches but 1x on the mixed-length split counts as 2x
+    assert loader.batch_speed({"speedup": 4.0, "speedup_dev_split": 1.0}) == 2.0
+    assert loader.batch_speed({"speedup": 1.5}) == 1.5  # a record without the split's speed
