@@ -21,7 +21,8 @@ the reason. The JSON records the CPU model, its flags and what Paddle's oneDNN b
 
     python -m benchmarks.bench_inference --output benchmarks/results/inference_cpu.json      # ~3 min
     python -m benchmarks.bench_inference --model_dir MODEL_DIR --dev_file DEV_FILE --cases default,default_paddle,\
-        inference_onednn,inference_bf16,onnxruntime,torch --output benchmarks/results/inference_speed_cpu.json
+        inference_onednn,inference_bf16,fused,fused_bf16,onnxruntime,onnxruntime_int8,torch --rounds 3 \
+        --batch_sizes 1,4,8,64 --output benchmarks/results/inference_speed_cpu.json
     python -m benchmarks.bench_inference ... --isa avx2 --output benchmarks/results/inference_speed_avx2.json
 
 On a machine other processes share the figures are noisy: `load_average_1_5_15min` in the JSON says how busy it was;
