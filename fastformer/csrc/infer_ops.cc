@@ -365,9 +365,9 @@ std::vector<paddle::Tensor> ClassifierForward(const paddle::Tensor& input_ids, c
     if (real > 0 && real == last + 1) net.len[b] = real;
     total += net.len[b];
   }
-  // large batches: blocks of a few reviews (up to kBlockRows rows) on every thread at once, each block's rows kept
-  // in the core's cache from the embedding to the logits, its products on that thread alone; small ones: one block,
-  // products on every thread
+  // large batches: blocks of a few reviews (up to kBlockRows rows) on every thread at once (or one after another on
+  // one thread), each block's rows kept in the core's cache from the embedding to the logits, its products on that
+  // thread alone; small ones: one block, products on every thread
   std::vector<int64_t> starts{0};
   for (int64_t b = 0, rows = 0; b < B; ++b) {
     if (rows > 0 && rows + net.len[b] > kBlockRows) starts.push_back(b), rows = 0;
@@ -379,7 +379,7 @@ std::vector<paddle::Tensor> ClassifierForward(const paddle::Tensor& input_ids, c
   int status = 0;
   {
     GilReleased unlocked;
-    if (threads == 1 || total < kParallelRows || blocks < 2) {
+    if (total < kParallelRows || blocks < 2) {
       Scratch sc(net, total, B);
       status = Block(net, sc, 0, B, out);
     } else {
