@@ -11,7 +11,7 @@ from ..fileio import CHECKSUMS_FILE, check_checksums
 from ..folder_files import MODEL_FILES, PICKLE_WEIGHTS_FILE, WEIGHTS_FILE
 
 __all__ = ["SHIPPED_MODEL_DIR", "shipped_model_dir", "MANIFEST_FILE", "MODEL_PREFIX", "ONNX_FILE", "INPUT_NAMES",
-           "BACKENDS", "read_manifest", "find_model_files", "model_folder_marker", "detect_backend",
+           "BACKENDS", "read_manifest", "find_model_files", "fused_program", "model_folder_marker", "detect_backend",
            "check_manifest_checksums"]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,18 @@ def find_model_files(path: str, manifest: Optional[dict] = None) -> Tuple[str, s
         if os.path.isfile(os.path.join(path, MODEL_PREFIX + ext)):
             return MODEL_PREFIX + ext, MODEL_PREFIX + ".pdiparams"
     return MODEL_PREFIX + ".json", MODEL_PREFIX + ".pdiparams"
+
+
+def fused_program(manifest: Optional[dict], precision: str = "fp32") -> Tuple[Optional[dict], str]:
+    """(the manifest's record of the export's fused program, "") where the export wrote it (precision bf16: its bf16
+    program, "fused" -> "bf16"), else (None, why not)."""
+    record = (manifest or {}).get("fused") or {}
+    if record.get("status") == "ok" and precision == "bf16":
+        record = record.get("bf16") or {"reason": "an export made before the fused bf16 program existed: export the "
+                                                  "model again"}
+    if record.get("status") == "ok":
+        return record, ""
+    return None, record.get("reason") or "an export made before the fused operator existed: export the model again"
 
 
 def model_folder_marker(folder: str) -> Optional[str]:

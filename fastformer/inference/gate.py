@@ -14,7 +14,7 @@ from ..fileio import write_json
 from ..metrics import classification_metrics
 from ..splits import read_split
 from . import precision as precisions
-from .folders import MANIFEST_FILE, ONNX_FILE, read_manifest
+from .folders import MANIFEST_FILE, ONNX_FILE, fused_program, read_manifest
 from .predictor import Predictor
 from .quantize import INT8_FILE, int8_cpu
 from .runners import onnxruntime_missing
@@ -101,12 +101,9 @@ def candidate_support(candidate: str, model_dir: str, features: Optional[dict] =
     if candidate in ("fused", "fused-bf16"):
         from .fused import fused_unavailable
 
-        record = (read_manifest(model_dir) or {}).get("fused") or {}
-        if record.get("status") == "ok" and candidate == "fused-bf16":
-            record = record.get("bf16") or {}
-        if record.get("status") != "ok":
-            return False, (f"the export has no fused {CANDIDATES[candidate][1]} program "
-                           f"({record.get('reason') or 'exported before it existed'})")
+        record, why = fused_program(read_manifest(model_dir), CANDIDATES[candidate][1])
+        if record is None:
+            return False, f"the export has no fused {CANDIDATES[candidate][1]} program ({why})"
         why = fused_unavailable()
         if why:
             return False, why

@@ -117,18 +117,20 @@ def choose_precision(
         return fallback(why, explicit)
     if not quality_gate:
         return candidate, f"{candidate} without the quality gate (not checked against fp32)"
-    record = ((manifest or {}).get(GATE_KEY) or {}).get(candidate) or {}
-    if record.get("status") not in ("passed", "failed"):  # never checked, or checked where the CPU lacked it
-        record = run_quality_gate(model_dir, candidate, data_file, when="first use", features=features,
-                                  **predictor_kwargs)
-        if manifest is not None:
-            manifest.setdefault(GATE_KEY, {})[candidate] = record
-    if record["status"] == "passed":
-        return candidate, f"{candidate}: quality gate passed at {record.get('checked_at')} ({figures(record)})"
-    if record["status"] == "failed":
-        return fallback(f"quality gate failed at {record.get('checked_at')}: {figures(record)}", True)
-    return fallback(f"the quality gate could not run: {record.get('reason')}", explicit)
+    status, words = _gate_verdict(candidate, model_dir, manifest, data_file, features, **predictor_kwargs)
+    return (candidate, words) if status == "passed" else fallback(words, explicit or status == "failed")
 
+
+def _gate_verdict(candidate: str, model_dir: str, manifest: Optional[dict], data_file: Optional[str], features: dict,
+                  **predictor_kwargs) -> Tuple[str, str]:
+    """(status, words) of `candidate`'s quality gate on this export, run where it never ran (or ran where the CPU
+    lacked the candidate): "passed" and the note to run it under, else "failed" or "not checked" and why not."""
+    record = _gate_record(candidate, model_dir, manifest, data_file, features, False, **predictor_kwargs)
+    if record["status"] == "passed":
+        return "passed", f"{candidate}: quality gate passed at {record.get('checked_at')} ({figures(record)})"
+    if record["status"] == "failed":
+        return "failed", f"quality gate failed at {record.get('checked_at')}: {figures(record)}"
+    return record["status"], f"the quality gate could not run: {record.get('reason')}"
 
 
 def _gate_record(candidate: str, model_dir: str, manifest: Optional[dict], data_file: Optional[str],
@@ -221,10 +223,10 @@ def _choose_fused(precision: str, model_dir: str, manifest: Optional[dict], data
     if supported and not quality_gate:
         return "fused", "bf16", "fused bf16 without the quality gate (not checked against fp32)"
     if supported:
-        record = _gate_record("fused-bf16", model_dir, manifest, data_file, features, False, **predictor_kwargs)
-        if record.get("status") == "passed":
-            return "fused", "bf16", f"fused-bf16: quality gate passed at {record.get('checked_at')} ({figures(record)})"
-        why, warn = f"quality gate {describe_record(record)}", warn or record.get("status") == "failed"
+        status, why = _gate_verdict("fused-bf16", model_dir, manifest, data_file, features, **predictor_kwargs)
+        if status == "passed":
+            return "fused", "bf16", why
+        warn = warn or status == "failed"
     if warn:
         warnings.warn(f"fastformer: fused bf16 not used, running the fused program in fp32: {why}",
                       precisions.PrecisionWarning, stacklevel=4)
@@ -246,8 +248,9 @@ def _passed(candidate: str, model_dir: str, manifest: Optional[dict], data_file:
     if record.get("status") != "passed":
         return []
     backend, precision = CANDIDATES[candidate]
-    return [(batch_speed(record), float(record.get("speedup_batch_1", record["speedup"])), backend, precision,
-             f"{candidate}: {batch_speed(record):.2f}x Paddle Inference fp32 on this CPU, quality gate passed "
+    speed = batch_speed(record)
+    return [(speed, float(record.get("speedup_batch_1", record["speedup"])), backend, precision,
+             f"{candidate}: {speed:.2f}x Paddle Inference fp32 on this CPU, quality gate passed "
              f"({figures(record)})")]
 
 

@@ -19,7 +19,7 @@ from ..labels import is_rating_model, label_to_stars
 from ..model_folder import check_model_dir, load_model_dir, load_tokenizer, paddlenlp_warnings_only
 from ..weight_files import check_export_files
 from .folders import (BACKENDS, MANIFEST_FILE, MODEL_PREFIX, ONNX_FILE, check_manifest_checksums, detect_backend,
-                      find_model_files, read_manifest)
+                      find_model_files, fused_program, read_manifest)
 from .runners import DynamicRunner, InferenceRunner, OrtRunner, check_device
 
 __all__ = ["Predictor", "NonFiniteOutputError", "FIXED_PRECISIONS", "PAD_MULTIPLE", "SMALL_BATCH_ROWS", "bucket_rows",
@@ -116,12 +116,8 @@ def check_fused_files(model_dir: str, manifest: Optional[dict], precision: str =
     SHA-256 its manifest records; ValueError saying why there is none."""
     from ..fileio import check_checksums
 
-    record = (manifest or {}).get("fused") or {}
-    if record.get("status") == "ok" and precision == "bf16":
-        record = record.get("bf16") or {"reason": "an export made before the fused bf16 program existed: export the "
-                                                  "model again"}
-    if record.get("status") != "ok":
-        why = record.get("reason") or "an export made before the fused operator existed: export the model again"
+    record, why = fused_program(manifest, precision)
+    if record is None:
         raise ValueError(f"{model_dir!r} has no fused{' bf16' if precision == 'bf16' else ''} program for the fused "
                          f"backend ({why})")
     files = (os.path.basename(record["model_file"]), os.path.basename(record["params_file"]))
