@@ -590,7 +590,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"truncated to {predictor.max_length} tokens, {counts['unknown']} mostly unknown words "
           f"({predictor.backend} backend{', oneDNN' if predictor.enable_mkldnn else ''}, {predictor.precision}, "
           f"{predictor.device}" + (f"; batches of up to {small['max_rows']}: {small['backend']} backend, "
-                                   f"{small['precision']}" if small else "") + ")" + (f"; wrote {printable(args.output)}" if to_file else "")
+                                   f"{small['precision']}" if small else "") + ")"
+          + (f"; wrote {printable(args.output)}" if to_file else "")
           + (f"; wrote {printable(args.explain_html)}" if args.explain_html else ""), file=sys.stderr)
     return 1 if counts["errors"] else 0  # every good result is written above; failed inputs make the status 1
 

@@ -19,10 +19,10 @@ given: it loads Swagger UI from a third-party CDN into the browser; /openapi.jso
 
 Concurrent requests are batched (`fastformer.inference.batching.RequestBatcher`): the requests waiting while a forward pass
 runs go into the next one together, up to --max_batch_texts texts (default: --batch_size), waiting at most
---batch_wait_ms for more to arrive; every request still gets exactly its own answers. A forward pass holds the GIL,
-so the next one starts once the answers of the last are written (at most 50 ms later). More than --max_queue_texts
-waiting texts: 503. `--max_batch_texts 1` serves one request per forward pass. --precision picks fp32 or bf16
-(`fastformer.inference.precision`).
+--batch_wait_ms for more to arrive; every request still gets exactly its own answers. A forward pass of Paddle
+Inference's graph holds the GIL, so the next one starts once the answers of the last are written (at most 50 ms
+later). More than --max_queue_texts waiting texts: 503. `--max_batch_texts 1` serves one request per forward
+pass. --precision picks fp32 or bf16 (`fastformer.inference.precision`).
 
 Slow clients are bounded (`fastformer.inference.server_limits`): at most --max_connections open connections (lowered to what
 the open-files limit allows; one more closes the one that has waited longest for its request headers), request
@@ -131,8 +131,9 @@ def _json_bytes(content) -> bytes:
 
 def _wait_delivered(futures) -> None:
     """The batcher's `after_batch`: wait (at most DELIVERY_WAIT_S) until the answers of these futures are sent. A
-    forward pass holds the GIL, so the next one, started at once, would stop the event loop in the middle of sending
-    them. Requests that failed get their answer from an exception handler and are not waited for."""
+    forward pass of Paddle Inference's graph holds the GIL (the fused operator lets go of it), so the next one,
+    started at once, would stop the event loop in the middle of sending them. Requests that failed get their answer
+    from an exception handler and are not waited for."""
     deadline = time.monotonic() + DELIVERY_WAIT_S
     for future in futures:
         sent = getattr(future, "sent", None)

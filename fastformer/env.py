@@ -2,9 +2,10 @@
 "Start-up").
 
 Importing this module sets MKL_DEBUG_CPU_TYPE=5 (MKL's fast path on AMD CPUs, about 3x on sgemm), GLOG_minloglevel=1
-(Paddle's C++ INFO lines; its warnings still show) and quiets three messages of other packages that say nothing about the run (each matched by its text and the module that issues it,
-so every other warning still shows); `fastformer` imports it. `set_training_threads()` (run by
-`fastformer.training`) sets the CPU thread counts of a training process. A value the user set is kept.
+(Paddle's C++ INFO lines; its warnings still show) and quiets three messages of other packages that say nothing
+about the run (each matched by its text and the module that issues it, so every other warning still shows);
+`fastformer` imports it. `set_training_threads()` (run by `fastformer.training`) sets the CPU thread counts of a
+training process. A value the user set is kept.
 `keep_freed_memory()` (run by Paddle Inference runners) keeps glibc from handing activation memory back to the
 system after every forward pass (docs/inference_speed.md, "Memory").
 """

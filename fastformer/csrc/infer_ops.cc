@@ -32,7 +32,6 @@ extern "C" int dnnl_gemm_bf16bf16f32(char transa, char transb, int64_t M, int64_
 struct Buffer {
   explicit Buffer(int64_t n) : ptr(new float[n]) {}
   float* data() { return ptr.get(); }
-  float& operator[](int64_t i) { return ptr[i]; }
   std::unique_ptr<float[]> ptr;
 };
 

@@ -31,7 +31,8 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        "Inference, its fused operator, or ONNX Runtime where installed), and for batches of up to 4 "
                        "texts the one fastest on single texts; dynamic for a trained model folder; paddle (or "
                        "inference): Paddle Inference; fused: Paddle Inference on the export's one-operator program "
-                       "(model.fused.json; model.fused.bf16.json in bf16); onnxruntime: the export's model.onnx (optional package)")
+                       "(model.fused.json; model.fused.bf16.json in bf16); onnxruntime: the export's model.onnx "
+                       "(optional package)")
     group.add_argument("--device", choices=DEVICES, default="cpu")
     group.add_argument("--num_threads", type=_positive_int, default=None, help="CPU threads (default: every core)")
     group.add_argument("--batch_size", type=_positive_int, default=64,

@@ -25,8 +25,8 @@ class RequestBatcher:
     """Gathers concurrent requests into joint calls of `predict_fn(texts) -> list of one result per text`.
 
     `after_batch(futures)`, when given, runs in the worker thread once a batch's futures are resolved and before the
-    next batch is taken (serve.py waits there until the event loop has sent those answers: a forward pass holds the
-    GIL and would hold them back); its exceptions are ignored."""
+    next batch is taken (serve.py waits there until the event loop has sent those answers: a forward pass of Paddle
+    Inference's graph holds the GIL and would hold them back); its exceptions are ignored."""
 
     def __init__(self, predict_fn: Callable[[List[str]], Sequence], max_batch_texts: int = 64,
                  max_wait_s: float = 0.002, max_queue_texts: int = 4096,

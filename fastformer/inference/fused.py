@@ -22,7 +22,8 @@ from ..cpu_layers import GELU
 from ..modeling import MASK_VALUE
 from .graph import FoldedClassifier, _Weights
 
-__all__ = ["FUSED_PREFIX", "FUSED_BF16_PREFIX", "BF16_WEIGHTS", "SOURCES", "load_fused_ops", "fused_unavailable", "fusable", "FusedClassifier"]
+__all__ = ["FUSED_PREFIX", "FUSED_BF16_PREFIX", "BF16_WEIGHTS", "SOURCES", "load_fused_ops", "fused_unavailable",
+           "fusable", "FusedClassifier"]
 
 FUSED_PREFIX = "model.fused"  # model.fused.json + model.fused.pdiparams in an export folder
 FUSED_BF16_PREFIX = "model.fused.bf16"  # the same with its matrix-product weights in bfloat16

@@ -177,8 +177,8 @@ def run_quality_gate(model_dir: str, candidate: str = "bf16", data_file: Optiona
     The record has "status": "passed", "failed" or "not checked" (with a "reason": the machine lacks the candidate, no
     dev split); the checked ones carry `compare_predictions`'s figures and both predictors' speed on the split
     ("speedup": the median over alternating turns of fp32 seconds / candidate seconds on full batches of the longest
-    reviews; "speedup_batch_1": the same on single reviews; "speedup_dev_split": over the split's chunks). `predictor_kwargs`
-    (num_threads, batch_size, max_length) go to both predictors.
+    reviews; "speedup_batch_1": the same on single reviews; "speedup_dev_split": over the split's chunks).
+    `predictor_kwargs` (num_threads, batch_size, max_length) go to both predictors.
     """
     import paddle
 
